@@ -1,0 +1,199 @@
+"""The `chatwax` command: up, dataflow, ask.
+
+Settings come from the environment (see the README's table); flags only say what to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from chatwax import protocol
+from chatwax.errors import ChatwaxError, ConfigError
+from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent
+from chatwax.settings import Settings
+
+log = logging.getLogger("chatwax")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# -- chatwax up ---------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from chatwax.stack import Stack, StackOptions
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+    opts = StackOptions(
+        processes=args.processes, workers=args.workers, ui=not args.no_ui,
+        data_dir=Path(args.data_dir), nats_port=args.nats_port,
+        nats_monitor_port=args.nats_monitor_port, cluster_port=args.cluster_port,
+        metrics_port=args.metrics_port, ui_port=args.ui_port,
+        snapshot_interval=args.snapshot_interval,
+    )
+    if not settings.llm_configured:
+        print("chatwax: no LLM configured (OPENAI_API_KEY / OPENAI_BASE_URL unset); "
+              "prompts will get an error reply saying how to set one up", file=sys.stderr)
+    stack = Stack(opts)
+    try:
+        stack.start()
+    except (ConfigError, RuntimeError) as exc:
+        print(f"chatwax: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    except KeyboardInterrupt:
+        stack.stop()
+        return 0
+    print(stack.describe(), flush=True)
+    return stack.supervise()
+
+
+# -- chatwax dataflow ---------------------------------------------------------------
+
+
+def cmd_dataflow(args: argparse.Namespace) -> int:
+    """Run one bytewax process of the cluster, as a pod does (bytewax's env decides)."""
+    from bytewax._bytewax import cli_main
+    from bytewax.recovery import RecoveryConfig
+
+    from chatwax import compat
+    from chatwax.cluster import RunSpec, prepare_recovery
+    from chatwax.flow import build_flow
+    from chatwax.nats_io import NatsLink
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+    spec = RunSpec.from_env(os.environ)
+    log.info("dataflow process %s of %d, %d worker(s); settings %s",
+             spec.process_id or 0, spec.process_count, spec.workers_per_process,
+             settings.redacted())
+    prepare_recovery(spec)
+    link = NatsLink.get(settings)
+    compat.start(link, settings.compat_subject, settings.max_prompt_chars,
+                 timeout=settings.llm_timeout_s + settings.retry_max_time_s + 30)
+    recovery = (RecoveryConfig(spec.recovery_dir, spec.backup_interval)
+                if spec.recovery_dir else None)
+    cli_main(
+        build_flow(settings, recovery=recovery is not None),
+        workers_per_process=spec.workers_per_process,
+        process_id=spec.process_id,
+        addresses=spec.addresses,
+        epoch_interval=spec.snapshot_interval,
+        recovery_config=recovery,
+    )
+    return 0
+
+
+# -- chatwax ask --------------------------------------------------------------------
+
+
+async def _ask(settings: Settings, user: str, conversation: str, text: str,
+               timeout: float) -> int:
+    from chatwax.client import ChatClient
+
+    client = await ChatClient.connect(settings, name="chatwax-ask")
+    shown = 0
+    try:
+        events = client.ask(user, conversation, text, timeout=timeout)
+        async for event in events:
+            if isinstance(event, ChunkEvent):
+                if event.index == 0 and shown:
+                    sys.stdout.write("\n[retrying]\n")
+                sys.stdout.write(event.delta)
+                sys.stdout.flush()
+                shown += 1
+            elif isinstance(event, FinalEvent):
+                if not shown:
+                    sys.stdout.write(event.text)
+                sys.stdout.write("\n")
+                u = event.usage
+                print(f"[{event.model} · turn {event.turn} · {u.input_tokens} in / "
+                      f"{u.output_tokens} out tokens · {event.latency_ms:.0f} ms]",
+                      file=sys.stderr)
+                return 0
+            elif isinstance(event, ErrorEvent):
+                if shown:
+                    sys.stdout.write("\n")
+                print(f"chatwax: error ({event.code.value}): {event.message}", file=sys.stderr)
+                return 1
+    finally:
+        await events.aclose()
+        await client.close()
+    return 1
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    conversation = args.conversation or f"{args.user}-cli"
+    try:
+        return asyncio.run(_ask(settings, args.user, conversation, " ".join(args.text),
+                                args.timeout))
+    except ChatwaxError as exc:
+        print(f"chatwax: error ({exc.code.value}): {exc.message}", file=sys.stderr)
+        return 2 if exc.code.value == "llm_timeout" else 1
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatwax",
+        description="A stateful chatbot platform on NATS JetStream and Bytewax. "
+        "Settings come from environment variables (NATS_URL, OPENAI_API_KEY, "
+        "OPENAI_BASE_URL, CHATWAX_MODEL, ...; see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start NATS, the dataflow cluster and the frontend locally")
+    up.add_argument("--processes", type=int, default=2, help="bytewax processes (default 2)")
+    up.add_argument("--workers", type=int, default=1, help="workers per process (default 1)")
+    up.add_argument("--no-ui", action="store_true", help="do not start the Streamlit frontend")
+    up.add_argument("--data-dir", default=".chatwax",
+                    help="JetStream and recovery data (default .chatwax)")
+    up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--nats-monitor-port", type=int, default=8222)
+    up.add_argument("--cluster-port", type=int, default=2101,
+                    help="first bytewax process port; process i uses this + i")
+    up.add_argument("--metrics-port", type=int, default=3030,
+                    help="first metrics port; process i serves /metrics on this + i")
+    up.add_argument("--ui-port", type=int, default=8501)
+    up.add_argument("--snapshot-interval", type=int, default=5,
+                    help="seconds between recovery snapshots (default 5)")
+    up.set_defaults(func=cmd_up)
+
+    df = sub.add_parser("dataflow", help="run one dataflow process (what a pod runs); "
+                        "BYTEWAX_* variables place it in the cluster")
+    df.set_defaults(func=cmd_dataflow)
+
+    ask = sub.add_parser("ask", help="send one prompt and stream the answer (NATS_URL says where)")
+    ask.add_argument("--user", required=True, help="user id (letters, digits, _ and -)")
+    ask.add_argument("--conversation", help="conversation id (default: <user>-cli)")
+    ask.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    ask.add_argument("text", nargs="+", help="the prompt")
+    ask.set_defaults(func=cmd_ask)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"chatwax: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

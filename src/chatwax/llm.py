@@ -1,0 +1,172 @@
+"""The OpenAI-compatible chat client: streaming, usage, timeouts and retries with backoff.
+
+It knows nothing of NATS or bytewax: it turns messages into a stream of text deltas and
+one `Completion`, or raises `LlmError` with a wire error code once retrying is pointless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import backoff
+import openai
+from openai import AsyncOpenAI
+
+from chatwax.errors import ErrorCode, LlmError
+from chatwax.metrics import METRICS, model_label
+from chatwax.protocol import Usage
+from chatwax.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NOT_CONFIGURED_MESSAGE: Final = (
+    "No LLM is configured. Set OPENAI_API_KEY to use OpenAI, or OPENAI_BASE_URL to use any "
+    "OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...), then restart the dataflow."
+)
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way that another attempt may fix."""
+
+    def __init__(self, code: ErrorCode, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: Usage
+    model: str
+    ttft_s: float | None
+    duration_s: float
+    attempts: int
+
+
+OnDelta = Callable[[int, str], Awaitable[None]]
+"""Called with (chunk index, text) for each delta; index 0 after a retry means 'start over'."""
+
+
+class LlmClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model = settings.model
+        self.labels = (model_label(settings.model), settings.provider)
+        self._client: AsyncOpenAI | None = None
+        if settings.llm_configured:
+            self._client = AsyncOpenAI(
+                # Servers such as vLLM or llama.cpp accept any key; the SDK insists on one.
+                api_key=settings.openai_api_key or "unused",
+                base_url=settings.openai_base_url,
+                max_retries=0,  # retries are ours, with backoff and metrics
+                timeout=openai.Timeout(settings.llm_timeout_s,
+                                       connect=settings.llm_connect_timeout_s),
+            )
+
+    async def stream(self, messages: list[dict[str, str]], on_delta: OnDelta) -> Completion:
+        """Stream one answer, retrying transient failures within the retry budget."""
+        if self._client is None:
+            raise LlmError(ErrorCode.LLM_NOT_CONFIGURED, NOT_CONFIGURED_MESSAGE)
+        started = time.monotonic()
+        attempts = 0
+
+        def on_backoff(details: Any) -> None:
+            exc = details.get("exception")
+            reason = exc.reason if isinstance(exc, _Retryable) else "unknown"
+            METRICS.retries.labels(*self.labels, reason).inc()
+            log.info("LLM attempt %d failed (%s); retrying in %.2fs",
+                     details["tries"], reason, details["wait"])
+
+        @backoff.on_exception(
+            backoff.expo, _Retryable, factor=0.25, max_value=8.0, jitter=backoff.full_jitter,
+            max_tries=self.settings.retry_max_tries, max_time=self.settings.retry_max_time_s,
+            on_backoff=on_backoff, raise_on_giveup=True, logger=None,
+        )
+        async def attempt() -> Completion:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(messages, on_delta, started, attempts)
+
+        try:
+            return await attempt()
+        except _Retryable as exc:
+            raise LlmError(exc.code, f"{exc} (gave up after {attempts} attempts)") from None
+
+    async def _attempt(
+        self, messages: list[dict[str, str]], on_delta: OnDelta, started: float, attempts: int
+    ) -> Completion:
+        assert self._client is not None
+        s = self.settings
+        parts: list[str] = []
+        usage: Usage | None = None
+        model = s.model
+        ttft: float | None = None
+        finished = False
+        try:
+            async with asyncio.timeout(s.llm_timeout_s):
+                stream = await self._client.chat.completions.create(
+                    model=s.model, messages=messages,  # type: ignore[arg-type]
+                    temperature=s.temperature, max_tokens=s.max_output_tokens,
+                    stream=True, stream_options={"include_usage": True},
+                )
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens or 0,
+                                      chunk.usage.completion_tokens or 0)
+                    if chunk.model:
+                        model = chunk.model
+                    for choice in chunk.choices:
+                        delta = choice.delta.content if choice.delta else None
+                        if delta:
+                            if ttft is None:
+                                ttft = time.monotonic() - started
+                            await on_delta(len(parts), delta)
+                            parts.append(delta)
+                        if choice.finish_reason is not None:
+                            finished = True
+        except TimeoutError:
+            raise _Retryable(ErrorCode.LLM_TIMEOUT, "timeout",
+                             f"the LLM did not finish within {s.llm_timeout_s:g}s") from None
+        except openai.RateLimitError as exc:
+            raise _Retryable(ErrorCode.RATE_LIMITED, "rate_limited",
+                             f"the LLM server is rate limiting ({_detail(exc)})") from None
+        except openai.APITimeoutError:
+            raise _Retryable(ErrorCode.LLM_TIMEOUT, "timeout",
+                             "the LLM server did not answer in time") from None
+        except openai.APIConnectionError as exc:
+            raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "connection",
+                             f"cannot reach the LLM server ({_detail(exc)})") from None
+        except openai.InternalServerError as exc:
+            raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "server_error",
+                             f"the LLM server failed ({exc.status_code})") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409) or exc.status_code >= 500:
+                raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "server_error",
+                                 f"the LLM server failed ({exc.status_code})") from None
+            raise LlmError(ErrorCode.LLM_REJECTED,
+                           f"the LLM server refused the request ({exc.status_code}: "
+                           f"{_detail(exc)})") from None
+        if not finished:
+            raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "cut_stream",
+                             "the LLM stream ended before the answer was complete")
+        text = "".join(parts)
+        if usage is None:
+            log.warning("LLM server reported no usage; token metrics for this call are zero")
+            usage = Usage()
+        return Completion(text, usage, model, ttft, time.monotonic() - started, attempts)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def _detail(exc: openai.APIError) -> str:
+    """A short, key-free description of an SDK error for error replies and logs."""
+    message = getattr(exc, "message", "") or exc.__class__.__name__
+    return message[:200]

@@ -1,0 +1,173 @@
+"""Answering: run LLM calls concurrently and stream their reply events to the client.
+
+The conversation step emits `LlmCall`s; `LlmSink` hands them to this process's
+`Answerer`, which runs each as a task on the NATS event loop. Many calls are in flight at
+once per process (bounded by CHATWAX_LLM_MAX_CONCURRENCY) while the bytewax workers stay
+free. Chunks and the final/error event go out on one connection, so they arrive in order.
+When a call ends, its `LlmResult` is queued for `ResultSource`, which feeds it back into
+the conversation so the next queued turn can start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from chatwax.errors import ErrorCode, LlmError
+from chatwax.llm import LlmClient
+from chatwax.metrics import METRICS
+from chatwax.nats_io import NatsLink
+from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, Usage
+from chatwax.settings import Settings
+from chatwax.steps import LlmCall, LlmResult
+
+log = logging.getLogger(__name__)
+
+
+class Answerer:
+    """Per-process: owns the LLM client and the queue of finished calls."""
+
+    _instance: Answerer | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, settings: Settings, link: NatsLink) -> None:
+        self.settings = settings
+        self.link = link
+        self.results: queue.SimpleQueue[LlmResult] = queue.SimpleQueue()
+        self.llm = LlmClient(settings)
+        self._slots = asyncio.Semaphore(settings.llm_max_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def get(cls, settings: Settings) -> Answerer:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls(settings, NatsLink.get(settings))
+            return cls._instance
+
+    def submit(self, calls: list[LlmCall]) -> None:
+        """Thread-safe and non-blocking: called from a bytewax worker."""
+        if calls:
+            self.link.loop.call_soon_threadsafe(self._start, calls)
+
+    def _start(self, calls: list[LlmCall]) -> None:
+        for call in calls:
+            task = self.link.loop.create_task(self._run(call))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, call: LlmCall) -> None:
+        req = call.request
+        labels = self.llm.labels
+        nc = self.link.nc
+        reply_to = req.reply_to
+        async with self._slots:
+            METRICS.queue_wait.observe(max(0.0, time.time() - call.stored_at))
+            METRICS.context_tokens.observe(call.est_tokens)
+            METRICS.in_flight.labels(*labels).inc()
+            try:
+                async def on_delta(index: int, text: str) -> None:
+                    # publish only appends to nats-py's buffer; awaiting keeps chunk order.
+                    await nc.publish(reply_to, ChunkEvent(req.request_id, index, text).encode())
+
+                result = await self.llm.stream(call.messages, on_delta)
+            except LlmError as exc:
+                await self._finish_error(call, exc.code, exc.message)
+                return
+            except Exception:  # noqa: BLE001 - one bad call must not kill the loop
+                log.exception("LLM call %s failed unexpectedly", req.request_id)
+                await self._finish_error(call, ErrorCode.INTERNAL, "internal error in chatwax")
+                return
+            finally:
+                METRICS.in_flight.labels(*labels).dec()
+        finished_at = time.time()
+        latency_ms = result.duration_s * 1000
+        ttft_ms = None if result.ttft_s is None else result.ttft_s * 1000
+        await nc.publish(reply_to, FinalEvent(
+            request_id=req.request_id, conversation_id=req.conversation_id, text=result.text,
+            model=result.model, usage=result.usage, latency_ms=round(latency_ms, 3),
+            ttft_ms=None if ttft_ms is None else round(ttft_ms, 3), turn=call.turn,
+        ).encode())
+        METRICS.tokens.labels(*labels, "input").inc(result.usage.input_tokens)
+        METRICS.tokens.labels(*labels, "output").inc(result.usage.output_tokens)
+        METRICS.llm_duration.labels(*labels).observe(result.duration_s)
+        if result.ttft_s is not None:
+            METRICS.ttft.labels(*labels).observe(result.ttft_s)
+        METRICS.requests.labels("ok").inc()
+        METRICS.e2e.labels("ok").observe(max(0.0, finished_at - call.stored_at))
+        self.results.put(LlmResult(
+            request_id=req.request_id, conversation_id=req.conversation_id, answer=result.text,
+            usage=result.usage, model=result.model, latency_ms=latency_ms, ttft_ms=ttft_ms,
+            finished_at=finished_at,
+        ))
+
+    async def _finish_error(self, call: LlmCall, code: ErrorCode, message: str) -> None:
+        req = call.request
+        await self.link.nc.publish(req.reply_to,
+                                   ErrorEvent(req.request_id, code, message).encode())
+        METRICS.requests.labels(code.value).inc()
+        METRICS.e2e.labels("error").observe(max(0.0, time.time() - call.stored_at))
+        self.results.put(LlmResult(
+            request_id=req.request_id, conversation_id=req.conversation_id, answer=None,
+            usage=Usage(), model=self.llm.model, latency_ms=0.0, ttft_ms=None,
+            finished_at=time.time(), error=code,
+        ))
+
+
+class LlmSink(DynamicSink[LlmCall]):
+    """Where the conversation step's `LlmCall`s go: straight to this process's Answerer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LlmSinkPartition:
+        return _LlmSinkPartition(Answerer.get(self.settings))
+
+
+class _LlmSinkPartition(StatelessSinkPartition[LlmCall]):
+    def __init__(self, answerer: Answerer) -> None:
+        self._answerer = answerer
+
+    def write_batch(self, items: list[LlmCall]) -> None:
+        self._answerer.submit(items)
+
+
+class ResultSource(DynamicSource[LlmResult]):
+    """Finished calls of this process, fed back so conversations can take their next turn.
+
+    Every worker drains the same process-wide queue; bytewax routes each result by its
+    conversation key to the worker that owns that conversation.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ResultPartition:
+        return _ResultPartition(Answerer.get(self.settings), self.settings.poll_ms)
+
+
+class _ResultPartition(StatelessSourcePartition[LlmResult]):
+    def __init__(self, answerer: Answerer, poll_ms: float) -> None:
+        self._results = answerer.results
+        self._poll = timedelta(milliseconds=poll_ms)
+
+    def next_batch(self) -> list[LlmResult]:
+        batch: list[LlmResult] = []
+        try:
+            while len(batch) < 512:
+                batch.append(self._results.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        if not self._results.empty():
+            return None
+        return datetime.now(timezone.utc) + self._poll

