@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,13 +86,11 @@ class ChatClient:
         except NotFoundError:
             raise ChatwaxError(ErrorCode.LLM_UNAVAILABLE, NOT_RUNNING) from None
 
-    async def ask(
-        self, user_id: str, conversation_id: str, prompt: str, timeout: float = 120.0
-    ) -> AsyncIterator[ReplyEvent]:
-        """Send a prompt and yield its events: chunks, then one final or error.
+    async def send(self, user_id: str, conversation_id: str, prompt: str) -> PendingReply:
+        """Store a prompt and return a handle to its reply events.
 
-        Duplicates (a reply re-sent after a dataflow restart) are dropped: once the
-        final or error event has been yielded, the iterator ends.
+        The reply inbox is subscribed before the publish, so no event can be missed;
+        returning means JetStream has the prompt.
         """
         request = PromptRequest(
             request_id=protocol.new_id(), user_id=user_id, conversation_id=conversation_id,
@@ -98,35 +98,25 @@ class ChatClient:
         )
         # Validate as the dataflow would, so a bad id fails here with the same message.
         protocol.decode_prompt(request.encode(), max_prompt_chars=len(prompt) + 1)
-        events: asyncio.Queue[ReplyEvent] = asyncio.Queue()
-
-        async def on_msg(msg: Any) -> None:
-            try:
-                events.put_nowait(protocol.decode_event(msg.data))
-            except ChatwaxError:
-                pass
-
-        sub = await self.nc.subscribe(request.reply_to, cb=on_msg)
+        pending = PendingReply(request)
+        pending.sub = await self.nc.subscribe(request.reply_to, cb=pending.on_msg)
         try:
             await self.submit(request)
-            deadline = time.monotonic() + timeout
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ChatwaxError(ErrorCode.LLM_TIMEOUT,
-                                       f"no answer within {timeout:g}s (request {request.request_id})")
-                try:
-                    event = await asyncio.wait_for(events.get(), remaining)
-                except TimeoutError:
-                    continue
-                if event.request_id != request.request_id:
-                    continue
+        except BaseException:
+            await pending.close()
+            raise
+        return pending
+
+    async def ask(
+        self, user_id: str, conversation_id: str, prompt: str, timeout: float = 120.0
+    ) -> AsyncIterator[ReplyEvent]:
+        """Send a prompt and yield its events: chunks, then one final or error."""
+        pending = await self.send(user_id, conversation_id, prompt)
+        try:
+            async for event in pending.events(timeout):
                 yield event
-                if isinstance(event, FinalEvent | ErrorEvent):
-                    return
         finally:
-            with contextlib.suppress(NatsError):
-                await sub.unsubscribe()
+            await pending.close()
 
     async def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
         """Every stored turn of one conversation, oldest first, without duplicates."""
@@ -180,6 +170,48 @@ class ChatClient:
         return sorted(turns.values(), key=lambda t: (t.turn, t.finished_at))
 
 
+class PendingReply:
+    """The reply events of one stored prompt, in order, without duplicates.
+
+    A reply re-sent after a dataflow restart is dropped: once the final or error event
+    has been yielded, the iterator ends, and events of other requests are ignored.
+    """
+
+    def __init__(self, request: PromptRequest) -> None:
+        self.request = request
+        self.sub: Any = None
+        self._queue: asyncio.Queue[ReplyEvent] = asyncio.Queue()
+
+    async def on_msg(self, msg: Any) -> None:
+        try:
+            event = protocol.decode_event(msg.data)
+        except (ChatwaxError, KeyError, TypeError, ValueError):
+            return
+        if event.request_id == self.request.request_id:
+            self._queue.put_nowait(event)
+
+    async def events(self, timeout: float = 120.0) -> AsyncIterator[ReplyEvent]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                event = await asyncio.wait_for(self._queue.get(), max(remaining, 0.001))
+            except TimeoutError:
+                raise ChatwaxError(
+                    ErrorCode.LLM_TIMEOUT,
+                    f"no answer within {timeout:g}s (request {self.request.request_id})",
+                ) from None
+            yield event
+            if isinstance(event, FinalEvent | ErrorEvent):
+                return
+
+    async def close(self) -> None:
+        if self.sub is not None:
+            with contextlib.suppress(NatsError):
+                await self.sub.unsubscribe()
+            self.sub = None
+
+
 def _title(prompt: str, limit: int = 48) -> str:
     line = " ".join(prompt.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -194,3 +226,55 @@ def chunk_text(events: list[ReplyEvent]) -> str:
                 parts = []
             parts.append(e.delta)
     return "".join(parts)
+
+
+class BackgroundClient:
+    """A `ChatClient` on its own event-loop thread, for synchronous callers (Streamlit).
+
+    One per Streamlit server process (cache it with `st.cache_resource`): every session
+    and rerun shares its NATS connection instead of opening one per interaction.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                        name="chatwax-client")
+        self._thread.start()
+        self.client: ChatClient = self._call(ChatClient.connect(settings, "chatwax-frontend"), 15)
+
+    def _call(self, coro: Any, timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.client.nc.is_connected)
+
+    def conversations(self, user_id: str) -> list[ConversationSummary]:
+        return list(self._call(self.client.conversations(user_id), 15))
+
+    def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
+        return list(self._call(self.client.history(user_id, conversation_id), 15))
+
+    def ask(self, user_id: str, conversation_id: str, prompt: str,
+            timeout: float = 120.0) -> Iterator[ReplyEvent]:
+        """Yield reply events as they arrive; raises ChatwaxError on failure to send."""
+        events: queue.Queue[ReplyEvent | BaseException | None] = queue.Queue()
+
+        async def pump() -> None:
+            try:
+                async for event in self.client.ask(user_id, conversation_id, prompt, timeout):
+                    events.put(event)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                events.put(exc)
+            finally:
+                events.put(None)
+
+        asyncio.run_coroutine_threadsafe(pump(), self.loop)
+        while True:
+            item = events.get(timeout=timeout + 5)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item

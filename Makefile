@@ -1,0 +1,42 @@
+# chatwax: `make run` starts the platform locally, `make test` proves it.
+# Both create the virtualenv and install everything they need on first use.
+
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] < (3,13))' && echo $$p && break; done)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-fast lint fmt clean
+
+help: ## show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need Python 3.11 or 3.12 (bytewax 0.21.1 has no wheels for 3.13)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install chatwax with its test tools
+
+run: $(STAMP) ## start NATS, a 2-process dataflow and the frontend (http://localhost:8501)
+	$(BIN)/chatwax up $(ARGS)
+
+test: $(STAMP) ## lint, then every test (unit, integration, chart, frontend)
+	$(BIN)/ruff check src tests frontend
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## unit tests only
+	$(BIN)/python -m pytest tests/unit -q
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check src tests frontend
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## fix lint findings that ruff can fix
+	$(BIN)/ruff check --fix src tests frontend
+
+clean: ## remove local data and caches (keeps .venv)
+	rm -rf .chatwax .pytest_cache .ruff_cache .mypy_cache artifacts

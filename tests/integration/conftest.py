@@ -1,0 +1,72 @@
+"""One real stack per test session: nats-server, the echo LLM server, a 2-process cluster.
+
+Tests isolate themselves by user and conversation ids (and the LLM's request log), so
+they can share the stack and the suite stays fast on two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from chatwax.echo_llm import serve_in_thread
+from chatwax.settings import Settings
+from tests.support.procs import Cluster, NatsServer, nats_server
+
+T = TypeVar("T")
+
+MODEL = "echo-1"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="session")
+def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    with nats_server(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[Any]:
+    with serve_in_thread(model=MODEL) as handle:
+        yield handle
+
+
+def stack_env(nats: NatsServer, llm: Any, recovery: Path) -> dict[str, str]:
+    return {
+        "NATS_URL": nats.url,
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "CHATWAX_MODEL": MODEL,
+        "CHATWAX_LLM_TIMEOUT": "2",
+        "CHATWAX_LLM_RETRY_MAX_TIME": "3",
+        "CHATWAX_POLL_MS": "2",
+        "BYTEWAX_RECOVERY_DIRECTORY": str(recovery),
+        "BYTEWAX_SNAPSHOT_INTERVAL": "2",
+        "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0",
+    }
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    nats: NatsServer, llm: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    work = tmp_path_factory.mktemp("cluster")
+    c = Cluster(stack_env(nats, llm, work / "recovery"), processes=2)
+    try:
+        c.start(work)
+        yield c
+    finally:
+        c.stop()
+    assert "Traceback" not in c.log_text(), c.log_text()[-4000:]
+
+
+@pytest.fixture
+def settings(nats: NatsServer) -> Settings:
+    return Settings(nats_url=nats.url)
