@@ -1,0 +1,128 @@
+"""The real dataflow, run by bytewax.testing with several workers, its edges swapped for
+in-memory ones: the LLM edge answers each call at once, as a server would."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from datetime import datetime, timedelta, timezone
+
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSink, TestingSource, cluster_main
+
+from chatwax.errors import ErrorCode
+from chatwax.flow import build_flow
+from chatwax.nats_io import Inbound, Reply
+from chatwax.protocol import ErrorEvent, PromptRequest, Transcript, Usage
+from chatwax.settings import Settings
+from chatwax.steps import LlmCall, LlmResult
+
+
+class InstantLlm:
+    """Answers every call with `echo: <prompt>` and ends its source after `expected`."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.calls: list[LlmCall] = []
+        self.results: queue.SimpleQueue[LlmResult] = queue.SimpleQueue()
+        self.emitted = 0
+        self.lock = threading.Lock()
+
+    def answer(self, call: LlmCall) -> None:
+        with self.lock:
+            self.calls.append(call)
+        r = call.request
+        self.results.put(LlmResult(r.request_id, r.conversation_id, f"echo: {r.prompt}",
+                                   Usage(len(call.messages), 2), "m", 1.0, 0.5, 0.0))
+
+
+class _Sink(DynamicSink[LlmCall]):
+    def __init__(self, llm: InstantLlm) -> None:
+        self.llm = llm
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPart:
+        return _SinkPart(self.llm)
+
+
+class _SinkPart(StatelessSinkPartition[LlmCall]):
+    def __init__(self, llm: InstantLlm) -> None:
+        self.llm = llm
+
+    def write_batch(self, items: list[LlmCall]) -> None:
+        for call in items:
+            self.llm.answer(call)
+
+
+class _Source(DynamicSource[LlmResult]):
+    def __init__(self, llm: InstantLlm) -> None:
+        self.llm = llm
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SourcePart:
+        return _SourcePart(self.llm)
+
+
+class _SourcePart(StatelessSourcePartition[LlmResult]):
+    def __init__(self, llm: InstantLlm) -> None:
+        self.llm = llm
+
+    def next_batch(self) -> list[LlmResult]:
+        with self.llm.lock:
+            if self.llm.emitted >= self.llm.expected:
+                raise StopIteration
+            out = []
+            while True:
+                try:
+                    out.append(self.llm.results.get_nowait())
+                except queue.Empty:
+                    break
+            self.llm.emitted += len(out)
+            return out
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(timezone.utc) + timedelta(milliseconds=1)
+
+
+def _inbound(seq: int, user: str, conv: str, prompt: str) -> Inbound:
+    req = PromptRequest(f"r{seq}", user, conv, prompt, f"_INBOX.{seq}", 1.0)
+    return Inbound(0, seq, req.encode(), req.reply_to, 1.0)
+
+
+def test_conversations_keep_order_and_history_across_workers() -> None:
+    users = [f"u{i}" for i in range(6)]
+    items: list[Inbound] = []
+    seq = 0
+    for turn in range(4):
+        for u in users:
+            seq += 1
+            items.append(_inbound(seq, u, f"conv-{u}", f"{u} says {turn}"))
+    seq += 1
+    items.append(Inbound(0, seq, b"{broken", "_INBOX.bad", 1.0))
+    seq += 1
+    bad_owner = PromptRequest("r-x", "intruder", "conv-u0", "hi", "_INBOX.x", 1.0)
+    items.append(Inbound(0, seq, bad_owner.encode(), None, 1.0))
+
+    llm = InstantLlm(expected=len(users) * 4)
+    out: list[Reply | Transcript] = []
+    flow = build_flow(Settings(system_prompt="sys"), prompts=TestingSource(items, 3),
+                      results=_Source(llm), llm=_Sink(llm), replies=TestingSink(out))
+    cluster_main(flow, [], 0, worker_count_per_proc=3)
+
+    assert len(llm.calls) == len(users) * 4
+    for u in users:
+        calls = [c for c in llm.calls if c.request.user_id == u]
+        assert [c.request.prompt for c in calls] == [f"{u} says {t}" for t in range(4)]
+        last = calls[-1].messages
+        assert last[0] == {"role": "system", "content": "sys"}
+        assert [m["content"] for m in last[1:]] == [
+            *(x for t in range(3) for x in (f"{u} says {t}", f"echo: {u} says {t}")),
+            f"{u} says 3",
+        ]
+        transcripts = [t for t in out if isinstance(t, Transcript) and t.user_id == u]
+        assert [t.turn for t in transcripts] == [1, 2, 3, 4]
+    errors = {r.subject: r.event for r in out
+              if isinstance(r, Reply) and isinstance(r.event, ErrorEvent)}
+    assert errors["_INBOX.bad"].code is ErrorCode.BAD_REQUEST
+    assert errors["_INBOX.x"].code is ErrorCode.CONVERSATION_FORBIDDEN
+    assert json.loads(errors["_INBOX.bad"].encode())["retryable"] is False
