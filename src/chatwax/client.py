@@ -48,12 +48,15 @@ class ChatClient:
         self._partitions: int | None = None
 
     @classmethod
-    async def connect(cls, settings: Settings, name: str = "chatwax-client") -> ChatClient:
+    async def connect(
+        cls, settings: Settings, name: str = "chatwax-client", timeout: float = 5.0
+    ) -> ChatClient:
+        """Connect, failing within `timeout` if NATS is down; reconnects forever after."""
         try:
-            nc = await nats.connect(**connect_options(settings, name))
-        except (NatsError, OSError) as exc:
+            nc = await asyncio.wait_for(nats.connect(**connect_options(settings, name, quiet=True)), timeout)
+        except (NatsError, OSError, TimeoutError) as exc:
             raise ChatwaxError(
-                ErrorCode.LLM_UNAVAILABLE, f"cannot reach NATS at {settings.nats_url}: {exc}"
+                ErrorCode.LLM_UNAVAILABLE, f"cannot reach NATS at {settings.nats_url} ({str(exc) or 'timed out'})"
             ) from exc
         return cls(nc)
 

@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def connect_options(settings: Settings, name: str) -> dict[str, Any]:
-    """Options shared by every chatwax connection: reconnect forever, credentials if any."""
+def connect_options(settings: Settings, name: str, quiet: bool = False) -> dict[str, Any]:
+    """Options shared by every chatwax connection: reconnect forever, credentials if any.
+
+    `quiet` is for interactive clients, which report a failed connect themselves.
+    """
     opts: dict[str, Any] = {
         "servers": [s.strip() for s in settings.nats_url.split(",") if s.strip()],
         "name": name,
@@ -44,6 +47,9 @@ def connect_options(settings: Settings, name: str) -> dict[str, Any]:
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
         "allow_reconnect": True,
+        "error_cb": _on_error_quiet if quiet else _on_error,
+        "disconnected_cb": _on_disconnected,
+        "reconnected_cb": _on_reconnected,
     }
     if settings.nats_user:
         opts["user"] = settings.nats_user
@@ -51,6 +57,23 @@ def connect_options(settings: Settings, name: str) -> dict[str, Any]:
     if settings.nats_token:
         opts["token"] = settings.nats_token
     return opts
+
+
+async def _on_error(exc: Exception) -> None:
+    # One line, no traceback: while NATS is down this fires on every reconnect attempt.
+    log.warning("NATS: %s", exc or type(exc).__name__)
+
+
+async def _on_error_quiet(exc: Exception) -> None:
+    log.debug("NATS: %s", exc or type(exc).__name__)
+
+
+async def _on_disconnected() -> None:
+    log.warning("NATS: disconnected, reconnecting")
+
+
+async def _on_reconnected() -> None:
+    log.info("NATS: reconnected")
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:

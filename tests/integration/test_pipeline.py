@@ -17,7 +17,7 @@ from chatwax.client import ChatClient, chunk_text
 from chatwax.errors import ErrorCode
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
 from chatwax.settings import Settings
-from tests.integration.conftest import run
+from tests.conftest import run
 from tests.support.procs import Cluster
 
 

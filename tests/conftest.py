@@ -1,4 +1,6 @@
-"""One real stack per test session: nats-server, the echo LLM server, a 2-process cluster.
+"""Shared fixtures: one real stack per test session.
+
+nats-server, the echo LLM server and a 2-process bytewax cluster, started on first use.
 
 Tests isolate themselves by user and conversation ids (and the LLM's request log), so
 they can share the stack and the suite stays fast on two cores.

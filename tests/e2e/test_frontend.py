@@ -1,0 +1,75 @@
+"""The Streamlit page, driven with AppTest against the running stack."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.support.procs import Cluster, NatsServer
+
+APP = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
+
+
+def page(monkeypatch: pytest.MonkeyPatch, nats_url: str) -> AppTest:
+    monkeypatch.setenv("NATS_URL", nats_url)
+    at = AppTest.from_file(APP, default_timeout=30)
+    return at.run()
+
+
+def texts(at: AppTest) -> list[str]:
+    return [md.value for msg in at.chat_message for md in msg.markdown]
+
+
+def test_unreachable_nats_is_said_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
+    st.cache_resource.clear()
+    at = page(monkeypatch, "nats://127.0.0.1:1")
+    assert not at.exception
+    assert any("Cannot reach NATS" in e.value for e in at.error)
+    st.cache_resource.clear()
+
+
+def test_chat_streams_an_answer_with_usage_and_reloads(
+    monkeypatch: pytest.MonkeyPatch, cluster: Cluster, nats: NatsServer, llm: Any
+) -> None:
+    user = f"web-{uuid.uuid4().hex[:6]}"
+    at = page(monkeypatch, nats.url)
+    at.sidebar.text_input(key="user").input(user).run()
+    at.chat_input[0].set_value("hello from the page").run()
+    assert not at.exception, at.exception
+    assert "hello from the page" in texts(at)
+    assert any("echo: hello from the page" in t for t in texts(at))
+    captions = [c.value for c in at.caption]
+    assert any("echo-1" in c and "out tokens" in c for c in captions), captions
+
+    at.chat_input[0].set_value("and again").run()
+    assert any("echo: and again" in t for t in texts(at))
+    # The LLM got the first turn as history.
+    last = next(r for r in reversed(llm.requests())
+                if r["messages"][-1]["content"] == "and again")
+    assert any(m["content"] == "echo: hello from the page" for m in last["messages"])
+
+    # A fresh session lists the conversation and reloads both turns from transcripts.
+    fresh = page(monkeypatch, nats.url)
+    fresh.sidebar.text_input(key="user").input(user).run()
+    picker = fresh.sidebar.selectbox(key="picked")
+    assert len(picker.options) == 2  # "new" + the conversation
+    picker.select_index(1).run()
+    assert not fresh.exception
+    shown = texts(fresh)
+    assert shown[:4] == ["hello from the page", "echo: hello from the page",
+                         "and again", "echo: and again"]
+
+
+def test_an_error_reply_is_shown(
+    monkeypatch: pytest.MonkeyPatch, cluster: Cluster, nats: NatsServer
+) -> None:
+    at = page(monkeypatch, nats.url)
+    at.sidebar.text_input(key="user").input(f"web-{uuid.uuid4().hex[:6]}").run()
+    at.chat_input[0].set_value("[[500]] this fails").run()
+    assert not at.exception
+    assert any("llm_unavailable" in e.value for e in at.error)
