@@ -16,7 +16,7 @@ from chatwax.errors import ChatwaxError
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, check_id
 from chatwax.settings import Settings
 
-NEW = "➕ New conversation"
+NEW = "+ New conversation"
 
 st.set_page_config(page_title="chatwax", page_icon="💬", layout="centered")
 

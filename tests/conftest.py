@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-
 from chatwax.echo_llm import serve_in_thread
+
 from chatwax.settings import Settings
 from tests.support.procs import Cluster, NatsServer, nats_server
 

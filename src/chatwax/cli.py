@@ -12,7 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from chatwax import protocol
 from chatwax.errors import ChatwaxError, ConfigError
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.settings import Settings

@@ -11,7 +11,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +53,12 @@ class ChatClient:
     ) -> ChatClient:
         """Connect, failing within `timeout` if NATS is down; reconnects forever after."""
         try:
-            nc = await asyncio.wait_for(nats.connect(**connect_options(settings, name, quiet=True)), timeout)
+            opts = connect_options(settings, name, quiet=True)
+            nc = await asyncio.wait_for(nats.connect(**opts), timeout)
         except (NatsError, OSError, TimeoutError) as exc:
+            why = str(exc) or "timed out"
             raise ChatwaxError(
-                ErrorCode.LLM_UNAVAILABLE, f"cannot reach NATS at {settings.nats_url} ({str(exc) or 'timed out'})"
+                ErrorCode.LLM_UNAVAILABLE, f"cannot reach NATS at {settings.nats_url} ({why})"
             ) from exc
         return cls(nc)
 
@@ -112,7 +114,7 @@ class ChatClient:
 
     async def ask(
         self, user_id: str, conversation_id: str, prompt: str, timeout: float = 120.0
-    ) -> AsyncIterator[ReplyEvent]:
+    ) -> AsyncGenerator[ReplyEvent, None]:
         """Send a prompt and yield its events: chunks, then one final or error."""
         pending = await self.send(user_id, conversation_id, prompt)
         try:

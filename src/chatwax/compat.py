@@ -50,7 +50,7 @@ async def _serve(link: NatsLink, subject: str, max_prompt_chars: int, timeout: f
                     reply = error_text(event.message)
         except ChatwaxError as exc:
             reply = error_text(exc.message)
-        except Exception:  # noqa: BLE001 - one request must not stop the adapter
+        except Exception:
             log.exception("tutorial-style request failed")
             reply = error_text("internal error in chatwax")
         await msg.respond(reply)

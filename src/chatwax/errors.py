@@ -6,10 +6,10 @@ message a person can act on; it never takes the dataflow down.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     PROMPT_TOO_LARGE = "prompt_too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
@@ -30,7 +30,7 @@ class ErrorCode(str, Enum):
     def parse(cls, value: object) -> ErrorCode:
         """Unknown codes from newer servers degrade to `internal` instead of failing."""
         try:
-            return cls(value)
+            return cls(str(value))
         except ValueError:
             return cls.INTERNAL
 

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TypeGuard, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -71,7 +72,7 @@ class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, Conversation]):
         return self.state.restart_in_flight(self.cfg), self.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return datetime.now(timezone.utc) if self._restart else None
+        return datetime.now(UTC) if self._restart else None
 
     def snapshot(self) -> Conversation:
         # Turns and queued prompts are immutable once made, so copying the lists suffices.
@@ -86,8 +87,12 @@ def _conversation_key(event: TurnEvent) -> str:
     return event.request.conversation_id
 
 
+def _is_accepted(parsed: Accepted | Rejected) -> TypeGuard[Accepted]:
+    return isinstance(parsed, Accepted)
+
+
 def _rejection_reply(rejected: Accepted | Rejected) -> Reply | None:
-    assert isinstance(rejected, Rejected)
+    assert isinstance(rejected, Rejected)  # the `accepted` branch's falses
     METRICS.rejected.labels(rejected.code.value).inc()
     METRICS.requests.labels(rejected.code.value).inc()
     if rejected.reply_to is None:
@@ -114,7 +119,7 @@ def build_flow(
     flow = Dataflow("chatwax")
     raw = op.input("prompts", flow, prompts or PromptSource(settings, from_start=recovery))
     parsed = op.map("parse", raw, lambda m: parse_inbound(m, max_chars))
-    checked = op.branch("accepted", parsed, lambda p: isinstance(p, Accepted))
+    checked = op.branch("accepted", parsed, _is_accepted)
     rejections = op.filter_map("rejection_reply", checked.falses, _rejection_reply)
     finished = op.input("llm_results", flow, results or ResultSource(settings))
     turn_events = op.merge("turn_events", checked.trues, finished)
@@ -123,8 +128,11 @@ def build_flow(
         "effects", op.stateful("conversation", keyed, lambda s: ConversationLogic(cfg, s))
     )
     split = op.branch("is_llm_call", effects, lambda e: isinstance(e, LlmCall))
-    op.output("llm", split.trues, llm or LlmSink(settings))
-    op.output("nats", op.merge("outbound", rejections, split.falses), replies or NatsSink(settings))
+    calls = cast(op.Stream[LlmCall], split.trues)
+    outbound = cast(op.Stream[Reply | Transcript],
+                    op.merge("outbound", rejections, split.falses))
+    op.output("llm", calls, llm or LlmSink(settings))
+    op.output("nats", outbound, replies or NatsSink(settings))
     return flow
 
 

@@ -111,7 +111,7 @@ class LlmClient:
         try:
             async with asyncio.timeout(s.llm_timeout_s):
                 stream = await self._client.chat.completions.create(
-                    model=s.model, messages=messages,  # type: ignore[arg-type]
+                    model=s.model, messages=messages,  # type: ignore[call-overload] # plain dicts are valid messages
                     temperature=s.temperature, max_tokens=s.max_output_tokens,
                     stream=True, stream_options={"include_usage": True},
                 )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import nats
@@ -187,7 +187,7 @@ class NatsLink:
             try:
                 await self.js.publish(subject, t.encode(), headers=headers, timeout=5)
                 return
-            except (NatsError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, NatsError) as exc:
                 log.warning("transcript %s not stored yet (%s), retrying", t.request_id, exc)
                 await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
         METRICS.transcript_failures.inc()
@@ -284,7 +284,7 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
     def next_awake(self) -> datetime | None:
         if self._buffer:
             return None
-        return datetime.now(timezone.utc) + self._poll
+        return datetime.now(UTC) + self._poll
 
     def snapshot(self) -> int:
         return self._last_seq
@@ -292,7 +292,7 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
     def close(self) -> None:
         try:
             self._link.call(self._sub.unsubscribe(), timeout=5)
-        except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+        except Exception:
             log.debug("unsubscribe failed at close", exc_info=True)
 
 

@@ -132,9 +132,8 @@ def decode_prompt(data: bytes, max_prompt_chars: int) -> PromptRequest:
     obj = load_object(data)
     v = obj.get("v", VERSION)
     if v != VERSION:
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED_VERSION, f"protocol version {v!r} is not supported (use {VERSION})"
-        )
+        raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION,
+                            f"protocol version {v!r} is not supported (use {VERSION})")
     prompt = obj.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'prompt' must be a non-empty string")

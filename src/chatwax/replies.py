@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -81,7 +81,7 @@ class Answerer:
             except LlmError as exc:
                 await self._finish_error(call, exc.code, exc.message)
                 return
-            except Exception:  # noqa: BLE001 - one bad call must not kill the loop
+            except Exception:
                 log.exception("LLM call %s failed unexpectedly", req.request_id)
                 await self._finish_error(call, ErrorCode.INTERNAL, "internal error in chatwax")
                 return
@@ -170,4 +170,4 @@ class _ResultPartition(StatelessSourcePartition[LlmResult]):
     def next_awake(self) -> datetime | None:
         if not self._results.empty():
             return None
-        return datetime.now(timezone.utc) + self._poll
+        return datetime.now(UTC) + self._poll

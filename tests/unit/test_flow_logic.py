@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -81,7 +81,7 @@ class _SourcePart(StatelessSourcePartition[LlmResult]):
             return out
 
     def next_awake(self) -> datetime | None:
-        return datetime.now(timezone.utc) + timedelta(milliseconds=1)
+        return datetime.now(UTC) + timedelta(milliseconds=1)
 
 
 def _inbound(seq: int, user: str, conv: str, prompt: str) -> Inbound:

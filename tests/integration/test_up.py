@@ -1,0 +1,134 @@
+"""`chatwax up` and `chatwax ask` as a user runs them: real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.procs import free_port, wait_http
+
+CHATWAX = [sys.executable, "-m", "chatwax"]
+
+
+class Up:
+    def __init__(self, proc: subprocess.Popen[str], nats_port: int, ui_port: int,
+                 metrics_port: int, log: Path) -> None:
+        self.proc, self.nats_port, self.ui_port = proc, nats_port, ui_port
+        self.metrics_port, self.log = metrics_port, log
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "NATS_URL": f"nats://127.0.0.1:{self.nats_port}"}
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while "chatwax is up" not in self.output():
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def up(tmp_path: Path, llm: Any) -> Iterator[Any]:
+    started: list[Up] = []
+
+    def start(*flags: str) -> Up:
+        ports = {name: free_port() for name in ("nats", "mon", "cluster", "metrics", "ui")}
+        # Consecutive ports for processes 0 and 1: take a free one and the next.
+        log = tmp_path / f"up-{len(started)}.log"
+        env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1"}
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [*CHATWAX, "up", "--data-dir", str(tmp_path / "data"),
+                 "--nats-port", str(ports["nats"]), "--nats-monitor-port", str(ports["mon"]),
+                 "--cluster-port", str(ports["cluster"]), "--metrics-port", str(ports["metrics"]),
+                 "--ui-port", str(ports["ui"]), *flags],
+                env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+            )
+        u = Up(proc, ports["nats"], ports["ui"], ports["metrics"], log)
+        started.append(u)
+        return u
+
+    yield start
+    for u in started:
+        if u.proc.poll() is None:
+            u.proc.kill()
+            u.proc.wait()
+
+
+def ask(u: Up, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CHATWAX, "ask", *args], env=u.env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, llm: Any) -> None:
+    u = up()
+    u.wait_ready()
+    text = u.output()
+    for where in (f"nats://127.0.0.1:{u.nats_port}", f"http://127.0.0.1:{u.ui_port}",
+                  f"http://127.0.0.1:{u.metrics_port}/metrics",
+                  f"http://127.0.0.1:{u.metrics_port + 1}/metrics"):
+        assert where in text
+    wait_http(f"http://127.0.0.1:{u.ui_port}/_stcore/health", 10)
+
+    user = f"cli-{uuid.uuid4().hex[:6]}"
+    first = ask(u, "--user", user, "hi, I am", user)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"echo: hi, I am {user}"
+    assert "turn 1" in first.stderr
+    second = ask(u, "--user", user, "who am I?")
+    assert second.returncode == 0, second.stderr
+    assert "turn 2" in second.stderr
+    sent = next(r for r in reversed(llm.requests()) if r["messages"][-1]["content"] == "who am I?")
+    assert [m["content"] for m in sent["messages"][1:]] == [
+        f"hi, I am {user}", f"echo: hi, I am {user}", "who am I?",
+    ]
+
+    bad = ask(u, "--user", "not a valid id", "hello")
+    assert bad.returncode != 0 and "user_id" in bad.stderr
+
+    kids = children_of(u.proc.pid)
+    assert len(kids) == 4  # nats-server, 2 dataflow processes, streamlit
+    u.proc.send_signal(signal.SIGTERM)
+    assert u.proc.wait(30) == 0
+    time.sleep(0.5)
+    alive = [k for k in kids if Path(f"/proc/{k}").exists()]
+    assert alive == []
+
+
+def test_a_dead_child_brings_the_stack_down_with_an_error(up: Any) -> None:
+    u = up("--no-ui")
+    u.wait_ready()
+    kids = children_of(u.proc.pid)
+    assert len(kids) == 3
+    os.kill(kids[1], signal.SIGKILL)  # dataflow process 0
+    assert u.proc.wait(30) == 1
+    assert "exited with code" in u.output()
+    time.sleep(0.5)
+    assert [k for k in kids if Path(f"/proc/{k}").exists()] == []
+
+
+def test_ask_fails_plainly_when_nothing_runs() -> None:
+    env = {**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}"}
+    res = subprocess.run([*CHATWAX, "ask", "--user", "alice", "hi"], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode != 0
+    assert "cannot reach NATS" in res.stderr
