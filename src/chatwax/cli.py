@@ -24,6 +24,9 @@ def _setup_logging(level: str) -> None:
         level=level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HTTP request to the LLM is noise at INFO; failures are logged by chatwax.
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 # -- chatwax up ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.procs import free_port, wait_http
+from tests.support.procs import free_port, free_port_run, wait_http
 
 CHATWAX = [sys.executable, "-m", "chatwax"]
 
@@ -45,8 +45,9 @@ def up(tmp_path: Path, llm: Any) -> Iterator[Any]:
     started: list[Up] = []
 
     def start(*flags: str) -> Up:
-        ports = {name: free_port() for name in ("nats", "mon", "cluster", "metrics", "ui")}
-        # Consecutive ports for processes 0 and 1: take a free one and the next.
+        ports = {name: free_port() for name in ("nats", "mon", "ui")}
+        # Process i listens on base + i, so these need two consecutive free ports.
+        ports["cluster"], ports["metrics"] = free_port_run(2), free_port_run(2)
         log = tmp_path / f"up-{len(started)}.log"
         env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1"}
         with log.open("w") as out:

@@ -14,13 +14,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatwax.stack import nats_server_binary
+from chatwax.stack import nats_server_binary, port_free
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports (chatwax up uses base + i)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65535 and all(port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no run of free ports found")
 
 
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
