@@ -114,6 +114,7 @@ def build_flow(
         system_prompt=settings.system_prompt,
         prompt_budget=settings.prompt_token_budget,
         provider=settings.provider,
+        input_limit=settings.context_tokens - settings.max_output_tokens,
     )
     max_chars = settings.max_prompt_chars
     flow = Dataflow("chatwax")

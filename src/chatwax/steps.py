@@ -176,6 +176,8 @@ class ConversationConfig:
     system_prompt: str
     prompt_budget: int
     provider: str
+    input_limit: int = 1 << 30
+    """Context window minus the output reserve: a prompt that cannot fit is refused."""
 
 
 @dataclass(slots=True)
@@ -201,6 +203,12 @@ class Conversation:
             ))]
         if self._seen(req.request_id):
             return []  # a re-delivered prompt: it is already queued or answered
+        needed = estimate_tokens(req.prompt) + estimate_tokens(cfg.system_prompt)
+        if needed > cfg.input_limit:
+            return [Reply(req.reply_to, ErrorEvent(
+                req.request_id, ErrorCode.PROMPT_TOO_LARGE,
+                f"the prompt needs about {needed} tokens; the model takes {cfg.input_limit}",
+            ))]
         self.pending.append(item)
         return self._start_next(cfg)
 

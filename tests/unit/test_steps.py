@@ -109,6 +109,17 @@ def test_another_users_prompt_is_forbidden() -> None:
     assert conv.pending == []
 
 
+def test_prompt_beyond_the_context_window_is_refused() -> None:
+    cfg = ConversationConfig("sys", prompt_budget=50, provider="p", input_limit=100)
+    conv = Conversation(owner="alice")
+    effects = conv.on_prompt(_req("r1", prompt="x" * 1000), cfg)
+    assert len(effects) == 1
+    reply = effects[0]
+    assert isinstance(reply, Reply) and isinstance(reply.event, ErrorEvent)
+    assert reply.event.code is ErrorCode.PROMPT_TOO_LARGE
+    assert conv.pending == [] and conv.in_flight is None
+
+
 def test_redelivered_prompt_is_not_queued_twice() -> None:
     conv = Conversation(owner="alice")
     conv.on_prompt(_req("r1"), CFG)
