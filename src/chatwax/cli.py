@@ -146,6 +146,31 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 2 if exc.code.value == "llm_timeout" else 1
 
 
+# -- chatwax usage ------------------------------------------------------------------
+
+
+async def _usage(settings: Settings, since: str, by: str) -> int:
+    from chatwax.client import ChatClient
+    from chatwax.usage import aggregate, format_table, parse_since, read_transcripts
+
+    window = parse_since(since)
+    client = await ChatClient.connect(settings, name="chatwax-usage")
+    try:
+        transcripts = await read_transcripts(client.js, window)
+    finally:
+        await client.close()
+    print(format_table(aggregate(transcripts, by), by))  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_usage(Settings.from_env(), args.since, args.by))
+    except ChatwaxError as exc:
+        print(f"chatwax: {exc.message}", file=sys.stderr)
+        return 1
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -185,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
     ask.add_argument("text", nargs="+", help="the prompt")
     ask.set_defaults(func=cmd_ask)
+
+    usage = sub.add_parser("usage", help="token usage and cost from the transcripts stream")
+    usage.add_argument("--since", default="24h", help="window: 30m, 24h, 7d, ... or all")
+    usage.add_argument("--by", choices=["user", "model", "conversation"], default="user")
+    usage.set_defaults(func=cmd_usage)
     return parser
 
 

@@ -36,6 +36,10 @@ class Metrics:
             "chatwax_llm_tokens", "Tokens reported by the LLM server (usage), by type.",
             ["model", "provider", "type"],
         )
+        self.cost = Counter(
+            "chatwax_llm_cost_usd", "Estimated cost in US dollars, from usage and the price table.",
+            ["model", "provider"],
+        )
         self.requests = Counter(
             "chatwax_requests", "Prompts finished, by outcome (`ok` or an error code).",
             ["outcome"],

@@ -208,6 +208,7 @@ class FinalEvent:
     latency_ms: float
     ttft_ms: float | None
     turn: int
+    cost_usd: float = 0.0
     type: Literal["final"] = "final"
     v: int = VERSION
 
@@ -252,6 +253,7 @@ def decode_event(data: bytes) -> ReplyEvent:
             latency_ms=float(obj["latency_ms"]),
             ttft_ms=None if obj.get("ttft_ms") is None else float(obj["ttft_ms"]),
             turn=int(obj["turn"]),
+            cost_usd=float(obj.get("cost_usd", 0.0)),
         )
     if kind == "error":
         return ErrorEvent(
@@ -279,6 +281,7 @@ class Transcript:
     ttft_ms: float | None
     created_at: float
     finished_at: float
+    cost_usd: float = 0.0
     v: int = VERSION
 
     def encode(self) -> bytes:
@@ -303,6 +306,7 @@ class Transcript:
             ttft_ms=None if obj.get("ttft_ms") is None else float(obj["ttft_ms"]),
             created_at=float(obj.get("created_at", 0.0)),
             finished_at=float(obj.get("finished_at", 0.0)),
+            cost_usd=float(obj.get("cost_usd", 0.0)),
         )
 
 

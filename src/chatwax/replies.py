@@ -42,6 +42,7 @@ class Answerer:
         self.link = link
         self.results: queue.SimpleQueue[LlmResult] = queue.SimpleQueue()
         self.llm = LlmClient(settings)
+        self.prices = settings.price_table()
         self._slots = asyncio.Semaphore(settings.llm_max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -71,6 +72,8 @@ class Answerer:
         async with self._slots:
             METRICS.queue_wait.observe(max(0.0, time.time() - call.stored_at))
             METRICS.context_tokens.observe(call.est_tokens)
+            if call.dropped_turns:
+                METRICS.history_dropped.inc(call.dropped_turns)
             METRICS.in_flight.labels(*labels).inc()
             try:
                 async def on_delta(index: int, text: str) -> None:
@@ -90,11 +93,14 @@ class Answerer:
         finished_at = time.time()
         latency_ms = result.duration_s * 1000
         ttft_ms = None if result.ttft_s is None else result.ttft_s * 1000
+        cost = self.prices.cost(self.llm.model, result.usage)
         await nc.publish(reply_to, FinalEvent(
             request_id=req.request_id, conversation_id=req.conversation_id, text=result.text,
             model=result.model, usage=result.usage, latency_ms=round(latency_ms, 3),
             ttft_ms=None if ttft_ms is None else round(ttft_ms, 3), turn=call.turn,
+            cost_usd=cost,
         ).encode())
+        METRICS.cost.labels(*labels).inc(cost)
         METRICS.tokens.labels(*labels, "input").inc(result.usage.input_tokens)
         METRICS.tokens.labels(*labels, "output").inc(result.usage.output_tokens)
         METRICS.llm_duration.labels(*labels).observe(result.duration_s)
@@ -105,7 +111,7 @@ class Answerer:
         self.results.put(LlmResult(
             request_id=req.request_id, conversation_id=req.conversation_id, answer=result.text,
             usage=result.usage, model=result.model, latency_ms=latency_ms, ttft_ms=ttft_ms,
-            finished_at=finished_at,
+            finished_at=finished_at, cost_usd=cost,
         ))
 
     async def _finish_error(self, call: LlmCall, code: ErrorCode, message: str) -> None:

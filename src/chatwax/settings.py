@@ -13,6 +13,7 @@ from typing import Any, Final
 from urllib.parse import urlparse
 
 from chatwax.errors import ConfigError
+from chatwax.pricing import PriceTable, parse_prices
 
 DEFAULT_SYSTEM_PROMPT: Final = "You are a helpful assistant. Answer clearly and concisely."
 
@@ -87,6 +88,8 @@ FIELDS: Final[tuple[Field, ...]] = (
           "Core NATS subject of the tutorial-style request adapter (empty disables it)."),
     Field("CHATWAX_POLL_MS", "poll_ms", 5.0, _float,
           "How often idle sources look for new messages, in milliseconds."),
+    Field("CHATWAX_PRICES", "prices", "", _str,
+          "Extra or overriding prices, `model=input:output;...` in USD per million tokens."),
     Field("CHATWAX_LOG_LEVEL", "log_level", "INFO", _str, "Python log level."),
 )
 
@@ -118,6 +121,7 @@ class Settings:
     stream_replicas: int = 1
     compat_subject: str = "prompts"
     poll_ms: float = 5.0
+    prices: str = ""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -131,6 +135,7 @@ class Settings:
             raise ConfigError("CHATWAX_TEMPERATURE must be between 0 and 2")
         if self.max_output_tokens >= self.context_tokens:
             raise ConfigError("CHATWAX_MAX_OUTPUT_TOKENS must be below CHATWAX_CONTEXT_TOKENS")
+        parse_prices(self.prices)
         if self.openai_base_url and urlparse(self.openai_base_url).scheme not in ("http", "https"):
             raise ConfigError("OPENAI_BASE_URL must be an http(s) URL")
 
@@ -166,6 +171,9 @@ class Settings:
         if host in ("localhost", "::1") or host.startswith("127."):
             return "local"
         return "openai_compatible"
+
+    def price_table(self) -> PriceTable:
+        return PriceTable(parse_prices(self.prices))
 
     @property
     def prompt_token_budget(self) -> int:

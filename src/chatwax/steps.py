@@ -148,6 +148,7 @@ class LlmCall:
     turn: int
     stored_at: float
     est_tokens: int
+    dropped_turns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class LlmResult:
     ttft_ms: float | None
     finished_at: float
     error: ErrorCode | None = None
+    cost_usd: float = 0.0
 
 
 Effect = LlmCall | Reply | Transcript
@@ -229,6 +231,7 @@ class Conversation:
                 answer=result.answer, model=result.model, provider=cfg.provider,
                 usage=result.usage, latency_ms=result.latency_ms, ttft_ms=result.ttft_ms,
                 created_at=req.created_at, finished_at=result.finished_at,
+                cost_usd=result.cost_usd,
             ))
         return effects + self._start_next(cfg)
 
@@ -245,7 +248,7 @@ class Conversation:
                                cfg.prompt_budget)
         self.in_flight = item.request.request_id
         return [LlmCall(item.request, built.messages, self.turns + 1, item.stored_at,
-                        built.est_tokens)]
+                        built.est_tokens, built.dropped_turns)]
 
     def _seen(self, request_id: str) -> bool:
         return any(t.request_id == request_id for t in self.history) or any(

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import time
 import urllib.request
 import uuid
 from typing import Any
@@ -262,3 +266,28 @@ def test_tutorial_style_request_on_prompts(
     req = next(r for r in llm.requests() if r["messages"][-1]["content"] == "second"
                and any(m["content"] == "echo: first" for m in r["messages"]))
     assert [m["content"] for m in req["messages"][1:]] == ["first", "echo: first", "second"]
+
+
+def test_usage_command_totals_equal_the_llm_servers_usage(
+    cluster: Cluster, llm: Any, settings: Settings
+) -> None:
+    """`chatwax usage` (from transcripts) matches what the LLM server reported, exactly."""
+    for i in range(2):
+        run(ask_all(settings, uid("usage"), uid("conv"), f"usage check {i}"))
+    env = {**os.environ, "NATS_URL": settings.nats_url}
+    deadline = time.monotonic() + 10
+    while True:
+        res = subprocess.run([sys.executable, "-m", "chatwax", "usage", "--since", "all",
+                              "--by", "model"], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert res.returncode == 0, res.stderr
+        cells = res.stdout.strip().splitlines()[-1].split()
+        usage = llm.usage()
+        got = (int(cells[1]), int(cells[2]), int(cells[3]))
+        want = (usage["requests_ok"], usage["prompt_tokens"], usage["completion_tokens"])
+        if got == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # the last transcripts are stored just after their final reply
+    assert cells[0] == "total"
+    assert got == want, res.stdout
+    assert "echo-1" in res.stdout
