@@ -1,130 +1,16 @@
-"""chatwax chat page: pick a user and a conversation, chat, watch the answer stream in.
-
-All NATS work goes through one `BackgroundClient` per Streamlit server process
-(`st.cache_resource`), so reruns and sessions share a single connection.
-"""
+"""chatwax frontend: `streamlit run frontend/app.py`. Two pages: Chat and Usage."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from pathlib import Path
 
 import streamlit as st
 
-from chatwax.client import BackgroundClient
-from chatwax.errors import ChatwaxError
-from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, check_id
-from chatwax.settings import Settings
-
-NEW = "+ New conversation"
+HERE = Path(__file__).parent
 
 st.set_page_config(page_title="chatwax", page_icon="💬", layout="centered")
-
-
-@st.cache_resource(show_spinner="Connecting to NATS…")
-def get_client() -> BackgroundClient:
-    return BackgroundClient(Settings.from_env())
-
-
-def usage_caption(final: FinalEvent) -> str:
-    u = final.usage
-    ttft = f" · first token {final.ttft_ms:.0f} ms" if final.ttft_ms is not None else ""
-    return (f"{final.model} · {u.input_tokens} in / {u.output_tokens} out tokens · "
-            f"{final.latency_ms:.0f} ms{ttft}")
-
-
-def connect() -> BackgroundClient | None:
-    try:
-        return get_client()
-    except Exception as exc:  # noqa: BLE001 - any failure here means "not reachable"
-        get_client.clear()
-        st.error(f"Cannot reach NATS at {Settings.from_env().nats_url}: {exc}. "
-                 "Is the stack running (`make run`)?")
-        st.button("Retry")
-        return None
-
-
-st.title("💬 chatwax")
-client = connect()
-if client is None:
-    st.stop()
-
-with st.sidebar:
-    user = st.text_input("User id", value=st.session_state.get("user", "guest"), key="user")
-    try:
-        check_id(user, "user id", 64)
-    except ChatwaxError as exc:
-        st.error(exc.message)
-        st.stop()
-    try:
-        convs = client.conversations(user)
-    except Exception as exc:  # noqa: BLE001 - shown to the user, page stays usable
-        st.error(f"Could not load conversations: {exc}")
-        convs = []
-    labels = {c.conversation_id: f"{c.title} ({c.turns})" for c in convs}
-    options = [NEW, *labels]
-    picked = st.selectbox("Conversation", options, key="picked",
-                          format_func=lambda c: labels.get(c, c))
-
-if picked == NEW:
-    if st.session_state.get("new_for") != user:
-        st.session_state["new_conv"] = f"c-{uuid.uuid4().hex[:12]}"
-        st.session_state["new_for"] = user
-    conversation = st.session_state["new_conv"]
-else:
-    conversation = picked
-st.caption(f"user `{user}` · conversation `{conversation}`")
-
-# What this session has shown for the conversation, on top of what the stream reloads.
-key = f"msgs:{user}:{conversation}"
-if key not in st.session_state:
-    try:
-        turns = client.history(user, conversation) if picked != NEW else []
-    except Exception as exc:  # noqa: BLE001 - shown to the user
-        st.error(f"Could not load the conversation: {exc}")
-        turns = []
-    msgs: list[dict[str, str]] = []
-    for t in turns:
-        msgs.append({"role": "user", "content": t.prompt})
-        msgs.append({"role": "assistant", "content": t.answer,
-                     "caption": f"{t.model} · {t.usage.input_tokens} in / "
-                                f"{t.usage.output_tokens} out tokens · {t.latency_ms:.0f} ms"})
-    st.session_state[key] = msgs
-
-for m in st.session_state[key]:
-    with st.chat_message(m["role"]):
-        st.markdown(m["content"])
-        if m.get("caption"):
-            st.caption(m["caption"])
-
-if prompt := st.chat_input("Ask anything"):
-    st.session_state[key].append({"role": "user", "content": prompt})
-    with st.chat_message("user"):
-        st.markdown(prompt)
-    with st.chat_message("assistant"):
-        outcome: dict[str, FinalEvent | ErrorEvent] = {}
-
-        def deltas() -> Iterator[str]:
-            for event in client.ask(user, conversation, prompt):
-                if isinstance(event, ChunkEvent):
-                    yield event.delta
-                else:
-                    outcome["end"] = event
-
-        try:
-            streamed = st.write_stream(deltas())
-        except ChatwaxError as exc:
-            outcome["end"] = ErrorEvent("", exc.code, exc.message)
-            streamed = ""
-        end = outcome.get("end")
-        if isinstance(end, FinalEvent):
-            if end.text != streamed:  # a retried stream: show the authoritative text
-                st.markdown(end.text)
-            st.caption(usage_caption(end))
-            st.session_state[key].append(
-                {"role": "assistant", "content": end.text, "caption": usage_caption(end)}
-            )
-        elif isinstance(end, ErrorEvent):
-            st.error(f"{end.message} ({end.code.value})")
-        else:
-            st.error("The answer stopped without an end event.")
+page = st.navigation([
+    st.Page(HERE / "chat.py", title="Chat", icon="💬", default=True),
+    st.Page(HERE / "usage.py", title="Usage", icon="📊"),
+])
+page.run()

@@ -261,6 +261,12 @@ class BackgroundClient:
     def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
         return list(self._call(self.client.history(user_id, conversation_id), 15))
 
+    def transcripts(self, since_s: float | None) -> list[protocol.Transcript]:
+        """Every turn of the last `since_s` seconds (all when None), for usage views."""
+        from chatwax.usage import read_transcripts
+
+        return list(self._call(read_transcripts(self.client.js, since_s), 60))
+
     def ask(self, user_id: str, conversation_id: str, prompt: str,
             timeout: float = 120.0) -> Iterator[ReplyEvent]:
         """Yield reply events as they arrive; raises ChatwaxError on failure to send."""

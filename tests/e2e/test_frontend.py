@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,28 @@ def test_an_error_reply_is_shown(
     at.chat_input[0].set_value("[[500]] this fails").run()
     assert not at.exception
     assert any("llm_unavailable" in e.value for e in at.error)
+
+
+def test_usage_page_shows_the_transcripts_totals(
+    monkeypatch: pytest.MonkeyPatch, cluster: Cluster, nats: NatsServer, llm: Any
+) -> None:
+    at = page(monkeypatch, nats.url)
+    at.sidebar.text_input(key="user").input(f"web-{uuid.uuid4().hex[:6]}").run()
+    at.chat_input[0].set_value("count this turn").run()
+    assert any("echo: count this turn" in t for t in texts(at))
+
+    at.switch_page("usage.py").run()
+    at.selectbox(key="window").select("All time").run()
+    usage = llm.usage()
+    for _ in range(25):  # the newest transcript is stored just after its final reply
+        assert not at.exception, at.exception
+        metrics = {m.label: m.value for m in at.metric}
+        if metrics.get("Turns") == f"{usage['requests_ok']:,}":
+            break
+        time.sleep(0.2)
+        at.run()
+    # Every successful LLM completion of this session became a transcript.
+    assert metrics["Input tokens"] == f"{usage['prompt_tokens']:,}"
+    assert metrics["Output tokens"] == f"{usage['completion_tokens']:,}"
+    assert metrics["Turns"] == f"{usage['requests_ok']:,}"
+    assert metrics["Cost (USD)"] == "$0.0000"  # echo-1 is a local model: free

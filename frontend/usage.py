@@ -1,0 +1,68 @@
+"""Usage page: tokens over time by model, top users, cost, from the transcripts stream."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from chatwax.usage import aggregate, parse_since, total
+from shared import connect
+
+WINDOWS = {"Last hour": "1h", "Last 24 hours": "24h", "Last 7 days": "7d", "All time": "all"}
+
+st.title("📊 Usage")
+client = connect()
+if client is None:
+    st.stop()
+
+label = st.selectbox("Window", list(WINDOWS), index=1, key="window")
+try:
+    turns = client.transcripts(parse_since(WINDOWS[label]))
+except Exception as exc:  # noqa: BLE001 - shown to the user
+    st.error(f"Could not read transcripts: {exc}")
+    st.stop()
+
+if not turns:
+    st.info("No completed turns in this window yet.")
+    st.stop()
+
+by_user = aggregate(turns, "user")
+by_model = aggregate(turns, "model")
+overall = total(by_user)
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Turns", f"{overall.turns:,}")
+c2.metric("Input tokens", f"{overall.input_tokens:,}")
+c3.metric("Output tokens", f"{overall.output_tokens:,}")
+c4.metric("Cost (USD)", f"${overall.cost_usd:,.4f}")
+
+st.subheader("Tokens over time by model")
+frame = pd.DataFrame(
+    {"time": datetime.fromtimestamp(t.finished_at), "model": t.model,
+     "tokens": t.usage.total_tokens}
+    for t in turns
+)
+span_s = max(t.finished_at for t in turns) - min(t.finished_at for t in turns)
+bucket = "1min" if span_s <= 6 * 3600 else "1h" if span_s <= 7 * 86_400 else "1D"
+frame["time"] = frame["time"].dt.floor(bucket)
+series = frame.groupby(["time", "model"], as_index=False)["tokens"].sum()
+st.bar_chart(series, x="time", y="tokens", color="model")
+
+st.subheader("Top users")
+top = pd.DataFrame(
+    {"user": r.key, "turns": r.turns, "input tokens": r.input_tokens,
+     "output tokens": r.output_tokens, "total tokens": r.total_tokens,
+     "cost (USD)": round(r.cost_usd, 6)}
+    for r in by_user[:20]
+)
+st.bar_chart(top, x="user", y=["input tokens", "output tokens"], horizontal=True)
+st.dataframe(top, hide_index=True, use_container_width=True)
+
+st.subheader("By model")
+st.dataframe(pd.DataFrame(
+    {"model": r.key, "turns": r.turns, "total tokens": r.total_tokens,
+     "cost (USD)": round(r.cost_usd, 6), "avg latency (ms)": round(r.avg_latency_ms)}
+    for r in by_model
+), hide_index=True, use_container_width=True)
