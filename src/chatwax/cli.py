@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from chatwax.errors import ChatwaxError, ConfigError
+from chatwax.metrics import METRICS
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.settings import Settings
 
@@ -81,6 +82,7 @@ def cmd_dataflow(args: argparse.Namespace) -> int:
              spec.process_id or 0, spec.process_count, spec.workers_per_process,
              settings.redacted())
     prepare_recovery(spec)
+    METRICS.prime(settings.model, settings.provider)
     link = NatsLink.get(settings)
     compat.start(link, settings.compat_subject, settings.max_prompt_chars,
                  timeout=settings.llm_timeout_s + settings.retry_max_time_s + 30)

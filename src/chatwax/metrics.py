@@ -88,9 +88,43 @@ class Metrics:
             "Estimated input tokens per call (system prompt, history and prompt).",
             buckets=(64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072),
         )
+        self.prompts_pending = Gauge(
+            "chatwax_prompts_pending",
+            "Prompts stored in JetStream but not yet taken by the dataflow (backlog).",
+            ["partition"],
+        )
         self.transcript_failures = Counter(
             "chatwax_transcript_failures", "Completed turns that could not be stored.",
         )
 
+
+    def prime(self, model: str, provider: str) -> None:
+        """Create every known series at zero, so each process exports them from the start.
+
+        A series that appears only after its first event makes rates and sums across
+        processes show gaps ("No data") until then.
+        """
+        from chatwax.errors import ErrorCode
+
+        labels = (model_label(model), provider)
+        for kind in ("input", "output"):
+            self.tokens.labels(*labels, kind)
+        self.cost.labels(*labels)
+        self.llm_duration.labels(*labels)
+        self.ttft.labels(*labels)
+        self.in_flight.labels(*labels)
+        for reason in RETRY_REASONS:
+            self.retries.labels(*labels, reason)
+        for outcome in ("ok", *(c.value for c in ErrorCode)):
+            self.requests.labels(outcome)
+        for code in REJECT_REASONS:
+            self.rejected.labels(code)
+        for outcome in ("ok", "error"):
+            self.e2e.labels(outcome)
+
+
+RETRY_REASONS: Final = ("rate_limited", "timeout", "connection", "server_error", "cut_stream")
+REJECT_REASONS: Final = ("bad_request", "prompt_too_large", "unsupported_version",
+                         "conversation_forbidden")
 
 METRICS: Final = Metrics()

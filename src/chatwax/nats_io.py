@@ -48,7 +48,7 @@ def connect_options(settings: Settings, name: str, quiet: bool = False) -> dict[
         "connect_timeout": 5,
         "allow_reconnect": True,
         "error_cb": _on_error_quiet if quiet else _on_error,
-        "disconnected_cb": _on_disconnected,
+        "disconnected_cb": _on_disconnected_quiet if quiet else _on_disconnected,
         "reconnected_cb": _on_reconnected,
     }
     if settings.nats_user:
@@ -70,6 +70,10 @@ async def _on_error_quiet(exc: Exception) -> None:
 
 async def _on_disconnected() -> None:
     log.warning("NATS: disconnected, reconnecting")
+
+
+async def _on_disconnected_quiet() -> None:
+    log.debug("NATS: disconnected")
 
 
 async def _on_reconnected() -> None:
@@ -246,6 +250,9 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
         self._partition = partition
         self._buffer: collections.deque[Inbound] = collections.deque()
         self._poll = timedelta(milliseconds=poll_ms)
+        self._pending_in_stream = 0
+        self._backlog = METRICS.prompts_pending.labels(str(partition))
+        self._backlog.set(0)
         self._last_seq = resume if resume is not None else link.call(self._stream_last_seq())
         self._sub = link.call(self._subscribe(self._last_seq + 1), timeout=30)
 
@@ -258,6 +265,7 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
             meta = msg.metadata
             stored = meta.timestamp.timestamp() if meta.timestamp else time.time()
             hdrs = msg.headers or {}
+            self._pending_in_stream = meta.num_pending
             self._buffer.append(
                 Inbound(self._partition, meta.sequence.stream, msg.data,
                         hdrs.get(protocol.REPLY_TO_HEADER), stored)
@@ -279,6 +287,7 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
             batch.append(buf.popleft())
         if batch:
             self._last_seq = batch[-1].seq
+            self._backlog.set(self._pending_in_stream + len(buf))
         return batch
 
     def next_awake(self) -> datetime | None:
