@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint fmt clean
+.PHONY: help install system-deps run test test-fast lint fmt clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ install: $(STAMP) ## create .venv and install chatwax with its test tools
 run: $(STAMP) ## start NATS, a 2-process dataflow and the frontend (http://localhost:8501)
 	$(BIN)/chatwax up $(ARGS)
 
-test: $(STAMP) ## lint, then every test (unit, integration, chart, frontend)
+system-deps: ## install prometheus and chromium (Debian packages) if missing
+	./scripts/system-deps.sh
+
+test: $(STAMP) system-deps ## lint, then every test (unit, integration, chart, frontend)
 	$(BIN)/ruff check src tests frontend
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

