@@ -8,9 +8,9 @@ import streamlit as st
 
 HERE = Path(__file__).parent
 
-st.set_page_config(page_title="chatwax", page_icon="💬", layout="centered")
+st.set_page_config(page_title="chatwax", page_icon=":material/forum:", layout="centered")
 page = st.navigation([
-    st.Page(HERE / "chat.py", title="Chat", icon="💬", default=True),
-    st.Page(HERE / "usage.py", title="Usage", icon="📊"),
+    st.Page(HERE / "chat.py", title="Chat", icon=":material/forum:", default=True),
+    st.Page(HERE / "usage.py", title="Usage", icon=":material/bar_chart:"),
 ])
 page.run()

@@ -24,7 +24,7 @@ def usage_caption(final: FinalEvent) -> str:
             f"{final.latency_ms:.0f} ms{ttft}")
 
 
-st.title("💬 chatwax")
+st.title("chatwax")
 client = connect()
 if client is None:
     st.stop()

@@ -12,7 +12,7 @@ from shared import connect
 
 WINDOWS = {"Last hour": "1h", "Last 24 hours": "24h", "Last 7 days": "7d", "All time": "all"}
 
-st.title("📊 Usage")
+st.title("Usage")
 client = connect()
 if client is None:
     st.stop()
@@ -48,7 +48,7 @@ span_s = max(t.finished_at for t in turns) - min(t.finished_at for t in turns)
 bucket = "1min" if span_s <= 6 * 3600 else "1h" if span_s <= 7 * 86_400 else "1D"
 frame["time"] = frame["time"].dt.floor(bucket)
 series = frame.groupby(["time", "model"], as_index=False)["tokens"].sum()
-st.bar_chart(series, x="time", y="tokens", color="model")
+st.bar_chart(series, x="time", y="tokens", color="model", x_label="time", y_label="tokens")
 
 st.subheader("Top users")
 top = pd.DataFrame(
@@ -57,7 +57,8 @@ top = pd.DataFrame(
      "cost (USD)": round(r.cost_usd, 6)}
     for r in by_user[:20]
 )
-st.bar_chart(top, x="user", y=["input tokens", "output tokens"], horizontal=True)
+st.bar_chart(top, x="user", y=["input tokens", "output tokens"], horizontal=True,
+             x_label="user", y_label="tokens")
 st.dataframe(top, hide_index=True, use_container_width=True)
 
 st.subheader("By model")

@@ -175,6 +175,7 @@ class Stack:
                 sys.executable, "-m", "streamlit", "run", str(o.frontend),
                 "--server.port", str(o.ui_port), "--server.address", "127.0.0.1",
                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--client.toolbarMode", "minimal",
             ], {**os.environ, **o.extra_env, "NATS_URL": self.nats_url})
             wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui)
 

@@ -1,0 +1,65 @@
+"""The Usage page in a real browser: a real Streamlit server, headless Chromium, a PNG."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatwax.settings import Settings
+from tests.conftest import run
+from tests.integration.test_pipeline import ask_all
+from tests.support.browser import capture
+from tests.support.procs import Cluster, NatsServer, free_port, stop, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+
+
+@pytest.fixture
+def frontend(nats: NatsServer, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "streamlit.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "frontend" / "app.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--client.toolbarMode", "minimal"],
+        env={**os.environ, "NATS_URL": nats.url}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+        log.close()
+
+
+def test_usage_page_renders_the_numbers(
+    cluster: Cluster, llm: Any, settings: Settings, frontend: str
+) -> None:
+    for who in ("ann", "ben", "ann"):
+        run(ask_all(settings, f"{who}-{uuid.uuid4().hex[:4]}", f"c-{uuid.uuid4().hex[:8]}",
+                    f"browser test from {who}"))
+    time.sleep(0.5)  # the last transcript is stored just after its final reply
+    usage = llm.usage()
+    png = ARTIFACTS / "usage-page.png"
+    text = capture(f"{frontend}/usage", ["Input tokens", "Top users", "By model"], png)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+
+    def after(label: str) -> str:
+        return lines[lines.index(label) + 1]
+
+    assert after("Turns") == f"{usage['requests_ok']:,}"
+    assert after("Input tokens") == f"{usage['prompt_tokens']:,}"
+    assert after("Output tokens") == f"{usage['completion_tokens']:,}"
+    assert "echo-1" in text
+    assert png.stat().st_size > 10_000  # a real picture, not an empty page
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
