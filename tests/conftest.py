@@ -9,7 +9,7 @@ they can share the stack and the suite stays fast on two cores.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ import pytest
 from chatwax.echo_llm import serve_in_thread
 from chatwax.settings import Settings
 from tests.support.procs import Cluster, NatsServer, nats_server
+from tests.support.up import Up, up_factory
 
 T = TypeVar("T")
 
@@ -74,3 +75,9 @@ def cluster(
 @pytest.fixture
 def settings(nats: NatsServer) -> Settings:
     return Settings(nats_url=nats.url)
+
+
+@pytest.fixture
+def up(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
+    """Start `chatwax up` with extra flags on free ports; killed at the end of the test."""
+    yield from up_factory(tmp_path, llm)

@@ -44,7 +44,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         nats_monitor_port=args.nats_monitor_port, cluster_port=args.cluster_port,
         metrics_port=args.metrics_port, ui_port=args.ui_port,
         snapshot_interval=args.snapshot_interval, prometheus=args.with_prometheus,
-        prometheus_port=args.prometheus_port,
+        prometheus_port=args.prometheus_port, restart=not args.no_restart,
     )
     if not settings.llm_configured:
         print("chatwax: no LLM configured (OPENAI_API_KEY / OPENAI_BASE_URL unset); "
@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also run a local Prometheus (Debian package `prometheus`) scraping "
                     "every dataflow process")
     up.add_argument("--prometheus-port", type=int, default=9090)
+    up.add_argument("--no-restart", action="store_true",
+                    help="stop the stack when a dataflow process dies instead of restarting "
+                    "the dataflow cluster")
     up.set_defaults(func=cmd_up)
 
     df = sub.add_parser("dataflow", help="run one dataflow process (what a pod runs); "

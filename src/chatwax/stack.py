@@ -41,6 +41,9 @@ class StackOptions:
     prometheus: bool = False
     prometheus_port: int = 9090
     scrape_interval_s: float = 5.0
+    restart: bool = True
+    max_restarts: int = 5
+    restart_window_s: float = 60.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -48,6 +51,7 @@ class StackOptions:
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
+    dataflow: bool = False
 
 
 def nats_server_binary() -> str:
@@ -133,10 +137,32 @@ class Stack:
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.opts.nats_port}"
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Child:
-        child = Child(name, subprocess.Popen(cmd, env=env, start_new_session=True))
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
+               dataflow: bool = False) -> Child:
+        child = Child(name, subprocess.Popen(cmd, env=env, start_new_session=True), dataflow)
         self.children.append(child)
         return child
+
+    def _start_dataflow(self) -> None:
+        o = self.opts
+        procs = [self._spawn(f"dataflow process {i}", [sys.executable, "-m", "chatwax", "dataflow"],
+                             dataflow_env(o, i, self.nats_url), dataflow=True)
+                 for i in range(o.processes)]
+        for i, child in enumerate(procs):
+            wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child)
+
+    def restart_dataflow(self) -> None:
+        """Restart every dataflow process together, as a StatefulSet's pods would.
+
+        A bytewax cluster cannot take back one restarted process, so the survivors are
+        stopped too; recovery brings state and stream positions back.
+        """
+        for child in [c for c in self.children if c.dataflow]:
+            if child.proc.poll() is None:
+                child.proc.kill()
+            child.proc.wait()
+            self.children.remove(child)
+        self._start_dataflow()
 
     def check_ports(self) -> None:
         o = self.opts
@@ -162,12 +188,7 @@ class Stack:
             "--server_name", "chatwax-local", "-l", str((o.data_dir / "nats-server.log").resolve()),
         ])
         wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats)
-        for i in range(o.processes):
-            self._spawn(f"dataflow process {i}",
-                        [sys.executable, "-m", "chatwax", "dataflow"],
-                        dataflow_env(o, i, self.nats_url))
-        for i, child in enumerate(self.children[1:]):
-            wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child)
+        self._start_dataflow()
         if o.prometheus:
             self._start_prometheus()
         if o.ui:
@@ -218,20 +239,40 @@ class Stack:
                     child.proc.wait()
 
     def supervise(self) -> int:
-        """Block until a signal (exit 0) or a child's death (exit 1)."""
+        """Block until a signal (exit 0) or a fatal child death (exit 1).
+
+        A dead dataflow process restarts the whole dataflow cluster (unless restarts are
+        off or too frequent); any other dead child stops the stack.
+        """
         def on_signal(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, on_signal)
+        restarts: list[float] = []
         try:
             while True:
-                for child in self.children:
-                    code = child.proc.poll()
-                    if code is not None:
-                        print(f"chatwax: {child.name} exited with code {code}; "
-                              "stopping the stack", file=sys.stderr, flush=True)
-                        self.stop()
-                        return 1
+                dead = next((c for c in self.children if c.proc.poll() is not None), None)
+                if dead is not None:
+                    code = dead.proc.returncode
+                    now = time.monotonic()
+                    restarts = [t for t in restarts if now - t < self.opts.restart_window_s]
+                    if (dead.dataflow and self.opts.restart
+                            and len(restarts) < self.opts.max_restarts):
+                        restarts.append(now)
+                        print(f"chatwax: {dead.name} exited with code {code}; restarting the "
+                              "dataflow cluster", file=sys.stderr, flush=True)
+                        try:
+                            self.restart_dataflow()
+                        except RuntimeError as exc:
+                            print(f"chatwax: restart failed: {exc}", file=sys.stderr, flush=True)
+                            self.stop()
+                            return 1
+                        print("chatwax: dataflow cluster restarted", file=sys.stderr, flush=True)
+                        continue
+                    print(f"chatwax: {dead.name} exited with code {code}; "
+                          "stopping the stack", file=sys.stderr, flush=True)
+                    self.stop()
+                    return 1
                 time.sleep(0.2)
         except KeyboardInterrupt:
             print("chatwax: stopping", file=sys.stderr, flush=True)

@@ -1,0 +1,68 @@
+"""`chatwax up` as a user runs it, started on free ports by tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.support.procs import free_port, free_port_run
+
+CHATWAX = [sys.executable, "-m", "chatwax"]
+
+
+class Up:
+    def __init__(self, proc: subprocess.Popen[str], nats_port: int, ui_port: int,
+                 metrics_port: int, log: Path) -> None:
+        self.proc, self.nats_port, self.ui_port = proc, nats_port, ui_port
+        self.metrics_port, self.log = metrics_port, log
+        self.prom_port = 0
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "NATS_URL": f"nats://127.0.0.1:{self.nats_port}"}
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while "chatwax is up" not in self.output():
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.2)
+
+
+def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
+    started: list[Up] = []
+
+    def start(*flags: str) -> Up:
+        ports = {name: free_port() for name in ("nats", "mon", "ui", "prom")}
+        # Process i listens on base + i, so these need two consecutive free ports.
+        ports["cluster"], ports["metrics"] = free_port_run(2), free_port_run(2)
+        log = tmp_path / f"up-{len(started)}.log"
+        env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1"}
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [*CHATWAX, "up", "--data-dir", str(tmp_path / "data"),
+                 "--nats-port", str(ports["nats"]), "--nats-monitor-port", str(ports["mon"]),
+                 "--cluster-port", str(ports["cluster"]), "--metrics-port", str(ports["metrics"]),
+                 "--ui-port", str(ports["ui"]), "--prometheus-port", str(ports["prom"]), *flags],
+                env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+            )
+        u = Up(proc, ports["nats"], ports["ui"], ports["metrics"], log)
+        u.prom_port = ports["prom"]
+        started.append(u)
+        return u
+
+    yield start
+    for u in started:
+        if u.proc.poll() is None:
+            u.proc.kill()
+            u.proc.wait()
+
+
