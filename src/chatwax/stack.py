@@ -7,6 +7,7 @@ child that dies brings the stack down with a non-zero exit, never a half-running
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -52,6 +53,16 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     dataflow: bool = False
+
+
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM if `chatwax up` itself is killed, so none is orphaned."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def nats_server_binary() -> str:
@@ -139,7 +150,8 @@ class Stack:
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
                dataflow: bool = False) -> Child:
-        child = Child(name, subprocess.Popen(cmd, env=env, start_new_session=True), dataflow)
+        child = Child(name, subprocess.Popen(cmd, env=env, start_new_session=True,
+                                             preexec_fn=_die_with_parent), dataflow)
         self.children.append(child)
         return child
 

@@ -92,3 +92,16 @@ def test_ask_fails_plainly_when_nothing_runs() -> None:
                          capture_output=True, text=True, timeout=30)
     assert res.returncode != 0
     assert "cannot reach NATS" in res.stderr
+
+
+def test_children_do_not_outlive_a_killed_up(up: Any) -> None:
+    u = up("--no-ui")
+    u.wait_ready()
+    kids = children_of(u.proc.pid)
+    assert len(kids) == 3
+    u.proc.kill()
+    u.proc.wait()
+    deadline = time.monotonic() + 15
+    while [k for k in kids if Path(f"/proc/{k}").exists()]:
+        assert time.monotonic() < deadline, "children outlived chatwax up"
+        time.sleep(0.2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,7 +63,11 @@ def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
     yield start
     for u in started:
         if u.proc.poll() is None:
-            u.proc.kill()
-            u.proc.wait()
+            u.proc.send_signal(signal.SIGTERM)  # `chatwax up` stops its children
+            try:
+                u.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                u.proc.kill()
+                u.proc.wait()
 
 
