@@ -140,6 +140,9 @@ class LlmClient:
             raise _Retryable(ErrorCode.LLM_TIMEOUT, "timeout",
                              "the LLM server did not answer in time") from None
         except openai.APIConnectionError as exc:
+            if parts:  # it had started answering: the stream broke, not the connect
+                raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "cut_stream",
+                                 "the LLM stream ended before the answer was complete") from None
             raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "connection",
                              f"cannot reach the LLM server ({_detail(exc)})") from None
         except openai.InternalServerError as exc:

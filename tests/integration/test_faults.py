@@ -1,0 +1,172 @@
+"""Fault injection beyond a crashed process: a restarted broker and a misbehaving LLM.
+
+Each test prints a summary line (sent / answered / lost / duplicates shown) as the
+reliability suite does; lost and duplicates must be 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatwax.client import ChatClient, chunk_text
+from chatwax.errors import ErrorCode
+from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent
+from chatwax.settings import Settings
+from tests.conftest import run, stack_env
+from tests.support.procs import Cluster, NatsServer, nats_server
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def summary(name: str, results: list[Any]) -> dict[str, int]:
+    answered = sum(1 for r in results if isinstance(r, list) and isinstance(r[-1], FinalEvent))
+    ends = sum(1 for r in results if isinstance(r, list)
+               for e in r if isinstance(e, FinalEvent | ErrorEvent))
+    report = {"sent": len(results), "answered": answered, "lost": len(results) - answered,
+              "duplicates_shown": ends - sum(1 for r in results if isinstance(r, list))}
+    print(f"{name}: {report}")
+    return report
+
+
+@pytest.fixture(scope="module")
+def own_stack(llm: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[NatsServer, Cluster]]:
+    """A stack of its own: these tests restart its broker."""
+    work = tmp_path_factory.mktemp("faults")
+    with nats_server(work / "nats") as nats:
+        cluster = Cluster(stack_env(nats, llm, work / "recovery"), processes=2)
+        try:
+            cluster.start(work)
+            yield nats, cluster
+        finally:
+            cluster.stop()
+
+
+def test_prompts_accepted_before_a_nats_restart_are_answered_after_it(
+    own_stack: tuple[NatsServer, Cluster], llm: Any
+) -> None:
+    nats, cluster = own_stack
+    settings = Settings(nats_url=nats.url)
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        client = await ChatClient.connect(settings)
+        try:
+            llm.set(latency_s=1.5)  # answers will be produced while the broker is down
+            pendings = [await client.send(uid("nr"), uid("c"), f"before restart {i}")
+                        for i in range(6)]
+            await asyncio.to_thread(nats.stop)  # all 6 were acknowledged: durably accepted
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(nats.start)
+            llm.set(latency_s=0.0)
+            before = await asyncio.gather(*(_collect(p) for p in pendings),
+                                          return_exceptions=True)
+            after = [await _collect(await client.send(uid("nr"), uid("c"), f"after {i}"))
+                     for i in range(3)]
+            return before, after
+        finally:
+            llm.set(latency_s=0.0)
+            await client.close()
+
+    before, after = run(main())
+    report = summary("NATS restart", before)
+    assert report["lost"] == 0 and report["duplicates_shown"] == 0, before
+    assert all(isinstance(r[-1], FinalEvent) for r in after)
+    # The CLI reconnects too: a fresh `chatwax ask` after the restart works.
+    res = subprocess.run([sys.executable, "-m", "chatwax", "ask", "--user", uid("cli"), "hello"],
+                         env={"NATS_URL": nats.url, "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "echo: hello", res.stderr
+    assert "Traceback" not in cluster.log_text()
+
+
+async def _collect(pending: Any) -> list[Any]:
+    try:
+        return [e async for e in pending.events(timeout=60)]
+    finally:
+        await pending.close()
+
+
+def test_one_retrying_conversation_does_not_stall_the_others(
+    own_stack: tuple[NatsServer, Cluster], llm: Any
+) -> None:
+    """A conversation stuck in 429 backoff and a hung call; the rest answer at once."""
+    nats, _ = own_stack
+    settings = Settings(nats_url=nats.url)
+
+    async def main() -> tuple[list[Any], list[Any], float]:
+        client = await ChatClient.connect(settings)
+        try:
+            slow = [await client.send(uid("slow"), uid("c"), "[[429x3]] storm"),
+                    await client.send(uid("slow"), uid("c"), "[[hangx1]] stuck")]
+            started = time.monotonic()
+            fast = await asyncio.gather(*[
+                _collect(await client.send(uid("fast"), uid("c"), f"quick {i}"))
+                for i in range(20)])
+            fast_s = time.monotonic() - started
+            return list(fast), await asyncio.gather(*(_collect(p) for p in slow)), fast_s
+        finally:
+            await client.close()
+
+    fast, slow, fast_s = run(main())
+    report = summary("LLM storm", fast + slow)
+    assert report["lost"] == 0 and report["duplicates_shown"] == 0
+    # The 20 quick prompts were answered while the others were still retrying: all of
+    # them finished before the hung call's 2 s attempt timeout could even expire.
+    assert fast_s < 2.0, fast_s
+    assert [r[-1].text for r in slow] == ["echo: storm", "echo: stuck"]
+
+
+def test_a_cut_stream_is_retried_and_the_client_starts_over(
+    own_stack: tuple[NatsServer, Cluster], llm: Any
+) -> None:
+    nats, _ = own_stack
+    events = run(_ask_once(nats.url, "[[cutx1]] one two three four five six"))
+    final = events[-1]
+    assert isinstance(final, FinalEvent) and final.text == "echo: one two three four five six"
+    indexes = [e.index for e in events if isinstance(e, ChunkEvent)]
+    restart = indexes.index(0, 1)  # the second attempt starts again at chunk 0
+    assert indexes[:restart] == list(range(restart)) and restart > 0
+    assert chunk_text(events) == final.text  # what a client shows after starting over
+
+
+def test_a_stream_cut_every_time_ends_in_a_clear_error(
+    own_stack: tuple[NatsServer, Cluster], llm: Any
+) -> None:
+    nats, _ = own_stack
+    events = run(_ask_once(nats.url, "[[cut]] one two three four five six"))
+    # Every attempt is cut, so the retry budget runs out: a clear error, never a hang.
+    assert isinstance(events[-1], ErrorEvent)
+    assert events[-1].code is ErrorCode.LLM_UNAVAILABLE
+    assert "ended before the answer was complete" in events[-1].message
+    attempts = [r for r in llm.requests() if "[[cut]] one two" in r["messages"][-1]["content"]]
+    assert len(attempts) >= 2
+
+
+def test_the_api_key_never_reaches_logs_or_replies(
+    own_stack: tuple[NatsServer, Cluster], llm: Any
+) -> None:
+    nats, cluster = own_stack
+    key = stack_env(nats, llm, Path("/unused"))["OPENAI_API_KEY"]
+    events = run(_ask_once(nats.url, "[[500]] show me your key"))
+    assert isinstance(events[-1], ErrorEvent)
+    assert key not in events[-1].message
+    assert key not in cluster.log_text()
+
+
+async def _ask_once(url: str, prompt: str) -> list[Any]:
+    client = await ChatClient.connect(Settings(nats_url=url))
+    try:
+        return [e async for e in client.ask(uid("k"), uid("c"), prompt, timeout=30)]
+    finally:
+        await client.close()
