@@ -37,6 +37,14 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 
 @pytest.fixture(scope="session")
 def llm() -> Iterator[Any]:
+    """The LLM server of the shared stack: its usage must match that stack's metrics."""
+    with serve_in_thread(model=MODEL) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def own_llm() -> Iterator[Any]:
+    """An LLM server for tests that start a stack of their own."""
     with serve_in_thread(model=MODEL) as handle:
         yield handle
 
@@ -78,6 +86,6 @@ def settings(nats: NatsServer) -> Settings:
 
 
 @pytest.fixture
-def up(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
-    """Start `chatwax up` with extra flags on free ports; killed at the end of the test."""
-    yield from up_factory(tmp_path, llm)
+def up(tmp_path: Path, own_llm: Any) -> Iterator[Callable[..., Up]]:
+    """Start `chatwax up` with extra flags on free ports; stopped at the end of the test."""
+    yield from up_factory(tmp_path, own_llm)

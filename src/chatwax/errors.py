@@ -14,6 +14,8 @@ class ErrorCode(StrEnum):
     PROMPT_TOO_LARGE = "prompt_too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
     CONVERSATION_FORBIDDEN = "conversation_forbidden"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    TOO_MANY_REQUESTS = "too_many_requests"
     LLM_NOT_CONFIGURED = "llm_not_configured"
     LLM_UNAVAILABLE = "llm_unavailable"
     LLM_TIMEOUT = "llm_timeout"
@@ -36,7 +38,8 @@ class ErrorCode(StrEnum):
 
 
 _RETRYABLE = frozenset(
-    {ErrorCode.LLM_UNAVAILABLE, ErrorCode.LLM_TIMEOUT, ErrorCode.RATE_LIMITED, ErrorCode.INTERNAL}
+    {ErrorCode.LLM_UNAVAILABLE, ErrorCode.LLM_TIMEOUT, ErrorCode.RATE_LIMITED, ErrorCode.INTERNAL,
+     ErrorCode.QUOTA_EXCEEDED, ErrorCode.TOO_MANY_REQUESTS}
 )
 
 

@@ -125,6 +125,6 @@ class Metrics:
 
 RETRY_REASONS: Final = ("rate_limited", "timeout", "connection", "server_error", "cut_stream")
 REJECT_REASONS: Final = ("bad_request", "prompt_too_large", "unsupported_version",
-                         "conversation_forbidden")
+                         "conversation_forbidden", "quota_exceeded", "too_many_requests")
 
 METRICS: Final = Metrics()

@@ -4,8 +4,9 @@ The conversation step emits `LlmCall`s; `LlmSink` hands them to this process's
 `Answerer`, which runs each as a task on the NATS event loop. Many calls are in flight at
 once per process (bounded by CHATWAX_LLM_MAX_CONCURRENCY) while the bytewax workers stay
 free. Chunks and the final/error event go out on one connection, so they arrive in order.
-When a call ends, its `LlmResult` is queued for `ResultSource`, which feeds it back into
-the conversation so the next queued turn can start.
+When a call ends, its `LlmResult` is queued for `FeedbackSource`, which feeds it back into
+the conversation so the next queued turn can start; `FeedbackSink` puts the conversation's
+`Release`s on the same queue, so per-user limits learn that a request has ended.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from chatwax.metrics import METRICS
 from chatwax.nats_io import NatsLink
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, Usage
 from chatwax.settings import Settings
-from chatwax.steps import LlmCall, LlmResult
+from chatwax.steps import LlmCall, LlmResult, Release
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Answerer:
     def __init__(self, settings: Settings, link: NatsLink) -> None:
         self.settings = settings
         self.link = link
-        self.results: queue.SimpleQueue[LlmResult] = queue.SimpleQueue()
+        self.feedback: queue.SimpleQueue[LlmResult | Release] = queue.SimpleQueue()
         self.llm = LlmClient(settings)
         self.prices = settings.price_table()
         self._slots = asyncio.Semaphore(settings.llm_max_concurrency)
@@ -108,7 +109,7 @@ class Answerer:
             METRICS.ttft.labels(*labels).observe(result.ttft_s)
         METRICS.requests.labels("ok").inc()
         METRICS.e2e.labels("ok").observe(max(0.0, finished_at - call.stored_at))
-        self.results.put(LlmResult(
+        self.feedback.put(LlmResult(
             request_id=req.request_id, conversation_id=req.conversation_id, answer=result.text,
             usage=result.usage, model=result.model, latency_ms=latency_ms, ttft_ms=ttft_ms,
             finished_at=finished_at, cost_usd=cost,
@@ -120,7 +121,7 @@ class Answerer:
                                    ErrorEvent(req.request_id, code, message).encode())
         METRICS.requests.labels(code.value).inc()
         METRICS.e2e.labels("error").observe(max(0.0, time.time() - call.stored_at))
-        self.results.put(LlmResult(
+        self.feedback.put(LlmResult(
             request_id=req.request_id, conversation_id=req.conversation_id, answer=None,
             usage=Usage(), model=self.llm.model, latency_ms=0.0, ttft_ms=None,
             finished_at=time.time(), error=code,
@@ -145,27 +146,46 @@ class _LlmSinkPartition(StatelessSinkPartition[LlmCall]):
         self._answerer.submit(items)
 
 
-class ResultSource(DynamicSource[LlmResult]):
-    """Finished calls of this process, fed back so conversations can take their next turn.
+class FeedbackSink(DynamicSink[Release]):
+    """Ended requests, looped back to the per-user limits step through this process."""
 
-    Every worker drains the same process-wide queue; bytewax routes each result by its
-    conversation key to the worker that owns that conversation.
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackSinkPart:
+        return _FeedbackSinkPart(Answerer.get(self.settings))
+
+
+class _FeedbackSinkPart(StatelessSinkPartition[Release]):
+    def __init__(self, answerer: Answerer) -> None:
+        self._queue = answerer.feedback
+
+    def write_batch(self, items: list[Release]) -> None:
+        for item in items:
+            self._queue.put(item)
+
+
+class FeedbackSource(DynamicSource[LlmResult | Release]):
+    """Finished calls and ended requests of this process, fed back into the dataflow.
+
+    Every worker drains the same process-wide queue; bytewax routes each item by its key
+    (conversation or user) to the worker that owns that state.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ResultPartition:
-        return _ResultPartition(Answerer.get(self.settings), self.settings.poll_ms)
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackPartition:
+        return _FeedbackPartition(Answerer.get(self.settings), self.settings.poll_ms)
 
 
-class _ResultPartition(StatelessSourcePartition[LlmResult]):
+class _FeedbackPartition(StatelessSourcePartition[LlmResult | Release]):
     def __init__(self, answerer: Answerer, poll_ms: float) -> None:
-        self._results = answerer.results
+        self._results = answerer.feedback
         self._poll = timedelta(milliseconds=poll_ms)
 
-    def next_batch(self) -> list[LlmResult]:
-        batch: list[LlmResult] = []
+    def next_batch(self) -> list[LlmResult | Release]:
+        batch: list[LlmResult | Release] = []
         try:
             while len(batch) < 512:
                 batch.append(self._results.get_nowait())

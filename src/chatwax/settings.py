@@ -76,6 +76,12 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("CHATWAX_LLM_MAX_TRIES", "retry_max_tries", 6, _int, "Attempts per prompt at most."),
     Field("CHATWAX_LLM_MAX_CONCURRENCY", "llm_max_concurrency", 256, _int,
           "LLM calls in flight per dataflow process at most; more wait their turn."),
+    Field("CHATWAX_USER_TOKEN_QUOTA", "user_token_quota", 0, _int,
+          "Tokens one user may spend per quota window (0: no quota)."),
+    Field("CHATWAX_USER_QUOTA_WINDOW", "user_quota_window_s", 86_400.0, _float,
+          "The rolling quota window, in seconds."),
+    Field("CHATWAX_USER_MAX_CONCURRENT", "user_max_concurrent", 16, _int,
+          "Prompts one user may have unanswered at once (0: no limit)."),
     Field("CHATWAX_PROMPT_PARTITIONS", "partitions", 8, _int,
           "Partitions of the prompts stream (fixed once the stream exists)."),
     Field("CHATWAX_PROMPT_MAX_AGE", "prompt_max_age_s", 86_400.0, _float,
@@ -115,6 +121,9 @@ class Settings:
     retry_max_time_s: float = 30.0
     retry_max_tries: int = 6
     llm_max_concurrency: int = 256
+    user_token_quota: int = 0
+    user_quota_window_s: float = 86_400.0
+    user_max_concurrent: int = 16
     partitions: int = 8
     prompt_max_age_s: float = 86_400.0
     transcript_max_age_s: float = 90 * 86_400.0
@@ -129,6 +138,9 @@ class Settings:
                   "max_prompt_chars", "llm_max_concurrency", "partitions", "retry_max_tries",
                   "stream_replicas")
         _positive(self, "llm_timeout_s", "llm_connect_timeout_s", "poll_ms")
+        if min(self.user_token_quota, self.user_max_concurrent) < 0:
+            raise ConfigError("per-user limits must not be negative (0 turns a limit off)")
+        _positive(self, "user_quota_window_s")
         if self.retry_max_time_s < 0:
             raise ConfigError("CHATWAX_LLM_RETRY_MAX_TIME must not be negative")
         if not 0.0 <= self.temperature <= 2.0:

@@ -167,7 +167,78 @@ class LlmResult:
     cost_usd: float = 0.0
 
 
-Effect = LlmCall | Reply | Transcript
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A request of `user_id` has ended; `tokens` it spent count against the quota."""
+
+    user_id: str
+    request_id: str
+    tokens: int
+
+
+Effect = LlmCall | Reply | Transcript | Release
+
+
+# -- Per-user limits ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    token_quota: int = 0
+    window_s: float = 86_400.0
+    max_concurrent: int = 0
+    stale_after_s: float = 900.0
+    """An admitted request never released (its release was lost in a crash) stops
+    counting after this long, so a user can never be locked out for good."""
+
+
+@dataclass(slots=True)
+class UserLimits:
+    """One user's admitted-but-unanswered requests and recent token spending."""
+
+    in_flight: dict[str, float] = field(default_factory=dict)
+    spent: list[tuple[float, int]] = field(default_factory=list)
+
+    def admit(self, item: Accepted, cfg: LimitsConfig, now: float) -> Accepted | Reply:
+        req = item.request
+        self.in_flight = {r: t for r, t in self.in_flight.items() if now - t < cfg.stale_after_s}
+        self.spent = [(t, n) for t, n in self.spent if now - t < cfg.window_s]
+        if req.request_id in self.in_flight:
+            return item  # re-delivered: already admitted once
+        used = sum(n for _, n in self.spent)
+        if cfg.token_quota and used >= cfg.token_quota:
+            retry_in = self.spent[0][0] + cfg.window_s - now if self.spent else cfg.window_s
+            return Reply(req.reply_to, ErrorEvent(
+                req.request_id, ErrorCode.QUOTA_EXCEEDED,
+                f"token quota used up: {used} of {cfg.token_quota} tokens in the last "
+                f"{_duration(cfg.window_s)}; try again in {_duration(retry_in)}",
+            ))
+        if cfg.max_concurrent and len(self.in_flight) >= cfg.max_concurrent:
+            return Reply(req.reply_to, ErrorEvent(
+                req.request_id, ErrorCode.TOO_MANY_REQUESTS,
+                f"{len(self.in_flight)} prompts are still being answered; the limit is "
+                f"{cfg.max_concurrent} at once",
+            ))
+        self.in_flight[req.request_id] = now
+        return item
+
+    def release(self, r: Release, now: float) -> None:
+        self.in_flight.pop(r.request_id, None)
+        if r.tokens:
+            self.spent.append((now, r.tokens))
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_flight and not self.spent
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 # -- The conversation state machine ------------------------------------------------------
@@ -198,19 +269,22 @@ class Conversation:
 
     def on_prompt(self, item: Accepted, cfg: ConversationConfig) -> list[Effect]:
         req = item.request
+        done = Release(req.user_id, req.request_id, 0)
         if req.user_id != self.owner:
             return [Reply(req.reply_to, ErrorEvent(
                 req.request_id, ErrorCode.CONVERSATION_FORBIDDEN,
                 f"conversation '{req.conversation_id}' belongs to another user",
-            ))]
-        if self._seen(req.request_id):
-            return []  # a re-delivered prompt: it is already queued or answered
+            )), done]
+        if any(p.request.request_id == req.request_id for p in self.pending):
+            return []  # a re-delivered prompt, already queued
+        if any(t.request_id == req.request_id for t in self.history):
+            return [done]  # a re-delivered prompt, already answered
         needed = estimate_tokens(req.prompt) + estimate_tokens(cfg.system_prompt)
         if needed > cfg.input_limit:
             return [Reply(req.reply_to, ErrorEvent(
                 req.request_id, ErrorCode.PROMPT_TOO_LARGE,
                 f"the prompt needs about {needed} tokens; the model takes {cfg.input_limit}",
-            ))]
+            )), done]
         self.pending.append(item)
         return self._start_next(cfg)
 
@@ -219,7 +293,8 @@ class Conversation:
             return []  # a stale result (e.g. from before a restart): ignore it
         done = self.pending.pop(0)
         self.in_flight = None
-        effects: list[Effect] = []
+        effects: list[Effect] = [
+            Release(self.owner, result.request_id, result.usage.total_tokens)]
         if result.answer is not None:
             req = done.request
             self.turns += 1
@@ -250,7 +325,3 @@ class Conversation:
         return [LlmCall(item.request, built.messages, self.turns + 1, item.stored_at,
                         built.est_tokens, built.dropped_turns)]
 
-    def _seen(self, request_id: str) -> bool:
-        return any(t.request_id == request_id for t in self.history) or any(
-            p.request.request_id == request_id for p in self.pending
-        )

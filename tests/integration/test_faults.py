@@ -40,12 +40,12 @@ def summary(name: str, results: list[Any]) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def own_stack(llm: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+def own_stack(own_llm: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         tuple[NatsServer, Cluster]]:
     """A stack of its own: these tests restart its broker."""
     work = tmp_path_factory.mktemp("faults")
     with nats_server(work / "nats") as nats:
-        cluster = Cluster(stack_env(nats, llm, work / "recovery"), processes=2)
+        cluster = Cluster(stack_env(nats, own_llm, work / "recovery"), processes=2)
         try:
             cluster.start(work)
             yield nats, cluster
@@ -54,7 +54,7 @@ def own_stack(llm: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def test_prompts_accepted_before_a_nats_restart_are_answered_after_it(
-    own_stack: tuple[NatsServer, Cluster], llm: Any
+    own_stack: tuple[NatsServer, Cluster], own_llm: Any
 ) -> None:
     nats, cluster = own_stack
     settings = Settings(nats_url=nats.url)
@@ -62,20 +62,20 @@ def test_prompts_accepted_before_a_nats_restart_are_answered_after_it(
     async def main() -> tuple[list[Any], list[Any]]:
         client = await ChatClient.connect(settings)
         try:
-            llm.set(latency_s=1.5)  # answers will be produced while the broker is down
+            own_llm.set(latency_s=1.5)  # answers will be produced while the broker is down
             pendings = [await client.send(uid("nr"), uid("c"), f"before restart {i}")
                         for i in range(6)]
             await asyncio.to_thread(nats.stop)  # all 6 were acknowledged: durably accepted
             await asyncio.sleep(0.5)
             await asyncio.to_thread(nats.start)
-            llm.set(latency_s=0.0)
+            own_llm.set(latency_s=0.0)
             before = await asyncio.gather(*(_collect(p) for p in pendings),
                                           return_exceptions=True)
             after = [await _collect(await client.send(uid("nr"), uid("c"), f"after {i}"))
                      for i in range(3)]
             return before, after
         finally:
-            llm.set(latency_s=0.0)
+            own_llm.set(latency_s=0.0)
             await client.close()
 
     before, after = run(main())
@@ -98,7 +98,7 @@ async def _collect(pending: Any) -> list[Any]:
 
 
 def test_one_retrying_conversation_does_not_stall_the_others(
-    own_stack: tuple[NatsServer, Cluster], llm: Any
+    own_stack: tuple[NatsServer, Cluster], own_llm: Any
 ) -> None:
     """A conversation stuck in 429 backoff and a hung call; the rest answer at once."""
     nats, _ = own_stack
@@ -128,7 +128,7 @@ def test_one_retrying_conversation_does_not_stall_the_others(
 
 
 def test_a_cut_stream_is_retried_and_the_client_starts_over(
-    own_stack: tuple[NatsServer, Cluster], llm: Any
+    own_stack: tuple[NatsServer, Cluster], own_llm: Any
 ) -> None:
     nats, _ = own_stack
     events = run(_ask_once(nats.url, "[[cutx1]] one two three four five six"))
@@ -141,7 +141,7 @@ def test_a_cut_stream_is_retried_and_the_client_starts_over(
 
 
 def test_a_stream_cut_every_time_ends_in_a_clear_error(
-    own_stack: tuple[NatsServer, Cluster], llm: Any
+    own_stack: tuple[NatsServer, Cluster], own_llm: Any
 ) -> None:
     nats, _ = own_stack
     events = run(_ask_once(nats.url, "[[cut]] one two three four five six"))
@@ -149,15 +149,15 @@ def test_a_stream_cut_every_time_ends_in_a_clear_error(
     assert isinstance(events[-1], ErrorEvent)
     assert events[-1].code is ErrorCode.LLM_UNAVAILABLE
     assert "ended before the answer was complete" in events[-1].message
-    attempts = [r for r in llm.requests() if "[[cut]] one two" in r["messages"][-1]["content"]]
+    attempts = [r for r in own_llm.requests() if "[[cut]] one two" in r["messages"][-1]["content"]]
     assert len(attempts) >= 2
 
 
 def test_the_api_key_never_reaches_logs_or_replies(
-    own_stack: tuple[NatsServer, Cluster], llm: Any
+    own_stack: tuple[NatsServer, Cluster], own_llm: Any
 ) -> None:
     nats, cluster = own_stack
-    key = stack_env(nats, llm, Path("/unused"))["OPENAI_API_KEY"]
+    key = stack_env(nats, own_llm, Path("/unused"))["OPENAI_API_KEY"]
     events = run(_ask_once(nats.url, "[[500]] show me your key"))
     assert isinstance(events[-1], ErrorEvent)
     assert key not in events[-1].message
@@ -170,3 +170,43 @@ async def _ask_once(url: str, prompt: str) -> list[Any]:
         return [e async for e in client.ask(uid("k"), uid("c"), prompt, timeout=30)]
     finally:
         await client.close()
+
+
+def test_per_user_quota_and_concurrency_are_enforced(own_llm: Any, tmp_path: Path) -> None:
+    """A cluster with limits on: a greedy user is refused, others are not."""
+    with nats_server(tmp_path / "nats") as nats:
+        env = {**stack_env(nats, own_llm, tmp_path / "recovery"),
+               "CHATWAX_USER_TOKEN_QUOTA": "40", "CHATWAX_USER_MAX_CONCURRENT": "2"}
+        cluster = Cluster(env, processes=1)
+        try:
+            cluster.start(tmp_path)
+            settings = Settings(nats_url=nats.url)
+
+            async def main() -> tuple[list[Any], list[Any], list[Any]]:
+                client = await ChatClient.connect(settings)
+                try:
+                    own_llm.set(latency_s=0.5)
+                    greedy = uid("greedy")
+                    burst = [await client.send(greedy, uid("c"), f"burst {i}") for i in range(3)]
+                    burst_out = await asyncio.gather(*(_collect(p) for p in burst))
+                    own_llm.set(latency_s=0.0)
+                    spend = [await _collect(await client.send(greedy, uid("c"), "w " * 12))
+                             for _ in range(3)]
+                    other = [await _collect(await client.send(uid("other"), uid("c"), "hi"))]
+                    return list(burst_out), spend, other
+                finally:
+                    own_llm.set(latency_s=0.0)
+                    await client.close()
+
+            burst, spend, other = run(main())
+        finally:
+            cluster.stop()
+    ends = [r[-1] for r in burst]
+    assert sum(isinstance(e, FinalEvent) for e in ends) == 2
+    refused = [e for e in ends if isinstance(e, ErrorEvent)]
+    assert [e.code for e in refused] == [ErrorCode.TOO_MANY_REQUESTS]
+    # 3 answers of ~15 tokens each use up 40 tokens: the last is refused.
+    assert isinstance(spend[-1][-1], ErrorEvent)
+    assert spend[-1][-1].code is ErrorCode.QUOTA_EXCEEDED
+    assert "token quota used up" in spend[-1][-1].message
+    assert isinstance(other[0][-1], FinalEvent)

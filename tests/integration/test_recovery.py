@@ -26,14 +26,14 @@ from tests.integration.test_up import children_of
 USERS, TURNS = 6, 4
 
 
-def test_sigkill_of_a_dataflow_process_loses_and_doubles_nothing(up: Any, llm: Any) -> None:
-    llm.set(latency_s=0.25)  # keep calls in flight when the process dies
+def test_sigkill_of_a_dataflow_process_loses_and_doubles_nothing(up: Any, own_llm: Any) -> None:
+    own_llm.set(latency_s=0.25)  # keep calls in flight when the process dies
     try:
         u = up("--no-ui", "--snapshot-interval", "1")
         u.wait_ready()
         report = run(_scenario(u, Settings(nats_url=f"nats://127.0.0.1:{u.nats_port}")))
     finally:
-        llm.set(latency_s=0.0)
+        own_llm.set(latency_s=0.0)
     print("fault injection (SIGKILL dataflow process 1):", report)
     assert "restarting the dataflow cluster" in u.output()
     assert report["sent"] == USERS * TURNS

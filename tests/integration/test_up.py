@@ -27,7 +27,7 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, llm: Any) -> None:
+def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, own_llm: Any) -> None:
     u = up("--with-prometheus")
     u.wait_ready()
     text = u.output()
@@ -45,7 +45,8 @@ def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, llm: Any) -> None
     second = ask(u, "--user", user, "who am I?")
     assert second.returncode == 0, second.stderr
     assert "turn 2" in second.stderr
-    sent = next(r for r in reversed(llm.requests()) if r["messages"][-1]["content"] == "who am I?")
+    sent = next(r for r in reversed(own_llm.requests())
+                if r["messages"][-1]["content"] == "who am I?")
     assert [m["content"] for m in sent["messages"][1:]] == [
         f"hi, I am {user}", f"echo: hi, I am {user}", "who am I?",
     ]

@@ -1,5 +1,6 @@
 """The real dataflow, run by bytewax.testing with several workers, its edges swapped for
-in-memory ones: the LLM edge answers each call at once, as a server would."""
+in-memory ones: the LLM edge answers each call at once, as a server would, and the
+feedback loop (results, releases) goes through one in-memory queue as in a process."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from chatwax.flow import build_flow
 from chatwax.nats_io import Inbound, Reply
 from chatwax.protocol import ErrorEvent, PromptRequest, Transcript, Usage
 from chatwax.settings import Settings
-from chatwax.steps import LlmCall, LlmResult
+from chatwax.steps import LlmCall, LlmResult, Release
 
 
 class InstantLlm:
@@ -26,7 +27,8 @@ class InstantLlm:
     def __init__(self, expected: int) -> None:
         self.expected = expected
         self.calls: list[LlmCall] = []
-        self.results: queue.SimpleQueue[LlmResult] = queue.SimpleQueue()
+        self.releases: list[Release] = []
+        self.results: queue.SimpleQueue[LlmResult | Release] = queue.SimpleQueue()
         self.emitted = 0
         self.lock = threading.Lock()
 
@@ -55,7 +57,26 @@ class _SinkPart(StatelessSinkPartition[LlmCall]):
             self.llm.answer(call)
 
 
-class _Source(DynamicSource[LlmResult]):
+class _Loopback(DynamicSink[Release]):
+    def __init__(self, llm: InstantLlm) -> None:
+        self.llm = llm
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LoopPart:
+        return _LoopPart(self.llm)
+
+
+class _LoopPart(StatelessSinkPartition[Release]):
+    def __init__(self, llm: InstantLlm) -> None:
+        self.llm = llm
+
+    def write_batch(self, items: list[Release]) -> None:
+        for item in items:
+            with self.llm.lock:
+                self.llm.releases.append(item)
+            self.llm.results.put(item)
+
+
+class _Source(DynamicSource[LlmResult | Release]):
     def __init__(self, llm: InstantLlm) -> None:
         self.llm = llm
 
@@ -63,11 +84,11 @@ class _Source(DynamicSource[LlmResult]):
         return _SourcePart(self.llm)
 
 
-class _SourcePart(StatelessSourcePartition[LlmResult]):
+class _SourcePart(StatelessSourcePartition[LlmResult | Release]):
     def __init__(self, llm: InstantLlm) -> None:
         self.llm = llm
 
-    def next_batch(self) -> list[LlmResult]:
+    def next_batch(self) -> list[LlmResult | Release]:
         with self.llm.lock:
             if self.llm.emitted >= self.llm.expected:
                 raise StopIteration
@@ -103,13 +124,18 @@ def test_conversations_keep_order_and_history_across_workers() -> None:
     bad_owner = PromptRequest("r-x", "intruder", "conv-u0", "hi", "_INBOX.x", 1.0)
     items.append(Inbound(0, seq, bad_owner.encode(), None, 1.0))
 
-    llm = InstantLlm(expected=len(users) * 4)
+    calls = len(users) * 4
+    # Fed back: one result and one release per call, one release for the intruder.
+    llm = InstantLlm(expected=2 * calls + 1)
     out: list[Reply | Transcript] = []
     flow = build_flow(Settings(system_prompt="sys"), prompts=TestingSource(items, 3),
-                      results=_Source(llm), llm=_Sink(llm), replies=TestingSink(out))
+                      feedback=_Source(llm), llm=_Sink(llm), replies=TestingSink(out),
+                      loopback=_Loopback(llm))
     cluster_main(flow, [], 0, worker_count_per_proc=3)
 
-    assert len(llm.calls) == len(users) * 4
+    assert len(llm.calls) == calls
+    assert sorted(r.request_id for r in llm.releases) == sorted(
+        [c.request.request_id for c in llm.calls] + ["r-x"])
     for u in users:
         calls = [c for c in llm.calls if c.request.user_id == u]
         assert [c.request.prompt for c in calls] == [f"{u} says {t}" for t in range(4)]

@@ -21,6 +21,7 @@ from chatwax.steps import (
     LlmCall,
     LlmResult,
     Rejected,
+    Release,
     parse_inbound,
 )
 
@@ -102,7 +103,7 @@ def test_conversation_invariants_hold_for_any_event_order(seq: list[Any]) -> Non
             effects = conv.on_result(
                 LlmResult(rid, "c", answer, Usage(1, 1), "m", 1.0, None, 0.0), CFG)
         for e in effects:
-            assert isinstance(e, LlmCall | Reply | Transcript)
+            assert isinstance(e, LlmCall | Reply | Transcript | Release)
             if isinstance(e, Reply):
                 assert isinstance(e.event, ErrorEvent)
             if isinstance(e, Transcript):

@@ -12,6 +12,7 @@ from chatwax.steps import (
     LlmCall,
     LlmResult,
     Rejected,
+    Release,
     Turn,
     build_messages,
     estimate_tokens,
@@ -77,7 +78,8 @@ def test_one_call_in_flight_and_queued_turns_see_earlier_answers() -> None:
     assert len(first) == 1 and isinstance(first[0], LlmCall)
     assert conv.on_prompt(_req("r2", prompt="two"), CFG) == []  # queued behind r1
     effects = conv.on_result(_ok("r1", "ONE"), CFG)
-    transcript, call = effects
+    release, transcript, call = effects
+    assert release == Release("alice", "r1", 7)  # the tokens it spent, for the quota
     assert isinstance(transcript, Transcript) and transcript.turn == 1
     assert transcript.answer == "ONE" and transcript.usage == Usage(3, 4)
     assert isinstance(call, LlmCall) and call.request.request_id == "r2"
@@ -95,15 +97,15 @@ def test_failed_call_adds_no_turn_and_starts_the_next() -> None:
     conv.on_prompt(_req("r2"), CFG)
     failed = LlmResult("r1", "c1", None, Usage(), "m", 0.0, None, 1.0, ErrorCode.LLM_UNAVAILABLE)
     effects = conv.on_result(failed, CFG)
-    assert [type(e) for e in effects] == [LlmCall]
+    assert [type(e) for e in effects] == [Release, LlmCall]
     assert conv.history == [] and conv.turns == 0
 
 
 def test_another_users_prompt_is_forbidden() -> None:
     conv = Conversation(owner="alice")
     effects = conv.on_prompt(_req("r1", user="mallory"), CFG)
-    assert len(effects) == 1
-    reply = effects[0]
+    reply, release = effects
+    assert release == Release("mallory", "r1", 0)
     assert isinstance(reply, Reply) and isinstance(reply.event, ErrorEvent)
     assert reply.event.code is ErrorCode.CONVERSATION_FORBIDDEN
     assert conv.pending == []
@@ -113,8 +115,8 @@ def test_prompt_beyond_the_context_window_is_refused() -> None:
     cfg = ConversationConfig("sys", prompt_budget=50, provider="p", input_limit=100)
     conv = Conversation(owner="alice")
     effects = conv.on_prompt(_req("r1", prompt="x" * 1000), cfg)
-    assert len(effects) == 1
-    reply = effects[0]
+    reply, release = effects
+    assert release == Release("alice", "r1", 0)
     assert isinstance(reply, Reply) and isinstance(reply.event, ErrorEvent)
     assert reply.event.code is ErrorCode.PROMPT_TOO_LARGE
     assert conv.pending == [] and conv.in_flight is None
@@ -125,7 +127,7 @@ def test_redelivered_prompt_is_not_queued_twice() -> None:
     conv.on_prompt(_req("r1"), CFG)
     assert conv.on_prompt(_req("r1"), CFG) == []
     conv.on_result(_ok("r1", "a"), CFG)
-    assert conv.on_prompt(_req("r1"), CFG) == []
+    assert conv.on_prompt(_req("r1"), CFG) == [Release("alice", "r1", 0)]
     assert conv.turns == 1
 
 
