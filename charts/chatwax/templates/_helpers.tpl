@@ -1,0 +1,118 @@
+{{/* Names, labels and shared snippets. */}}
+
+{{- define "chatwax.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped base name; components append -nats, -dataflow, -frontend. */}}
+{{- define "chatwax.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "chatwax.nats.fullname" -}}{{ include "chatwax.fullname" . }}-nats{{- end }}
+{{- define "chatwax.dataflow.fullname" -}}{{ include "chatwax.fullname" . }}-dataflow{{- end }}
+{{- define "chatwax.frontend.fullname" -}}{{ include "chatwax.fullname" . }}-frontend{{- end }}
+
+{{- define "chatwax.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "chatwax.labels" -}}
+helm.sh/chart: {{ include "chatwax.chart" . }}
+app.kubernetes.io/name: {{ include "chatwax.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: chatwax
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: call with (dict "ctx" $ "component" "nats"). */}}
+{{- define "chatwax.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "chatwax.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "chatwax.componentLabels" -}}
+{{ include "chatwax.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* image: "repository:tag" with the tag defaulting to the chart's appVersion. */}}
+{{- define "chatwax.image" -}}
+{{- $tag := .image.tag | default .ctx.Chart.AppVersion -}}
+{{- printf "%s:%s" .image.repository (toString $tag) }}
+{{- end }}
+
+{{/* Where clients find NATS: the chart's own service or an external URL. */}}
+{{- define "chatwax.natsUrl" -}}
+{{- if .Values.nats.enabled -}}
+nats://{{ include "chatwax.nats.fullname" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:{{ .Values.nats.ports.client }}
+{{- else -}}
+{{- required "nats.url is required when nats.enabled is false" .Values.nats.url -}}
+{{- end -}}
+{{- end }}
+
+{{- define "chatwax.nats.authSecretName" -}}
+{{- .Values.nats.auth.existingSecret | default (printf "%s-auth" (include "chatwax.nats.fullname" .)) }}
+{{- end }}
+
+{{- define "chatwax.llm.secretName" -}}
+{{- .Values.llm.existingSecret | default (printf "%s-llm" (include "chatwax.fullname" .)) }}
+{{- end }}
+
+{{- define "chatwax.dataflow.serviceAccountName" -}}
+{{- if .Values.dataflow.serviceAccount.create }}
+{{- .Values.dataflow.serviceAccount.name | default (include "chatwax.dataflow.fullname" .) }}
+{{- else }}
+{{- .Values.dataflow.serviceAccount.name | default "default" }}
+{{- end }}
+{{- end }}
+
+{{/* Peer list of the bytewax cluster: one stable DNS name per StatefulSet pod. */}}
+{{- define "chatwax.dataflow.addresses" -}}
+{{- $name := include "chatwax.dataflow.fullname" . -}}
+{{- $addrs := list -}}
+{{- range $i := until (int .Values.dataflow.processes) -}}
+{{- $addrs = append $addrs (printf "%s-%d.%s-headless.%s.svc.%s:%d" $name $i $name $.Release.Namespace $.Values.clusterDomain (int $.Values.dataflow.ports.process)) -}}
+{{- end -}}
+{{- join ";" $addrs -}}
+{{- end }}
+
+{{/* NATS credentials of one client, from the auth Secret:
+     (dict "ctx" $ "user" "dataflow"|"frontend"). */}}
+{{- define "chatwax.natsAuthEnv" -}}
+{{- if .ctx.Values.nats.auth.enabled }}
+- name: NATS_USER
+  value: {{ .user | quote }}
+- name: NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "chatwax.nats.authSecretName" .ctx }}
+      key: {{ .user }}-password
+{{- end }}
+{{- end }}
+
+{{/* The restricted pod-security context every chatwax container runs with. */}}
+{{- define "chatwax.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
