@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
 
+from chatwax.cluster import RunSpec
 from chatwax.errors import ChatwaxError, ConfigError
 from chatwax.metrics import METRICS
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent
@@ -72,13 +74,13 @@ def cmd_dataflow(args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig
 
     from chatwax import compat
-    from chatwax.cluster import RunSpec, prepare_recovery
+    from chatwax.cluster import prepare_recovery
     from chatwax.flow import build_flow
     from chatwax.nats_io import NatsLink
 
     settings = Settings.from_env()
     _setup_logging(settings.log_level)
-    spec = RunSpec.from_env(os.environ)
+    spec = _in_kubernetes(RunSpec.from_env(os.environ))
     log.info("dataflow process %s of %d, %d worker(s); settings %s",
              spec.process_id or 0, spec.process_count, spec.workers_per_process,
              settings.redacted())
@@ -98,6 +100,29 @@ def cmd_dataflow(args: argparse.Namespace) -> int:
         recovery_config=recovery,
     )
     return 0
+
+
+def _in_kubernetes(spec: RunSpec) -> RunSpec:
+    """In a pod, the peer list follows the StatefulSet's replicas, watched for changes."""
+    from chatwax import k8s
+
+    target = k8s.target_from_env(os.environ)
+    if target is None or spec.addresses is None or spec.process_id is None:
+        return spec
+    api = k8s.apps_api()
+    replicas = k8s.read_replicas(api, target)
+    k8s.check_ordinal(spec.process_id, replicas)
+    addresses = k8s.addresses_for(spec.addresses, target.statefulset, replicas)
+    if len(addresses) != len(spec.addresses):
+        log.warning("StatefulSet has %d replicas, the pod template %d: using %d processes",
+                    replicas, len(spec.addresses), replicas)
+
+    def restart(new: int) -> None:
+        log.error("process count changed to %d; exiting so every pod restarts with it", new)
+        os._exit(3)
+
+    k8s.watch_replicas(api, target, replicas, restart)
+    return dataclasses.replace(spec, addresses=addresses)
 
 
 # -- chatwax ask --------------------------------------------------------------------
