@@ -1,0 +1,158 @@
+"""Pods on one machine: the chart's wiring proven by running what it renders.
+
+The rendered NATS config runs in a real nats-server; each rendered dataflow pod's container
+command runs with that pod's rendered environment (ordinals 0 and 1), each on its own
+loopback address, as two pods have two IPs. Only what a cluster provides is replaced:
+DNS names by loopback addresses, volumes by temporary folders. The processes must form
+one Bytewax cluster and answer a prompt, and the NATS permissions must hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats as nats_py
+import pytest
+
+from chatwax.client import ChatClient
+from chatwax.protocol import FinalEvent
+from chatwax.settings import Settings
+from chatwax.stack import nats_server_binary
+from tests.chart.conftest import find, render
+from tests.support.procs import free_port, stop, wait_http
+
+NAMESPACE = "chat"
+
+
+def _pod_env(docs: list[dict[str, Any]], sts: dict[str, Any], ordinal: int) -> dict[str, str]:
+    """The environment Kubernetes would give this pod, resolved from the render."""
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, str] = {}
+    for src in container.get("envFrom", []):
+        env.update(find(docs, "ConfigMap", src["configMapRef"]["name"])["data"])
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+            continue
+        ref = e["valueFrom"]
+        if "fieldRef" in ref:
+            field = ref["fieldRef"]["fieldPath"]
+            env[e["name"]] = {"metadata.name": f"{sts['metadata']['name']}-{ordinal}",
+                              "metadata.namespace": NAMESPACE}[field]
+        elif "secretKeyRef" in ref:
+            secret = find(docs, "Secret", ref["secretKeyRef"]["name"])
+            env[e["name"]] = base64.b64decode(secret["data"][ref["secretKeyRef"]["key"]]).decode()
+    return env
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_rendered_pods_form_one_cluster_and_answer(workdir: Path, own_llm: Any) -> None:
+    docs = render("dataflow.processes=2", "nats.auth.enabled=true",
+                  f"llm.baseUrl={own_llm.base_url}", "llm.model=echo-1",
+                  "llm.apiKey=sk-rendered-key", "dataflow.recovery.snapshotIntervalSeconds=1")
+    nats_sts = find(docs, "StatefulSet", "-nats")
+    nats_conf = find(docs, "ConfigMap", "-nats-config")["data"]["nats.conf"]
+    nats_env = _pod_env(docs, nats_sts, 0)
+
+    # NATS: the rendered config; its volume and ports become local ones.
+    port, monitor = free_port(), free_port()
+    (workdir / "nats").mkdir()
+    conf = (nats_conf.replace("store_dir: /data", f"store_dir: {workdir / 'nats'}")
+            .replace("/var/run/nats/nats.pid", str(workdir / "nats.pid"))
+            .replace("0.0.0.0:4222", f"127.0.0.1:{port}")
+            .replace("0.0.0.0:8222", f"127.0.0.1:{monitor}"))
+    (workdir / "nats.conf").write_text(conf)
+    server = subprocess.Popen([nats_server_binary(), "--config", str(workdir / "nats.conf")],
+                              env={**os.environ, **nats_env})
+    dataflow: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_http(f"http://127.0.0.1:{monitor}/healthz", 20, server)
+        sts = find(docs, "StatefulSet", "-dataflow")
+        container = sts["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["chatwax", "dataflow"]
+        name = sts["metadata"]["name"]
+        api_ports = [free_port(), free_port()]
+        for ordinal in range(2):
+            env = _pod_env(docs, sts, ordinal)
+            assert env["BYTEWAX_POD_NAME"] == f"{name}-{ordinal}"
+            # What only a cluster provides: DNS for the peers and NATS, volumes, own IPs.
+            env["BYTEWAX_ADDRESSES"] = re.sub(
+                rf"{name}-(\d+)\.[^:;]+", lambda m: f"127.0.0.{2 + int(m.group(1))}",
+                env["BYTEWAX_ADDRESSES"])
+            env["NATS_URL"] = f"nats://127.0.0.1:{port}"
+            env["BYTEWAX_RECOVERY_DIRECTORY"] = str(workdir / "recovery")
+            env["BYTEWAX_DATAFLOW_API_PORT"] = str(api_ports[ordinal])
+            env.pop("CHATWAX_K8S_NAMESPACE")  # no API server here (tests/unit/test_k8s.py)
+            binary = shutil.which(container["command"][0]) or container["command"][0]
+            log = (workdir / f"pod-{ordinal}.log").open("wb")
+            dataflow.append(subprocess.Popen(
+                [binary, *container["command"][1:]], cwd=workdir,
+                env={"PATH": os.environ["PATH"], **env}, stdout=log, stderr=subprocess.STDOUT))
+        for proc, api in zip(dataflow, api_ports, strict=True):
+            wait_http(f"http://127.0.0.1:{api}/metrics", 60, proc)
+
+        frontend_password = _pod_env(docs, find(docs, "Deployment", "-frontend"), 0)
+        answer, denied = asyncio.run(_ask_as_frontend(port, frontend_password))
+        assert isinstance(answer, FinalEvent) and answer.text == "echo: hello from the chart"
+        assert denied, "the frontend user could publish into the transcripts stream"
+        logs = "".join((workdir / f"pod-{i}.log").read_text() for i in range(2))
+        assert "dataflow process 0 of 2" in logs and "dataflow process 1 of 2" in logs
+        assert "sk-rendered-key" not in logs
+    finally:
+        for proc in dataflow:
+            stop(proc)
+        stop(server)
+
+
+async def _ask_as_frontend(port: int, env: dict[str, str]) -> tuple[Any, bool]:
+    settings = Settings(nats_url=f"nats://127.0.0.1:{port}", nats_user=env["NATS_USER"],
+                        nats_password=env["NATS_PASSWORD"])
+    client = await ChatClient.connect(settings)
+    try:
+        events = [e async for e in client.ask("chart-user", "chart-conv",
+                                              "hello from the chart", timeout=60)]
+    finally:
+        await client.close()
+    # The frontend may not write where only the dataflow writes.
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats_py.connect(settings.nats_url, user=env["NATS_USER"],
+                               password=env["NATS_PASSWORD"], error_cb=on_error)
+    await nc.publish("chatwax.transcripts.chart-user.chart-conv", b"{}")
+    await nc.flush()
+    await asyncio.sleep(0.3)
+    await nc.close()
+    denied = any("permissions violation" in str(e).lower() for e in errors)
+    return events[-1], denied
+
+
+@pytest.mark.parametrize("values", ["default-values.yaml", "kind-values.yaml",
+                                    "production-values.yaml"])
+def test_rendered_nats_config_is_valid_for_nats_server(values: str, workdir: Path) -> None:
+    from tests.chart.conftest import CHART
+
+    docs = render(values=(str(CHART / "ci" / values),))
+    conf = find(docs, "ConfigMap", "-nats-config")["data"]["nats.conf"]
+    (workdir / "nats.conf").write_text(conf)
+    env = {**os.environ, "SERVER_NAME": "chatwax-nats-0", "DATAFLOW_PASSWORD": "a",
+           "FRONTEND_PASSWORD": "b"}
+    res = subprocess.run([nats_server_binary(), "--config", str(workdir / "nats.conf"), "-t"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "is valid" in res.stdout + res.stderr
