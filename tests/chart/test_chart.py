@@ -265,3 +265,22 @@ def test_schema_documents_every_value() -> None:
                 walk(value, sub, f"{path}{key}.")
 
     walk(values, schema, "")
+
+
+def test_nats_auth_is_on_by_default_and_passwords_stay_in_secrets() -> None:
+    docs = render()
+    secret = find(docs, "Secret", "-nats-auth")
+    passwords = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert sorted(passwords) == ["dataflow-password", "frontend-password"]
+    assert all(len(p) == 32 for p in passwords.values())
+    text = render_text()
+    # Rendered once per call, so the generated passwords appear only base64-encoded.
+    conf = find(docs, "ConfigMap", "-nats-config")["data"]["nats.conf"]
+    assert "password: $FRONTEND_PASSWORD" in conf
+    for workload, user in (("-dataflow", "dataflow"), ("-frontend", "frontend")):
+        kind = "StatefulSet" if workload == "-dataflow" else "Deployment"
+        env = env_of(find(docs, kind, workload)["spec"]["template"]["spec"]["containers"][0])
+        assert env["NATS_USER"] == user
+        assert env["NATS_PASSWORD"]["secretKeyRef"]["key"] == f"{user}-password"
+    assert "NATS_PASSWORD" not in str([d for d in docs if d["kind"] == "ConfigMap"])
+    assert text.count("kind: Secret") >= 1

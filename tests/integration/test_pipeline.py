@@ -14,11 +14,12 @@ import uuid
 from typing import Any
 
 import nats as nats_py
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatwax import protocol
 from chatwax.client import ChatClient, chunk_text
-from chatwax.errors import ErrorCode
+from chatwax.errors import ChatwaxError, ErrorCode
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
 from chatwax.settings import Settings
 from tests.conftest import run
@@ -232,10 +233,27 @@ def test_malformed_messages_get_error_replies_and_the_flow_keeps_going(
 
 
 def test_a_conversation_belongs_to_its_first_user(cluster: Cluster, settings: Settings) -> None:
-    conv = uid("conv")
-    assert isinstance(run(ask_all(settings, uid("owner"), conv, "mine"))[-1], FinalEvent)
-    err = run(ask_all(settings, uid("intruder"), conv, "let me in"))[-1]
+    conv, owner, intruder = uid("conv"), uid("owner"), uid("intruder")
+    assert isinstance(run(ask_all(settings, owner, conv, "mine"))[-1], FinalEvent)
+    err = run(ask_all(settings, intruder, conv, "let me in"))[-1]
     assert isinstance(err, ErrorEvent) and err.code is ErrorCode.CONVERSATION_FORBIDDEN
+
+    async def read_as(user: str) -> list[protocol.Transcript]:
+        client = await ChatClient.connect(settings)
+        try:
+            for _ in range(50):
+                turns = await client.history(user, conv)
+                if turns or user != owner:
+                    return turns
+                await asyncio.sleep(0.1)
+            return turns
+        finally:
+            await client.close()
+
+    assert [t.prompt for t in run(read_as(owner))] == ["mine"]
+    with pytest.raises(ChatwaxError) as info:
+        run(read_as(intruder))  # reading another user's history is refused too
+    assert info.value.code is ErrorCode.CONVERSATION_FORBIDDEN
 
 
 def test_tutorial_style_request_on_prompts(
