@@ -47,6 +47,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, ui_port=args.ui_port,
         snapshot_interval=args.snapshot_interval, prometheus=args.with_prometheus,
         prometheus_port=args.prometheus_port, restart=not args.no_restart,
+        nats_auth=args.nats_auth,
     )
     if not settings.llm_configured:
         print("chatwax: no LLM configured (OPENAI_API_KEY / OPENAI_BASE_URL unset); "
@@ -230,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also run a local Prometheus (Debian package `prometheus`) scraping "
                     "every dataflow process")
     up.add_argument("--prometheus-port", type=int, default=9090)
+    up.add_argument("--nats-auth", action="store_true",
+                    help="require NATS user/password (made once, kept in the data dir); "
+                    "clients use NATS_USER=frontend and NATS_PASSWORD")
     up.add_argument("--no-restart", action="store_true",
                     help="stop the stack when a dataflow process dies instead of restarting "
                     "the dataflow cluster")

@@ -47,6 +47,24 @@ MAX_REPLY_TO: Final = 255
 REPLY_PREFIXES: Final = ("_INBOX.", f"{REPLIES_PREFIX}.")
 
 
+CLIENT_PUBLISH_ALLOW: Final = (
+    f"{PROMPTS_PREFIX}.*",
+    COMPAT_SUBJECT,
+    "$JS.API.INFO",
+    f"$JS.API.STREAM.INFO.{PROMPTS_STREAM}",
+    f"$JS.API.STREAM.INFO.{TRANSCRIPTS_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{TRANSCRIPTS_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{TRANSCRIPTS_STREAM}.>",
+    f"$JS.API.CONSUMER.DELETE.{TRANSCRIPTS_STREAM}.>",
+    f"$JS.API.DIRECT.GET.{TRANSCRIPTS_STREAM}",
+    f"$JS.API.DIRECT.GET.{TRANSCRIPTS_STREAM}.>",
+    "$JS.FC.>",
+)
+"""What a client (frontend, `chatwax ask`) may publish when NATS auth is on: prompts, and
+the JetStream API calls that read transcripts. Never a transcript or a reply subject."""
+CLIENT_SUBSCRIBE_ALLOW: Final = ("_INBOX.>",)
+
+
 def partition_for(conversation_id: str, partitions: int) -> int:
     """Stable partition of a conversation: all its prompts land in one ordered partition."""
     return zlib.crc32(conversation_id.encode()) % partitions

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from chatwax import protocol
 from chatwax.errors import ConfigError
 
 FRONTEND_APP = Path(__file__).resolve().parents[2] / "frontend" / "app.py"
@@ -42,6 +44,7 @@ class StackOptions:
     prometheus: bool = False
     prometheus_port: int = 9090
     scrape_interval_s: float = 5.0
+    nats_auth: bool = False
     restart: bool = True
     max_restarts: int = 5
     restart_window_s: float = 60.0
@@ -96,6 +99,36 @@ def prometheus_config(targets: list[str], interval_s: float) -> str:
     }, indent=2)
 
 
+def nats_auth_config(client_port: int, monitor_port: int, store: Path,
+                     passwords: dict[str, str]) -> str:
+    """nats-server config with two users: `dataflow` (everything) and `frontend` (clients)."""
+    allow = ", ".join(json.dumps(s) for s in protocol.CLIENT_PUBLISH_ALLOW)
+    subscribe = ", ".join(json.dumps(s) for s in protocol.CLIENT_SUBSCRIBE_ALLOW)
+    return f"""listen: 127.0.0.1:{client_port}
+http: 127.0.0.1:{monitor_port}
+server_name: chatwax-local
+jetstream {{ store_dir: {json.dumps(str(store))} }}
+authorization {{
+  users: [
+    {{ user: dataflow, password: {json.dumps(passwords["dataflow"])} }}
+    {{ user: frontend, password: {json.dumps(passwords["frontend"])},
+      permissions: {{ publish: {{ allow: [{allow}] }}, subscribe: {{ allow: [{subscribe}] }},
+                      allow_responses: true }} }}
+  ]
+}}
+"""
+
+
+def load_passwords(path: Path) -> dict[str, str]:
+    """The local NATS passwords, made once and kept (0600) in the data folder."""
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    passwords = {user: secrets.token_urlsafe(24) for user in ("dataflow", "frontend")}
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(passwords, indent=2) + "\n")
+    return passwords
+
+
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -143,6 +176,13 @@ class Stack:
         self.opts = opts
         self.children: list[Child] = []
         self._stopping = False
+        self.passwords: dict[str, str] = {}
+
+    def credentials(self, user: str) -> dict[str, str]:
+        """NATS_USER/NATS_PASSWORD for a child, when auth is on."""
+        if not self.opts.nats_auth:
+            return {}
+        return {"NATS_USER": user, "NATS_PASSWORD": self.passwords[user]}
 
     @property
     def nats_url(self) -> str:
@@ -158,7 +198,8 @@ class Stack:
     def _start_dataflow(self) -> None:
         o = self.opts
         procs = [self._spawn(f"dataflow process {i}", [sys.executable, "-m", "chatwax", "dataflow"],
-                             dataflow_env(o, i, self.nats_url), dataflow=True)
+                             {**dataflow_env(o, i, self.nats_url), **self.credentials("dataflow")},
+                             dataflow=True)
                  for i in range(o.processes)]
         for i, child in enumerate(procs):
             wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child)
@@ -194,11 +235,20 @@ class Stack:
         o = self.opts
         self.check_ports()
         o.data_dir.mkdir(parents=True, exist_ok=True)
-        nats = self._spawn("nats-server", [
-            nats_server_binary(), "-a", "127.0.0.1", "-p", str(o.nats_port),
-            "-m", str(o.nats_monitor_port), "-js", "-sd", str((o.data_dir / "nats").resolve()),
-            "--server_name", "chatwax-local", "-l", str((o.data_dir / "nats-server.log").resolve()),
-        ])
+        log = ["-l", str((o.data_dir / "nats-server.log").resolve())]
+        store = (o.data_dir / "nats").resolve()
+        if o.nats_auth:
+            self.passwords = load_passwords(o.data_dir / "nats-auth.json")
+            conf = o.data_dir / "nats.conf"
+            conf.touch(mode=0o600)
+            conf.write_text(nats_auth_config(o.nats_port, o.nats_monitor_port, store,
+                                             self.passwords))
+            cmd = [nats_server_binary(), "--config", str(conf.resolve()), *log]
+        else:
+            cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(o.nats_port),
+                   "-m", str(o.nats_monitor_port), "-js", "-sd", str(store),
+                   "--server_name", "chatwax-local", *log]
+        nats = self._spawn("nats-server", cmd)
         wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats)
         self._start_dataflow()
         if o.prometheus:
@@ -209,7 +259,8 @@ class Stack:
                 "--server.port", str(o.ui_port), "--server.address", "127.0.0.1",
                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
                 "--client.toolbarMode", "minimal",
-            ], {**os.environ, **o.extra_env, "NATS_URL": self.nats_url})
+            ], {**os.environ, **o.extra_env, "NATS_URL": self.nats_url,
+                **self.credentials("frontend")})
             wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui)
 
     def _start_prometheus(self) -> None:
@@ -235,6 +286,9 @@ class Stack:
         if o.ui:
             lines.append(f"  frontend    http://127.0.0.1:{o.ui_port}")
         lines.append(f"  data        {o.data_dir.resolve()}")
+        if o.nats_auth:
+            lines.append(f"  NATS auth   user 'frontend', password in "
+                         f"{(o.data_dir / 'nats-auth.json').resolve()}")
         lines.append("Press Ctrl-C to stop.")
         return "\n".join(lines)
 

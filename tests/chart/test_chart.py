@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,13 @@ def test_nats_auth_is_on_by_default_and_passwords_stay_in_secrets() -> None:
         assert env["NATS_PASSWORD"]["secretKeyRef"]["key"] == f"{user}-password"
     assert "NATS_PASSWORD" not in str([d for d in docs if d["kind"] == "ConfigMap"])
     assert text.count("kind: Secret") >= 1
+
+
+def test_chart_client_permissions_match_the_protocols() -> None:
+    from chatwax import protocol
+
+    conf = find(render(), "ConfigMap", "-nats-config")["data"]["nats.conf"]
+    frontend = conf[conf.index("user: frontend"):]
+    allowed = re.findall(r'"([^"]+)",', frontend[frontend.index("allow: [") :
+                                                 frontend.index("]")])
+    assert tuple(allowed) == protocol.CLIENT_PUBLISH_ALLOW

@@ -106,3 +106,21 @@ def test_children_do_not_outlive_a_killed_up(up: Any) -> None:
     while [k for k in kids if Path(f"/proc/{k}").exists()]:
         assert time.monotonic() < deadline, "children outlived chatwax up"
         time.sleep(0.2)
+
+
+def test_up_with_nats_auth_admits_only_clients_with_credentials(up: Any, tmp_path: Path) -> None:
+    u = up("--no-ui", "--nats-auth")
+    u.wait_ready()
+    assert "NATS auth" in u.output()
+    passwords = json.loads((tmp_path / "data" / "nats-auth.json").read_text())
+    assert oct((tmp_path / "data" / "nats-auth.json").stat().st_mode & 0o777) == "0o600"
+    anonymous = subprocess.run([*CHATWAX, "ask", "--user", "anon", "hi"], env=u.env,
+                               capture_output=True, text=True, timeout=60)
+    assert anonymous.returncode != 0 and "cannot reach NATS" in anonymous.stderr
+    creds = {**u.env, "NATS_USER": "frontend", "NATS_PASSWORD": passwords["frontend"]}
+    ok = subprocess.run([*CHATWAX, "ask", "--user", "authed", "hi"], env=creds,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.strip() == "echo: hi", ok.stderr
+    usage = subprocess.run([*CHATWAX, "usage", "--since", "all"], env=creds,
+                           capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "authed" in usage.stdout, usage.stderr
