@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ def test_rendered_pods_form_one_cluster_and_answer(workdir: Path, own_llm: Any) 
             env["BYTEWAX_RECOVERY_DIRECTORY"] = str(workdir / "recovery")
             env["BYTEWAX_DATAFLOW_API_PORT"] = str(api_ports[ordinal])
             env.pop("CHATWAX_K8S_NAMESPACE")  # no API server here (tests/unit/test_k8s.py)
-            binary = shutil.which(container["command"][0]) or container["command"][0]
+            # The image's PATH has the venv's console scripts; here they sit beside python.
+            binary = str(Path(sys.executable).parent / container["command"][0])
             log = (workdir / f"pod-{ordinal}.log").open("wb")
             dataflow.append(subprocess.Popen(
                 [binary, *container["command"][1:]], cwd=workdir,
