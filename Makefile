@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test test-fast lint fmt clean
+.PHONY: help install system-deps run test soak test-fast lint fmt clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ system-deps: ## install prometheus and chromium (Debian packages) if missing
 test: $(STAMP) system-deps ## lint, then every test (unit, integration, chart, frontend)
 	$(BIN)/ruff check src tests frontend
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+soak: $(STAMP) ## 2-minute soak with faults injected (SOAK_SECONDS=600 for longer)
+	$(BIN)/python -m tests.soak --duration $${SOAK_SECONDS:-120}
 
 test-fast: $(STAMP) ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q

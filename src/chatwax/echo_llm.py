@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.client_exceptions import ClientConnectionResetError
 
 _DIRECTIVE = re.compile(r"\[\[(\d{3}|[a-z]+)(?:x(\d+)|:(\d+))?\]\]")
 KNOWN = frozenset({"429", "500", "hang", "cut", "slow", "tokens"})
@@ -206,8 +207,12 @@ class EchoLLM:
                              {"role": "assistant", "content": " ".join(out)}}],
                 "usage": usage,
             })
-        return await self._stream(request, entry, cid, created, model, out, usage, plan,
-                                  bool((body.get("stream_options") or {}).get("include_usage")))
+        try:
+            return await self._stream(request, entry, cid, created, model, out, usage, plan,
+                                      bool((body.get("stream_options") or {}).get("include_usage")))
+        except (ConnectionResetError, ClientConnectionResetError):
+            entry["status"] = 0  # the client went away mid-stream (e.g. a killed process)
+            return web.Response(status=499)
 
     async def _stream(self, request: web.Request, entry: dict[str, Any], cid: str,
                       created: int, model: str, out: list[str], usage: dict[str, int],
