@@ -9,7 +9,7 @@ Faults are injected per request by directives in the last user message (stripped
 echo): `[[429xN]]`, `[[500xN]]`, `[[hangxN]]` fail the first N attempts of that exact
 request; `[[500]]` always fails; `[[hang]]` never answers; `[[cut]]` drops the connection
 half-way through the stream; `[[slow:MS]]` waits before the first token;
-`[[tokens:N]]` answers exactly N words.
+`[[tokens:N]]` answers exactly N words; `[[garbage]]` streams a chunk that is not JSON.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
 _DIRECTIVE = re.compile(r"\[\[(\d{3}|[a-z]+)(?:x(\d+)|:(\d+))?\]\]")
-KNOWN = frozenset({"429", "500", "hang", "cut", "slow", "tokens"})
+KNOWN = frozenset({"429", "500", "hang", "cut", "garbage", "slow", "tokens"})
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Plan:
     fail_status: int | None = None
     hang: bool = False
     cut: bool = False
+    garbage: bool = False
     slow_s: float = 0.0
     tokens: int | None = None
 
@@ -81,6 +82,8 @@ def plan_for(last_user: str, attempt: int) -> Plan:
             plan.hang = True
         elif name == "cut" and active:
             plan.cut = True
+        elif name == "garbage" and active:
+            plan.garbage = True
         elif name == "slow" and value:
             plan.slow_s = int(value) / 1000
         elif name == "tokens" and value:
@@ -228,6 +231,11 @@ class EchoLLM:
 
         await resp.write(chunk('[{"index":0,"delta":{"role":"assistant","content":""},'
                                '"finish_reason":null}]'))
+        if plan.garbage:
+            entry["status"] = 0
+            await resp.write(b"data: {this is not json\n\n")
+            await resp.write_eof()
+            return resp
         gap = 1 / self.knobs.tokens_per_s if self.knobs.tokens_per_s > 0 else 0.0
         stop_at = len(out) // 2 if plan.cut else len(out)
         for i, word in enumerate(out[:stop_at]):

@@ -148,6 +148,12 @@ class LlmClient:
         except openai.InternalServerError as exc:
             raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "server_error",
                              f"the LLM server failed ({exc.status_code})") from None
+        except (ValueError, openai.APIResponseValidationError) as exc:
+            # Not valid SSE/JSON (json.JSONDecodeError is a ValueError): a broken server
+            # or proxy; another attempt may well get a clean stream.
+            raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "malformed_stream",
+                             f"the LLM server sent a malformed stream ({type(exc).__name__})"
+                             ) from None
         except openai.APIStatusError as exc:
             if exc.status_code in (408, 409) or exc.status_code >= 500:
                 raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "server_error",

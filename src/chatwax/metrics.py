@@ -123,7 +123,8 @@ class Metrics:
             self.e2e.labels(outcome)
 
 
-RETRY_REASONS: Final = ("rate_limited", "timeout", "connection", "server_error", "cut_stream")
+RETRY_REASONS: Final = ("rate_limited", "timeout", "connection", "server_error", "cut_stream",
+                        "malformed_stream")
 REJECT_REASONS: Final = ("bad_request", "prompt_too_large", "unsupported_version",
                          "conversation_forbidden", "quota_exceeded", "too_many_requests")
 

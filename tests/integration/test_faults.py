@@ -216,3 +216,39 @@ def test_per_user_quota_and_concurrency_are_enforced(own_llm: Any, tmp_path: Pat
     assert spend[-1][-1].code is ErrorCode.QUOTA_EXCEEDED
     assert "token quota used up" in spend[-1][-1].message
     assert isinstance(other[0][-1], FinalEvent)
+
+
+def test_a_malformed_stream_is_retried(
+    own_stack: tuple[NatsServer, Cluster], own_llm: Any
+) -> None:
+    nats, _ = own_stack
+    events = run(_ask_once(nats.url, "[[garbagex1]] clean the second time"))
+    assert isinstance(events[-1], FinalEvent)
+    assert events[-1].text == "echo: clean the second time"
+    attempts = [r for r in own_llm.requests()
+                if "clean the second time" in r["messages"][-1]["content"]]
+    assert len(attempts) == 2
+
+
+def test_the_frontend_reconnects_after_a_nats_restart(
+    own_stack: tuple[NatsServer, Cluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    nats, _ = own_stack
+    app = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
+    monkeypatch.setenv("NATS_URL", nats.url)
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(app, default_timeout=60).run()
+        at.sidebar.text_input(key="user").input(uid("web")).run()
+        at.chat_input[0].set_value("before the restart").run()
+        nats.stop()
+        nats.start()
+        at.chat_input[0].set_value("after the restart").run()
+        assert not at.exception, at.exception
+        shown = [md.value for msg in at.chat_message for md in msg.markdown]
+        assert "echo: before the restart" in shown and "echo: after the restart" in shown
+    finally:
+        st.cache_resource.clear()
