@@ -64,3 +64,10 @@ def test_every_variable_is_in_the_readme_table() -> None:
     assert {f.env for f in FIELDS} <= rows
     for f in FIELDS:
         assert f.doc in text, f"README row for {f.env} is out of date"
+
+
+def test_documented_defaults_are_the_real_defaults() -> None:
+    defaults = Settings()
+    for f in FIELDS:
+        assert getattr(defaults, f.attr) == f.default, f.env
+    assert {f.attr for f in FIELDS} == set(Settings.__dataclass_fields__)
