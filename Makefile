@@ -27,8 +27,9 @@ run: $(STAMP) ## start NATS, a 2-process dataflow and the frontend (http://local
 system-deps: ## install prometheus and chromium (Debian packages) if missing
 	./scripts/system-deps.sh
 
-test: $(STAMP) system-deps ## lint, then every test (unit, integration, chart, frontend)
+test: $(STAMP) system-deps ## lint and types, then every test (unit, integration, chart, frontend)
 	$(BIN)/ruff check src tests frontend
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 soak: $(STAMP) ## 2-minute soak with faults injected (SOAK_SECONDS=600 for longer)
