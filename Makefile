@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test soak test-fast lint fmt clean
+.PHONY: help install system-deps run test bench soak test-fast lint fmt clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ test: $(STAMP) system-deps ## lint and types, then every test (unit, integration
 	$(BIN)/ruff check src tests frontend
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmark scenarios vs the tutorial's design (table + artifacts/bench/bench.png)
+	$(BIN)/pip install --quiet 'matplotlib>=3.8'
+	$(BIN)/chatwax bench $(ARGS)
 
 soak: $(STAMP) ## 2-minute soak with faults injected (SOAK_SECONDS=600 for longer)
 	$(BIN)/python -m tests.soak --duration $${SOAK_SECONDS:-120}

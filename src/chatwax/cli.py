@@ -91,9 +91,15 @@ def cmd_dataflow(args: argparse.Namespace) -> int:
     compat.start(link, settings.compat_subject, settings.max_prompt_chars,
                  timeout=settings.llm_timeout_s + settings.retry_max_time_s + 30)
     recovery = (RecoveryConfig(spec.recovery_dir, spec.backup_interval)
-                if spec.recovery_dir else None)
+                if spec.recovery_dir and not args.baseline else None)
+    if args.baseline:
+        from chatwax.baseline import build_baseline
+
+        flow = build_baseline(settings)
+    else:
+        flow = build_flow(settings, recovery=recovery is not None)
     cli_main(
-        build_flow(settings, recovery=recovery is not None),
+        flow,
         workers_per_process=spec.workers_per_process,
         process_id=spec.process_id,
         addresses=spec.addresses,
@@ -200,6 +206,16 @@ def cmd_usage(args: argparse.Namespace) -> int:
         return 1
 
 
+# -- chatwax bench ------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from chatwax.bench import main as bench
+
+    logging.basicConfig(level=logging.WARNING)
+    return bench(args.duration, args.latency, args.tokens, args.only, Path(args.out))
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -241,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     df = sub.add_parser("dataflow", help="run one dataflow process (what a pod runs); "
                         "BYTEWAX_* variables place it in the cluster")
+    df.add_argument("--baseline", action="store_true",
+                    help="run the tutorial's design instead (for `chatwax bench` only)")
     df.set_defaults(func=cmd_dataflow)
 
     ask = sub.add_parser("ask", help="send one prompt and stream the answer (NATS_URL says where)")
@@ -254,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--since", default="24h", help="window: 30m, 24h, 7d, ... or all")
     usage.add_argument("--by", choices=["user", "model", "conversation"], default="user")
     usage.set_defaults(func=cmd_usage)
+
+    bench = sub.add_parser("bench", help="benchmark a local stack (and the tutorial's design)")
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
+    bench.add_argument("--latency", type=float, default=0.5, help="LLM latency in seconds")
+    bench.add_argument("--tokens", type=int, default=50, help="tokens per answer")
+    bench.add_argument("--only", help="run scenarios whose name contains this")
+    bench.add_argument("--out", default="artifacts/bench", help="where bench.json/png go")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

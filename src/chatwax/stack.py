@@ -45,6 +45,7 @@ class StackOptions:
     prometheus_port: int = 9090
     scrape_interval_s: float = 5.0
     nats_auth: bool = False
+    dataflow_args: tuple[str, ...] = ()
     restart: bool = True
     max_restarts: int = 5
     restart_window_s: float = 60.0
@@ -197,7 +198,8 @@ class Stack:
 
     def _start_dataflow(self) -> None:
         o = self.opts
-        procs = [self._spawn(f"dataflow process {i}", [sys.executable, "-m", "chatwax", "dataflow"],
+        procs = [self._spawn(f"dataflow process {i}", [sys.executable, "-m", "chatwax", "dataflow",
+                                                        *o.dataflow_args],
                              {**dataflow_env(o, i, self.nats_url), **self.credentials("dataflow")},
                              dataflow=True)
                  for i in range(o.processes)]

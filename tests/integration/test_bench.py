@@ -1,0 +1,22 @@
+"""A smoke run of the benchmark harness: it drives a real stack and produces a report.
+(Numbers are the benchmark's business, not a test's: nothing here is timed.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chatwax.bench import Result, Scenario, plot, run_scenario, table
+
+
+def test_bench_harness_reports_throughput_latency_and_resources(tmp_path: Path) -> None:
+    sc = Scenario("smoke", rate=5, processes=1, conversations=4)
+    result = run_scenario(sc, duration=2.0, latency=0.05, tokens=10)
+    assert isinstance(result, Result)
+    assert result.sent >= 8 and result.answered == result.sent
+    assert result.errors == 0 and result.unanswered == 0
+    assert set(result.e2e_ms) == {"p50", "p95", "p99", "mean"}
+    assert result.e2e_ms["p50"] >= 50  # at least the server's own latency
+    assert len(result.cpu_s) == 1 and result.peak_rss_mb[0] > 10
+    text = table([result])
+    assert text.splitlines()[0].startswith("scenario") and "smoke" in text
+    plot([result], tmp_path / "bench.png")  # writes a PNG when matplotlib is installed
