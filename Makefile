@@ -33,7 +33,7 @@ test: $(STAMP) system-deps ## lint and types, then every test (unit, integration
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmark scenarios vs the tutorial's design (table + artifacts/bench/bench.png)
-	$(BIN)/pip install --quiet 'matplotlib>=3.8'
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/chatwax bench $(ARGS)
 
 soak: $(STAMP) ## 2-minute soak with faults injected (SOAK_SECONDS=600 for longer)
