@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
@@ -30,6 +31,38 @@ from chatwax.settings import Settings
 from chatwax.steps import LlmCall, LlmResult, Release
 
 log = logging.getLogger(__name__)
+
+
+class ChunkBatcher:
+    """Coalesces token deltas: the first goes out at once, then one chunk per interval.
+
+    A message per token costs CPU at both ends (encode, publish, decode); when tokens come
+    faster than `interval_s` they are joined, so the time to first token is unchanged and
+    later text is at most one interval late. A delta with index 0 starts a new attempt.
+    """
+
+    def __init__(self, interval_s: float, send: Callable[[int, str], Awaitable[None]]) -> None:
+        self.interval_s = interval_s
+        self._send = send
+        self._parts: list[str] = []
+        self._sent = 0
+        self._last = 0.0
+
+    async def add(self, index: int, text: str) -> None:
+        if index == 0:  # a (re)started stream: the client starts over at chunk 0
+            self._parts, self._sent = [text], 0
+            await self.flush()
+            return
+        self._parts.append(text)
+        if time.monotonic() - self._last >= self.interval_s:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._parts:
+            text, self._parts = "".join(self._parts), []
+            await self._send(self._sent, text)
+            self._sent += 1
+            self._last = time.monotonic()
 
 
 class Answerer:
@@ -77,11 +110,13 @@ class Answerer:
                 METRICS.history_dropped.inc(call.dropped_turns)
             METRICS.in_flight.labels(*labels).inc()
             try:
-                async def on_delta(index: int, text: str) -> None:
+                async def send(index: int, text: str) -> None:
                     # publish only appends to nats-py's buffer; awaiting keeps chunk order.
                     await nc.publish(reply_to, ChunkEvent(req.request_id, index, text).encode())
 
-                result = await self.llm.stream(call.messages, on_delta)
+                chunks = ChunkBatcher(self.settings.chunk_flush_ms / 1000, send)
+                result = await self.llm.stream(call.messages, chunks.add)
+                await chunks.flush()
             except LlmError as exc:
                 await self._finish_error(call, exc.code, exc.message)
                 return

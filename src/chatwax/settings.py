@@ -92,6 +92,8 @@ FIELDS: Final[tuple[Field, ...]] = (
           "JetStream replicas of both streams (3 on a clustered NATS)."),
     Field("CHATWAX_COMPAT_SUBJECT", "compat_subject", "prompts", _str,
           "Core NATS subject of the tutorial-style request adapter (empty disables it)."),
+    Field("CHATWAX_CHUNK_FLUSH_MS", "chunk_flush_ms", 20.0, _float,
+          "Tokens arriving faster than this are joined into one chunk event (0: one per token)."),
     Field("CHATWAX_POLL_MS", "poll_ms", 5.0, _float,
           "How often idle sources look for new messages, in milliseconds."),
     Field("CHATWAX_PRICES", "prices", "", _str,
@@ -129,6 +131,7 @@ class Settings:
     transcript_max_age_s: float = 90 * 86_400.0
     stream_replicas: int = 1
     compat_subject: str = "prompts"
+    chunk_flush_ms: float = 20.0
     poll_ms: float = 5.0
     prices: str = ""
     log_level: str = "INFO"
@@ -141,6 +144,8 @@ class Settings:
         if min(self.user_token_quota, self.user_max_concurrent) < 0:
             raise ConfigError("per-user limits must not be negative (0 turns a limit off)")
         _positive(self, "user_quota_window_s")
+        if self.chunk_flush_ms < 0:
+            raise ConfigError("CHATWAX_CHUNK_FLUSH_MS must not be negative")
         if self.retry_max_time_s < 0:
             raise ConfigError("CHATWAX_LLM_RETRY_MAX_TIME must not be negative")
         if not 0.0 <= self.temperature <= 2.0:
