@@ -59,6 +59,7 @@ class LlmClient:
         self.model = settings.model
         self.labels = (model_label(settings.model), settings.provider)
         self._client: AsyncOpenAI | None = None
+        self._with_retries = self._retrying()
         if settings.llm_configured:
             self._client = AsyncOpenAI(
                 # Servers such as vLLM or llama.cpp accept any key; the SDK insists on one.
@@ -73,9 +74,14 @@ class LlmClient:
         """Stream one answer, retrying transient failures within the retry budget."""
         if self._client is None:
             raise LlmError(ErrorCode.LLM_NOT_CONFIGURED, NOT_CONFIGURED_MESSAGE)
-        started = time.monotonic()
-        attempts = 0
+        tries = [0]
+        try:
+            return await self._with_retries(messages, on_delta, time.monotonic(), tries)
+        except _Retryable as exc:
+            raise LlmError(exc.code, f"{exc} (gave up after {tries[0]} attempts)") from None
 
+    def _retrying(self) -> Any:
+        """`_attempt` wrapped once in backoff (not per call: this is the hot path)."""
         def on_backoff(details: Any) -> None:
             exc = details.get("exception")
             reason = exc.reason if isinstance(exc, _Retryable) else "unknown"
@@ -83,25 +89,17 @@ class LlmClient:
             log.info("LLM attempt %d failed (%s); retrying in %.2fs",
                      details["tries"], reason, details["wait"])
 
-        @backoff.on_exception(
+        return backoff.on_exception(
             backoff.expo, _Retryable, factor=0.25, max_value=8.0, jitter=backoff.full_jitter,
             max_tries=self.settings.retry_max_tries, max_time=self.settings.retry_max_time_s,
             on_backoff=on_backoff, raise_on_giveup=True, logger=None,
-        )
-        async def attempt() -> Completion:
-            nonlocal attempts
-            attempts += 1
-            return await self._attempt(messages, on_delta, started, attempts)
-
-        try:
-            return await attempt()
-        except _Retryable as exc:
-            raise LlmError(exc.code, f"{exc} (gave up after {attempts} attempts)") from None
+        )(self._attempt)
 
     async def _attempt(
-        self, messages: list[dict[str, str]], on_delta: OnDelta, started: float, attempts: int
+        self, messages: list[dict[str, str]], on_delta: OnDelta, started: float, tries: list[int]
     ) -> Completion:
         assert self._client is not None
+        tries[0] += 1
         s = self.settings
         parts: list[str] = []
         usage: Usage | None = None
@@ -168,7 +166,7 @@ class LlmClient:
         if usage is None:
             log.warning("LLM server reported no usage; token metrics for this call are zero")
             usage = Usage()
-        return Completion(text, usage, model, ttft, time.monotonic() - started, attempts)
+        return Completion(text, usage, model, ttft, time.monotonic() - started, tries[0])
 
     async def close(self) -> None:
         if self._client is not None:
