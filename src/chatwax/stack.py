@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from chatwax import protocol
 from chatwax.errors import ConfigError
@@ -140,11 +141,13 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def wait_http(url: str, timeout: float, child: Child | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None,
+              name: str = "the process") -> None:
+    """Wait until `url` answers; fail at once if `proc` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if child is not None and child.proc.poll() is not None:
-            raise RuntimeError(f"{child.name} exited with code {child.proc.returncode}")
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status < 500:
@@ -204,7 +207,7 @@ class Stack:
                              dataflow=True)
                  for i in range(o.processes)]
         for i, child in enumerate(procs):
-            wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child)
+            wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child.proc, child.name)
 
     def restart_dataflow(self) -> None:
         """Restart every dataflow process together, as a StatefulSet's pods would.
@@ -251,7 +254,7 @@ class Stack:
                    "-m", str(o.nats_monitor_port), "-js", "-sd", str(store),
                    "--server_name", "chatwax-local", *log]
         nats = self._spawn("nats-server", cmd)
-        wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats)
+        wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats.proc, nats.name)
         self._start_dataflow()
         if o.prometheus:
             self._start_prometheus()
@@ -263,7 +266,7 @@ class Stack:
                 "--client.toolbarMode", "minimal",
             ], {**os.environ, **o.extra_env, "NATS_URL": self.nats_url,
                 **self.credentials("frontend")})
-            wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui)
+            wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui.proc, ui.name)
 
     def _start_prometheus(self) -> None:
         o = self.opts
@@ -275,7 +278,7 @@ class Stack:
             f"--storage.tsdb.path={(o.data_dir / 'prometheus').resolve()}",
             f"--web.listen-address=127.0.0.1:{o.prometheus_port}", "--log.level=warn",
         ])
-        wait_http(f"http://127.0.0.1:{o.prometheus_port}/-/ready", 30, prom)
+        wait_http(f"http://127.0.0.1:{o.prometheus_port}/-/ready", 30, prom.proc, prom.name)
 
     def describe(self) -> str:
         o = self.opts

@@ -8,13 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatwax.stack import nats_server_binary, port_free
+from chatwax.stack import nats_server_binary, port_free, wait_http
 
 
 def free_port() -> int:
@@ -30,18 +28,6 @@ def free_port_run(count: int) -> int:
         if base + count < 65535 and all(port_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no run of free ports found")
-
-
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} while waiting for {url}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
-            if resp.status < 500:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
