@@ -151,6 +151,34 @@ def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int) -> 
     return result
 
 
+def conversation_memory(count: int = 20_000) -> float:
+    """Bytes of Python state per idle conversation (one turn), beyond the turn's text.
+
+    What the conversation step holds per key: the logic object, its state, the history
+    list and one turn with its ids. Bytewax's own per-key bookkeeping is not included.
+    """
+    import sys
+    import tracemalloc
+
+    from chatwax.flow import ConversationLogic
+    from chatwax.steps import Conversation, ConversationConfig, Turn
+
+    cfg = ConversationConfig("system", 4000, "local")
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    held = []
+    text = 0
+    for i in range(count):
+        state = Conversation(owner=f"user-{i:06d}", turns=1)
+        prompt, answer = f"question {i} " * 8, f"answer {i} " * 30
+        text += sys.getsizeof(prompt) + sys.getsizeof(answer)
+        state.history.append(Turn(f"{i:032x}", prompt, answer))
+        held.append((f"conv-{i:08d}", ConversationLogic(cfg, state)))
+    used = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    return round((used - text) / count, 1)
+
+
 SCENARIOS = (
     Scenario("overhead 50/s", rate=50),
     Scenario("throughput 150/s", rate=150),
@@ -210,8 +238,12 @@ def main(duration: float, latency: float, tokens: int, only: str | None, out: Pa
         print(f"running: {sc.name} ({duration:g} s)", flush=True)
         results.append(run_scenario(sc, duration, latency, tokens))
     print(table(results))
+    memory = conversation_memory()
+    print(f"state per idle conversation beyond its history text: {memory} bytes")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    (out / "bench.json").write_text(json.dumps(
+        {"scenarios": [asdict(r) for r in results], "bytes_per_idle_conversation": memory},
+        indent=2))
     if plot(results, out / "bench.png"):
         print(f"plot: {out / 'bench.png'}")
     return 0

@@ -20,3 +20,10 @@ def test_bench_harness_reports_throughput_latency_and_resources(tmp_path: Path) 
     text = table([result])
     assert text.splitlines()[0].startswith("scenario") and "smoke" in text
     plot([result], tmp_path / "bench.png")  # writes a PNG when matplotlib is installed
+
+
+def test_bench_measures_state_per_idle_conversation() -> None:
+    from chatwax.bench import conversation_memory
+
+    per_conversation = conversation_memory(2000)
+    assert 100 < per_conversation < 100_000  # a measurement was made, of plausible size
