@@ -5,7 +5,7 @@ replicas without touching the pod template. A Bytewax cluster must have exactly 
 process per address, so at start-up each pod reads its StatefulSet's replicas and builds
 the peer list from them, and while running it watches the StatefulSet: when the replica
 count changes, the pod exits so that it restarts with the new count. Only this module
-talks to the API server (a Role allows get/list/watch on that one StatefulSet).
+talks to the API server (the chart's Role allows get and watch on that one StatefulSet).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,43 +62,69 @@ def apps_api() -> Any:
     """AppsV1Api from the pod's service account (in-cluster configuration)."""
     from kubernetes import client, config
 
-    config.load_incluster_config()
+    try:
+        config.load_incluster_config()
+    except config.ConfigException as exc:
+        raise ConfigError(f"Kubernetes mode (CHATWAX_K8S_NAMESPACE is set) but no in-cluster "
+                          f"API access: {exc}") from None
     return client.AppsV1Api()
 
 
 def read_replicas(api: Any, target: Target) -> int:
-    sts = api.read_namespaced_stateful_set(target.statefulset, target.namespace)
+    """The StatefulSet's desired replicas: the process count the cluster must have."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        sts = api.read_namespaced_stateful_set(target.statefulset, target.namespace)
+    except ApiException as exc:
+        raise ConfigError(
+            f"cannot read StatefulSet {target.namespace}/{target.statefulset}: {exc.status} "
+            f"{exc.reason}; the pod's ServiceAccount needs get and watch on it (the chart's "
+            "dataflow Role)") from None
+    return _replicas(sts)
+
+
+def _replicas(sts: Any) -> int:
+    # The API server defaults spec.replicas to 1; be as lenient with a missing value.
     return int(sts.spec.replicas if sts.spec.replicas is not None else 1)
 
 
 def watch_replicas(
-    api: Any, target: Target, current: int, on_change: Callable[[int], None]
+    api: Any, target: Target, current: int, on_change: Callable[[int], None],
+    *, retry_s: float = 2.0,
 ) -> threading.Thread:
     """Call `on_change(new)` once the StatefulSet's replicas differ from `current`.
 
-    Runs on a daemon thread and re-opens the watch when the API server closes it.
+    Runs on a daemon thread. The API server ends watches now and then: the watch is
+    re-opened, and as a new watch starts with the current object, no change is missed.
+    Errors (API server restarts, a 410 Gone) are logged and retried every `retry_s`.
     """
     from kubernetes import watch
 
     def run() -> None:
         while True:
+            opened = time.monotonic()
             try:
-                w = watch.Watch()
-                for event in w.stream(
+                # A watch restricted by resourceNames must select that one name.
+                for event in watch.Watch().stream(
                     api.list_namespaced_stateful_set, target.namespace,
                     field_selector=f"metadata.name={target.statefulset}", timeout_seconds=300,
                 ):
-                    obj = event["object"]
-                    replicas = obj.spec.replicas if obj.spec.replicas is not None else 1
-                    if event["type"] in ("ADDED", "MODIFIED") and replicas != current:
+                    if event["type"] not in ("ADDED", "MODIFIED"):
+                        continue
+                    replicas = _replicas(event["object"])
+                    if replicas != current:
                         log.warning("StatefulSet %s now has %d replicas (was %d): restarting",
                                     target.statefulset, replicas, current)
-                        on_change(int(replicas))
+                        on_change(replicas)
                         return
             except Exception:
-                log.warning("watching StatefulSet %s failed; retrying", target.statefulset,
-                            exc_info=True)
-                threading.Event().wait(2.0)
+                log.warning("watching StatefulSet %s failed; retrying in %gs",
+                            target.statefulset, retry_s, exc_info=True)
+                time.sleep(retry_s)
+                continue
+            if time.monotonic() - opened < 1.0:  # closed at once: do not spin
+                time.sleep(retry_s)
 
     thread = threading.Thread(target=run, name="chatwax-k8s-watch", daemon=True)
     thread.start()
