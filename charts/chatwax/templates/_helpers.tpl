@@ -96,6 +96,9 @@ nats://{{ include "chatwax.nats.fullname" . }}.{{ .Release.Namespace }}.svc.{{ .
      (dict "ctx" $ "user" "dataflow"|"frontend"). */}}
 {{- define "chatwax.natsAuthEnv" -}}
 {{- if .ctx.Values.nats.auth.enabled }}
+{{- if not (or .ctx.Values.nats.enabled .ctx.Values.nats.auth.existingSecret) }}
+{{- fail "nats.auth.enabled with an external NATS (nats.enabled=false) needs nats.auth.existingSecret with the clients' passwords, or nats.auth.enabled=false" }}
+{{- end }}
 - name: NATS_USER
   value: {{ .user | quote }}
 - name: NATS_PASSWORD
