@@ -1,9 +1,10 @@
-"""Chart fixtures: helm 3 and helm 4 binaries, and renders cached per values file."""
+"""Chart fixtures: the tools (helm 3 and helm 4 fetched by scripts/tools.sh on a fresh
+machine), and renders of charts/chatwax cached per helm version, values files and --set's,
+so each distinct render runs once per session."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,52 +15,106 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "chatwax"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-HELM_VERSIONS = ("3", "4")
-API_VERSIONS = ["--api-versions", "monitoring.coreos.com/v1/PodMonitor"]
+HELM_MAJORS = ("3", "4")
+NAMESPACE = "chat"
+# What `helm template` must assume a cluster offers, so that capability-guarded objects
+# (the PodMonitor) render as they would on a cluster with the prometheus-operator CRDs.
+API_VERSIONS = ("monitoring.coreos.com/v1/PodMonitor",)
 
 
-@cache
-def helm(major: str) -> str:
-    """Path of helm `major`, fetched by scripts/helm.sh on first use."""
-    out = subprocess.run([str(ROOT / "scripts" / "helm.sh"), major], check=True,
-                         capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
+class Rendered(list[dict[str, Any]]):
+    """The objects of one render, with lookups by kind and name suffix."""
 
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [d for d in self if d["kind"] == kind]
 
-def run_helm(major: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([helm(major), *args], capture_output=True, text=True, timeout=120)
+    def find(self, kind: str, name_suffix: str = "") -> dict[str, Any]:
+        matches = [d for d in self.of_kind(kind) if d["metadata"]["name"].endswith(name_suffix)]
+        assert len(matches) == 1, (kind, name_suffix, [m["metadata"]["name"] for m in matches])
+        return matches[0]
 
+    def workloads(self) -> list[dict[str, Any]]:
+        return [d for d in self if d["kind"] in ("StatefulSet", "Deployment")]
 
-@cache
-def _render(major: str, values: tuple[str, ...], sets: tuple[str, ...]) -> str:
-    args = ["template", "chatwax", str(CHART), "--namespace", "chat", *API_VERSIONS]
-    for v in values:
-        args += ["-f", v]
-    for s in sets:
-        args += ["--set", s]
-    res = run_helm(major, *args)
-    assert res.returncode == 0, res.stderr
-    return res.stdout
+    def container(self, kind: str, name_suffix: str, index: int = 0) -> dict[str, Any]:
+        spec: dict[str, Any] = self.find(kind, name_suffix)["spec"]["template"]["spec"]
+        return spec["containers"][index]
 
-
-def render_text(*sets: str, values: tuple[str, ...] = (), major: str = "3") -> str:
-    return _render(major, values, sets)
-
-
-def render(*sets: str, values: tuple[str, ...] = (), major: str = "3") -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(render_text(*sets, values=values, major=major)) if d]
-
-
-def find(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
-    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
-    assert len(matches) == 1, f"{kind} *{name_suffix}: {[m['metadata']['name'] for m in matches]}"
-    return matches[0]
+    def env(self, kind: str, name_suffix: str) -> dict[str, Any]:
+        """name -> value (or valueFrom) of the first container's env list."""
+        return env_of(self.container(kind, name_suffix))
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
-@pytest.fixture
-def rendered() -> Callable[..., list[dict[str, Any]]]:
-    return render
+class Chart:
+    """helm 3 and helm 4 on charts/chatwax; renders are cached for the session."""
+
+    path = CHART
+    root = ROOT
+    namespace = NAMESPACE
+
+    def __init__(self, tools: dict[str, str]) -> None:
+        self.tools = tools
+
+    def helm(self, major: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.tools[f"helm{major}"], *args], capture_output=True,
+                              text=True, timeout=120)
+
+    def template_args(self, *sets: str, values: tuple[Path | str, ...] = (),
+                      api_versions: tuple[str, ...] = API_VERSIONS) -> list[str]:
+        args = ["template", "chatwax", str(CHART), "--namespace", NAMESPACE]
+        for api in api_versions:
+            args += ["--api-versions", api]
+        for v in values:
+            args += ["-f", str(v)]
+        for s in sets:
+            args += ["--set", s]
+        return args
+
+    def render_text(self, *sets: str, values: tuple[Path | str, ...] = (),
+                    major: str = "3") -> str:
+        return self._render(major, tuple(str(v) for v in values), sets)
+
+    def render(self, *sets: str, values: tuple[Path | str, ...] = (),
+               major: str = "3") -> Rendered:
+        return Rendered(d for d in yaml.safe_load_all(self.render_text(*sets, values=values,
+                                                                       major=major)) if d)
+
+    @cache  # noqa: B019 - one Chart per session; the cache is the point
+    def _render(self, major: str, values: tuple[str, ...], sets: tuple[str, ...]) -> str:
+        res = self.helm(major, *self.template_args(*sets, values=values))
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+
+@pytest.fixture(scope="session")
+def tools() -> dict[str, str]:
+    """name -> path of helm3, helm4, kubernetes-validate and hadolint (fetched if missing)."""
+    out = subprocess.run([str(ROOT / "scripts" / "tools.sh")], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    found = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    assert set(found) == {"helm3", "helm4", "kubernetes-validate", "hadolint"}, out.stdout
+    return found
+
+
+@pytest.fixture(scope="session")
+def chart(tools: dict[str, str]) -> Chart:
+    return Chart(tools)
+
+
+@pytest.fixture(params=CI_VALUES, ids=lambda p: p.name.removesuffix("-values.yaml"))
+def ci_values(request: pytest.FixtureRequest) -> Path:
+    """Each charts/chatwax/ci/*-values.yaml in turn."""
+    path: Path = request.param
+    return path
+
+
+@pytest.fixture(params=HELM_MAJORS, ids=lambda m: f"helm{m}")
+def helm_major(request: pytest.FixtureRequest) -> str:
+    """helm 3 and helm 4 in turn."""
+    major: str = request.param
+    return major

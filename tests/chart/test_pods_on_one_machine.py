@@ -4,7 +4,8 @@ The rendered NATS config runs in a real nats-server; each rendered dataflow pod'
 command runs with that pod's rendered environment (ordinals 0 and 1), each on its own
 loopback address, as two pods have two IPs. Only what a cluster provides is replaced:
 DNS names by loopback addresses, volumes by temporary folders. The processes must form
-one Bytewax cluster and answer a prompt, and the NATS permissions must hold.
+one Bytewax cluster and answer a prompt, and the NATS permissions must hold. The rendered
+frontend pod's command, run the same way, must answer its probes on its declared port.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,18 +29,16 @@ from chatwax.client import ChatClient
 from chatwax.protocol import FinalEvent
 from chatwax.settings import Settings
 from chatwax.stack import nats_server_binary
-from tests.chart.conftest import find, render
+from tests.chart.conftest import NAMESPACE, Chart, Rendered
 from tests.support.procs import free_port, stop, wait_http
 
-NAMESPACE = "chat"
 
-
-def _pod_env(docs: list[dict[str, Any]], sts: dict[str, Any], ordinal: int) -> dict[str, str]:
+def _pod_env(docs: Rendered, sts: dict[str, Any], ordinal: int) -> dict[str, str]:
     """The environment Kubernetes would give this pod, resolved from the render."""
     container = sts["spec"]["template"]["spec"]["containers"][0]
     env: dict[str, str] = {}
     for src in container.get("envFrom", []):
-        env.update(find(docs, "ConfigMap", src["configMapRef"]["name"])["data"])
+        env.update(docs.find("ConfigMap", src["configMapRef"]["name"])["data"])
     for e in container.get("env", []):
         if "value" in e:
             env[e["name"]] = e["value"]
@@ -49,7 +49,7 @@ def _pod_env(docs: list[dict[str, Any]], sts: dict[str, Any], ordinal: int) -> d
             env[e["name"]] = {"metadata.name": f"{sts['metadata']['name']}-{ordinal}",
                               "metadata.namespace": NAMESPACE}[field]
         elif "secretKeyRef" in ref:
-            secret = find(docs, "Secret", ref["secretKeyRef"]["name"])
+            secret = docs.find("Secret", ref["secretKeyRef"]["name"])
             env[e["name"]] = base64.b64decode(secret["data"][ref["secretKeyRef"]["key"]]).decode()
     return env
 
@@ -60,12 +60,13 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_rendered_pods_form_one_cluster_and_answer(workdir: Path, own_llm: Any) -> None:
-    docs = render("dataflow.processes=2", "nats.auth.enabled=true",
+def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
+                                                    own_llm: Any) -> None:
+    docs = chart.render("dataflow.processes=2", "nats.auth.enabled=true",
                   f"llm.baseUrl={own_llm.base_url}", "llm.model=echo-1",
                   "llm.apiKey=sk-rendered-key", "dataflow.recovery.snapshotIntervalSeconds=1")
-    nats_sts = find(docs, "StatefulSet", "-nats")
-    nats_conf = find(docs, "ConfigMap", "-nats-config")["data"]["nats.conf"]
+    nats_sts = docs.find("StatefulSet", "-nats")
+    nats_conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
     nats_env = _pod_env(docs, nats_sts, 0)
 
     # NATS: the rendered config; its volume and ports become local ones.
@@ -81,7 +82,7 @@ def test_rendered_pods_form_one_cluster_and_answer(workdir: Path, own_llm: Any) 
     dataflow: list[subprocess.Popen[bytes]] = []
     try:
         wait_http(f"http://127.0.0.1:{monitor}/healthz", 20, server)
-        sts = find(docs, "StatefulSet", "-dataflow")
+        sts = docs.find("StatefulSet", "-dataflow")
         container = sts["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["chatwax", "dataflow"]
         name = sts["metadata"]["name"]
@@ -106,7 +107,7 @@ def test_rendered_pods_form_one_cluster_and_answer(workdir: Path, own_llm: Any) 
         for proc, api in zip(dataflow, api_ports, strict=True):
             wait_http(f"http://127.0.0.1:{api}/metrics", 60, proc)
 
-        frontend_password = _pod_env(docs, find(docs, "Deployment", "-frontend"), 0)
+        frontend_password = _pod_env(docs, docs.find("Deployment", "-frontend"), 0)
         answer, denied = asyncio.run(_ask_as_frontend(port, frontend_password))
         assert isinstance(answer, FinalEvent) and answer.text == "echo: hello from the chart"
         assert denied, "the frontend user could publish into the transcripts stream"
@@ -146,11 +147,10 @@ async def _ask_as_frontend(port: int, env: dict[str, str]) -> tuple[Any, bool]:
 
 @pytest.mark.parametrize("values", ["default-values.yaml", "kind-values.yaml",
                                     "production-values.yaml"])
-def test_rendered_nats_config_is_valid_for_nats_server(values: str, workdir: Path) -> None:
-    from tests.chart.conftest import CHART
-
-    docs = render(values=(str(CHART / "ci" / values),))
-    conf = find(docs, "ConfigMap", "-nats-config")["data"]["nats.conf"]
+def test_rendered_nats_config_is_valid_for_nats_server(chart: Chart, values: str,
+                                                       workdir: Path) -> None:
+    docs = chart.render(values=(chart.path / "ci" / values,))
+    conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
     (workdir / "nats.conf").write_text(conf)
     env = {**os.environ, "SERVER_NAME": "chatwax-nats-0", "DATAFLOW_PASSWORD": "a",
            "FRONTEND_PASSWORD": "b"}
@@ -158,3 +158,30 @@ def test_rendered_nats_config_is_valid_for_nats_server(values: str, workdir: Pat
                          env=env, capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "is valid" in res.stdout + res.stderr
+
+
+def test_rendered_frontend_pod_answers_its_probes(chart: Chart, workdir: Path) -> None:
+    port = free_port()
+    docs = chart.render(f"frontend.port={port}")
+    deployment = docs.find("Deployment", "-frontend")
+    container = docs.container("Deployment", "-frontend")
+    env = _pod_env(docs, deployment, 0)
+    env["HOME"] = str(workdir)  # the pod's emptyDir at /tmp
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    binary = str(Path(sys.executable).parent / container["command"][0])
+    log = (workdir / "frontend.log").open("wb")
+    # The image's WORKDIR holds frontend/, as the repository's root does.
+    proc = subprocess.Popen([binary, *container["command"][1:]], cwd=chart.root,
+                            env={"PATH": os.environ["PATH"], **env}, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            get = container[probe]["httpGet"]
+            url = f"http://127.0.0.1:{ports[get['port']]}{get['path']}"
+            wait_http(url, 60, proc, name="the frontend")
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                assert (resp.status, resp.read()) == (200, b"ok"), probe
+        assert ports["http"] == port
+    finally:
+        stop(proc)
+        log.close()

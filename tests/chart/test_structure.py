@@ -1,0 +1,429 @@
+"""Structural checks on the rendered objects: what refers to what must exist, the dataflow's
+peer list must match its pod count, secrets stay secret, config changes roll pods."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chart.conftest import Chart, Rendered, env_of
+
+SENTINEL = "sk-chatwax-sentinel-0123456789abcdef"
+
+
+def _pod_labels(w: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = w["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _selected(docs: Rendered, selector: dict[str, str]) -> list[dict[str, Any]]:
+    return [w for w in docs.workloads() if selector.items() <= _pod_labels(w).items()]
+
+
+def _container_ports(workloads: list[dict[str, Any]]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for w in workloads
+            for c in w["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+
+
+# -- the dataflow cluster ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 4, 5])
+def test_replicas_process_count_and_peer_list_agree(chart: Chart, processes: int) -> None:
+    docs = chart.render(f"dataflow.processes={processes}")
+    sts = docs.find("StatefulSet", "-dataflow")
+    assert sts["spec"]["replicas"] == processes
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    env = docs.env("StatefulSet", "-dataflow")
+    name, headless = sts["metadata"]["name"], sts["spec"]["serviceName"]
+    port = docs.find("Service", "-dataflow-headless")["spec"]["ports"][0]
+    assert port["name"] == "process"
+    # One address per pod, in ordinal order, each the pod's stable DNS name.
+    assert env["BYTEWAX_ADDRESSES"].split(";") == [
+        f"{name}-{i}.{headless}.{chart.namespace}.svc.cluster.local:{port['port']}"
+        for i in range(processes)]
+    # Each pod finds its own index in that list: its name minus "<statefulset>-".
+    assert env["BYTEWAX_STATEFULSET_NAME"] == name
+    assert env["BYTEWAX_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "BYTEWAX_PROCESS_ID" not in env
+    assert env["CHATWAX_RECOVERY_PARTITIONS"] == str(processes)
+    assert docs.find("Service", "-dataflow-headless")["metadata"]["name"] == headless
+    assert _pod_labels(sts)  # the headless Service selects them (checked below)
+
+
+def test_changing_the_process_count_rolls_every_pod(chart: Chart) -> None:
+    a = chart.render("dataflow.processes=2").find("StatefulSet", "-dataflow")
+    b = chart.render("dataflow.processes=3").find("StatefulSet", "-dataflow")
+    # A changed pod template makes the StatefulSet controller replace every pod.
+    assert a["spec"]["template"] != b["spec"]["template"]
+    ann = lambda s: s["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
+    assert (ann(a)["chatwax.io/processes"], ann(b)["chatwax.io/processes"]) == ("2", "3")
+    assert a["spec"].get("updateStrategy", {}).get("type", "RollingUpdate") == "RollingUpdate"
+
+
+def test_the_dataflow_may_read_only_its_own_statefulset(chart: Chart) -> None:
+    docs = chart.render()
+    sts = docs.find("StatefulSet", "-dataflow")
+    pod = sts["spec"]["template"]["spec"]
+    role = docs.find("Role", "-dataflow")
+    assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["statefulsets"],
+                              "resourceNames": [sts["metadata"]["name"]],
+                              "verbs": ["get", "watch"]}]
+    binding = docs.find("RoleBinding", "-dataflow")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount",
+                                    "name": pod["serviceAccountName"],
+                                    "namespace": chart.namespace}]
+    account = docs.find("ServiceAccount", "-dataflow")
+    assert account["metadata"]["name"] == pod["serviceAccountName"]
+    env = docs.env("StatefulSet", "-dataflow")
+    assert env["CHATWAX_K8S_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # Nothing else gets an API token.
+    for w in docs.workloads():
+        if w is not sts:
+            assert w["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    own = chart.render("dataflow.serviceAccount.create=false",
+                       "dataflow.serviceAccount.name=mine")
+    assert not own.of_kind("ServiceAccount")
+    assert own.find("RoleBinding")["subjects"][0]["name"] == "mine"
+
+
+def test_recovery_is_one_volume_every_pod_shares(chart: Chart) -> None:
+    docs = chart.render("dataflow.recovery.accessMode=ReadWriteMany")
+    pod = docs.find("StatefulSet", "-dataflow")["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    mount = next(m for m in pod["containers"][0]["volumeMounts"]
+                 if m["mountPath"] == env["BYTEWAX_RECOVERY_DIRECTORY"])
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    pvc = docs.find("PersistentVolumeClaim", "-recovery")
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert env["BYTEWAX_SNAPSHOT_INTERVAL"] == "5"
+    assert env["BYTEWAX_RECOVERY_BACKUP_INTERVAL"] == "0"
+    off = chart.render("dataflow.recovery.enabled=false")
+    assert not off.of_kind("PersistentVolumeClaim")
+    assert "BYTEWAX_RECOVERY_DIRECTORY" not in off.env("StatefulSet", "-dataflow")
+
+
+def test_metrics_are_scraped_from_the_dataflow_api_port(chart: Chart) -> None:
+    docs = chart.render()
+    sts = docs.find("StatefulSet", "-dataflow")
+    env = docs.env("StatefulSet", "-dataflow")
+    ports = _container_ports([sts])
+    assert env["BYTEWAX_DATAFLOW_API_ENABLED"] == "true"
+    assert int(env["BYTEWAX_DATAFLOW_API_PORT"]) == ports["api"]
+    ann = sts["spec"]["template"]["metadata"]["annotations"]
+    assert ann["prometheus.io/scrape"] == "true"
+    assert (int(ann["prometheus.io/port"]), ann["prometheus.io/path"]) == (ports["api"],
+                                                                            "/metrics")
+    moved = chart.render("dataflow.ports.api=9999").env("StatefulSet", "-dataflow")
+    assert moved["BYTEWAX_DATAFLOW_API_PORT"] == "9999"
+
+
+# -- secrets and checksums --------------------------------------------------------------
+
+
+def test_the_api_key_is_never_in_plain_text(chart: Chart, helm_major: str,
+                                            ci_values: Path) -> None:
+    sets = (f"llm.apiKey={SENTINEL}", "llm.existingSecret=")
+    text = chart.render_text(*sets, values=(ci_values,), major=helm_major)
+    assert SENTINEL not in text
+    docs = chart.render(*sets, values=(ci_values,), major=helm_major)
+    secret = docs.find("Secret", "-llm")
+    assert base64.b64decode(secret["data"]["api-key"]).decode() == SENTINEL
+    env = docs.env("StatefulSet", "-dataflow")
+    assert env["OPENAI_API_KEY"] == {"secretKeyRef": {"name": secret["metadata"]["name"],
+                                                      "key": "api-key"}}
+    for cm in docs.of_kind("ConfigMap"):
+        assert "OPENAI_API_KEY" not in cm.get("data", {})
+
+
+def test_an_existing_secret_is_used_and_none_is_made(chart: Chart) -> None:
+    docs = chart.render("llm.existingSecret=my-key", "llm.existingSecretKey=token")
+    assert not [d for d in docs.of_kind("Secret") if d["metadata"]["name"].endswith("-llm")]
+    env = docs.env("StatefulSet", "-dataflow")
+    assert env["OPENAI_API_KEY"] == {"secretKeyRef": {"name": "my-key", "key": "token"}}
+
+
+def _checksums(chart: Chart, *sets: str) -> dict[str, str]:
+    out = {}
+    for w in chart.render(*sets).workloads():
+        ann = w["spec"]["template"]["metadata"].get("annotations", {})
+        out.update({f"{w['metadata']['name']}/{k}": v for k, v in ann.items()
+                    if k.startswith("checksum/")})
+    return out
+
+
+def test_checksums_change_when_config_changes(chart: Chart) -> None:
+    base = _checksums(chart)
+    assert set(base) == {"chatwax-dataflow/checksum/env", "chatwax-dataflow/checksum/llm-secret",
+                         "chatwax-nats/checksum/config", "chatwax-frontend/checksum/env"}
+    changed = {
+        "llm.model=gpt-4.1": {"chatwax-dataflow/checksum/env"},
+        "llm.apiKey=other": {"chatwax-dataflow/checksum/llm-secret"},
+        "nats.jetstream.maxMemory=1Gi": {"chatwax-nats/checksum/config"},
+        "nats.ports.client=4333": {"chatwax-dataflow/checksum/env", "chatwax-nats/checksum/config",
+                                   "chatwax-frontend/checksum/env"},
+    }
+    for change, expected in changed.items():
+        after = _checksums(chart, change)
+        assert {k for k in base if base[k] != after[k]} == expected, change
+    assert base == _checksums(chart, "frontend.replicas=1")  # deterministic otherwise
+
+
+def test_nats_auth_is_on_by_default_and_passwords_stay_in_secrets(chart: Chart) -> None:
+    docs = chart.render()
+    secret = docs.find("Secret", "-nats-auth")
+    passwords = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert sorted(passwords) == ["dataflow-password", "frontend-password"]
+    assert all(len(p) == 32 for p in passwords.values())
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    text = chart.render_text()
+    assert not any(p in text for p in passwords.values())
+    conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
+    assert "password: $FRONTEND_PASSWORD" in conf and "password: $DATAFLOW_PASSWORD" in conf
+    nats_env = docs.env("StatefulSet", "-nats")
+    for workload, kind, user in (("-dataflow", "StatefulSet", "dataflow"),
+                                 ("-frontend", "Deployment", "frontend")):
+        env = docs.env(kind, workload)
+        assert env["NATS_USER"] == user
+        ref = {"secretKeyRef": {"name": secret["metadata"]["name"], "key": f"{user}-password"}}
+        assert env["NATS_PASSWORD"] == ref
+        assert nats_env[f"{user.upper()}_PASSWORD"] == ref  # the server checks the same one
+    for cm in docs.of_kind("ConfigMap"):
+        assert "NATS_PASSWORD" not in cm.get("data", {})
+    existing = chart.render("nats.auth.existingSecret=mine")
+    assert not existing.of_kind("Secret")
+    assert existing.env("StatefulSet", "-nats")["DATAFLOW_PASSWORD"]["secretKeyRef"]["name"] \
+        == "mine"
+    off = chart.render("nats.auth.enabled=false")
+    assert "NATS_USER" not in off.env("StatefulSet", "-dataflow")
+    assert "authorization" not in off.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
+
+
+def test_chart_client_permissions_match_the_protocol(chart: Chart) -> None:
+    from chatwax import protocol
+
+    conf = chart.render().find("ConfigMap", "-nats-config")["data"]["nats.conf"]
+    frontend = conf[conf.index("user: frontend"):]
+    allowed = re.findall(r'"([^"]+)",', frontend[frontend.index("allow: ["):
+                                                 frontend.index("]")])
+    assert tuple(allowed) == protocol.CLIENT_PUBLISH_ALLOW
+
+
+# -- references between objects ---------------------------------------------------------
+
+
+def test_every_service_selects_pods_on_ports_that_exist(chart: Chart, ci_values: Path) -> None:
+    docs = chart.render(values=(ci_values,))
+    for svc in docs.of_kind("Service"):
+        pods = _selected(docs, svc["spec"]["selector"])
+        assert pods, f"Service {svc['metadata']['name']} selects no pods"
+        ports = _container_ports(pods)
+        for port in svc["spec"]["ports"]:
+            target = port["targetPort"]
+            assert target in ports or target in ports.values(), (svc["metadata"]["name"], target)
+
+
+def test_every_selector_and_reference_points_at_something(chart: Chart,
+                                                          ci_values: Path) -> None:
+    """PDBs, the PodMonitor and NetworkPolicies select pods; their named ports exist; the
+    HPA, Ingress, ConfigMap, Secret and volume references name rendered objects."""
+    docs = chart.render(values=(ci_values,))
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for obj in docs.of_kind("PodDisruptionBudget") + docs.of_kind("PodMonitor"):
+        assert _selected(docs, obj["spec"]["selector"]["matchLabels"]), obj["metadata"]["name"]
+    for monitor in docs.of_kind("PodMonitor"):
+        ports = _container_ports(_selected(docs, monitor["spec"]["selector"]["matchLabels"]))
+        assert all(e["port"] in ports for e in monitor["spec"]["podMetricsEndpoints"])
+    for policy in docs.of_kind("NetworkPolicy"):
+        pods = _selected(docs, policy["spec"]["podSelector"]["matchLabels"])
+        assert pods, policy["metadata"]["name"]
+        ports = _container_ports(pods)
+        for rule in policy["spec"]["ingress"]:
+            for p in rule["ports"]:
+                assert p["port"] in ports, (policy["metadata"]["name"], p["port"])
+            for peer in rule.get("from", []):
+                if "podSelector" in peer:
+                    assert _selected(docs, peer["podSelector"]["matchLabels"])
+    for hpa in docs.of_kind("HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert (ref["kind"], ref["name"]) in names
+    for ingress in docs.of_kind("Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                svc = docs.find("Service", path["backend"]["service"]["name"])
+                assert path["backend"]["service"]["port"]["name"] in {
+                    p["name"] for p in svc["spec"]["ports"]}
+    external = {v for k, v in (("existingSecret", _value(ci_values, "llm", "existingSecret")),
+                               ("auth", _value(ci_values, "nats", "auth", "existingSecret")))
+                if v}
+    for w in [*docs.workloads(), *docs.of_kind("Pod")]:
+        spec = w["spec"]["template"]["spec"] if "template" in w["spec"] else w["spec"]
+        for c in spec["containers"]:
+            for src in c.get("envFrom", []):
+                assert ("ConfigMap", src["configMapRef"]["name"]) in names
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ("Secret", ref["name"]) in names or ref["name"] in external, ref
+        for v in spec.get("volumes", []):
+            if "configMap" in v:
+                assert ("ConfigMap", v["configMap"]["name"]) in names
+            if "persistentVolumeClaim" in v:
+                assert ("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]) in names
+        if w["kind"] == "StatefulSet":
+            assert ("Service", w["spec"]["serviceName"]) in names
+
+
+def _value(values_file: Path, *keys: str) -> Any:
+    import yaml
+
+    node: Any = yaml.safe_load(values_file.read_text()) or {}
+    for k in keys:
+        node = node.get(k, {}) if isinstance(node, dict) else {}
+    return node or None
+
+
+def test_probes_use_declared_ports_and_pods_are_restricted(chart: Chart,
+                                                           ci_values: Path) -> None:
+    for w in chart.render(values=(ci_values,)).workloads():
+        spec = w["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in spec["containers"]:
+            names = {p["name"] for p in c.get("ports", [])}
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                if probe in c:
+                    port = (c[probe].get("httpGet") or c[probe].get("tcpSocket"))["port"]
+                    assert port in names, (w["metadata"]["name"], c["name"], probe, port)
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+            assert "resources" in c and c["resources"]["limits"]["memory"]
+
+
+def test_probes_hit_the_paths_the_processes_serve(chart: Chart) -> None:
+    docs = chart.render()
+    nats = docs.container("StatefulSet", "-nats")
+    assert [nats[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe",
+                                                 "readinessProbe")] == [
+        "/healthz", "/healthz?js-enabled-only=true", "/healthz?js-server-only=true"]
+    frontend = docs.container("Deployment", "-frontend")
+    assert {frontend[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe",
+                                                     "readinessProbe")} == {"/_stcore/health"}
+    dataflow = docs.container("StatefulSet", "-dataflow")
+    assert {dataflow[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe",
+                                                     "readinessProbe")} == {"/metrics"}
+
+
+def test_the_frontend_listens_where_the_chart_says(chart: Chart) -> None:
+    docs = chart.render("frontend.port=8600")
+    frontend = docs.container("Deployment", "-frontend")
+    assert "--server.port=8600" in frontend["command"]
+    assert _container_ports([docs.find("Deployment", "-frontend")])["http"] == 8600
+    assert frontend["command"][:3] == ["streamlit", "run", "frontend/app.py"]
+    mounts = {m["mountPath"] for m in frontend["volumeMounts"]}
+    assert "/tmp" in mounts and env_of(frontend)["HOME"] == "/tmp"
+
+
+# -- NATS --------------------------------------------------------------------------------
+
+
+def test_nats_store_routes_and_services_fit_together(chart: Chart) -> None:
+    docs = chart.render("nats.replicas=3", "nats.jetstream.storageSize=7Gi")
+    sts = docs.find("StatefulSet", "-nats")
+    conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "7Gi"
+    assert "max_file_store: 7Gi" in conf
+    mount = next(m for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+                 if m["name"] == claim["metadata"]["name"])
+    assert f"store_dir: {mount['mountPath']}" in conf
+    name, headless = sts["metadata"]["name"], sts["spec"]["serviceName"]
+    routes = re.findall(r"nats://(\S+):(\d+)", conf)
+    assert routes == [(f"{name}-{i}.{headless}.{chart.namespace}.svc.cluster.local", "6222")
+                      for i in range(3)]
+    assert docs.find("Service", headless)["spec"]["publishNotReadyAddresses"] is True
+    assert "cluster {" not in chart.render().find("ConfigMap", "-nats-config")["data"][
+        "nats.conf"]
+
+
+def test_production_values_cluster_nats_with_auth_and_policies(chart: Chart) -> None:
+    docs = chart.render(values=(chart.path / "ci" / "production-values.yaml",))
+    nats = docs.find("StatefulSet", "-nats")
+    assert nats["spec"]["replicas"] == 3
+    assert docs.find("StatefulSet", "-dataflow")["spec"]["replicas"] == 4
+    conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
+    assert conf.count("nats://chatwax-nats-") == 3 and "authorization" in conf
+    assert [c["name"] for c in nats["spec"]["template"]["spec"]["containers"]] == [
+        "nats", "exporter"]
+    assert len(docs.of_kind("NetworkPolicy")) == 3
+    assert docs.of_kind("PodMonitor") and docs.of_kind("HorizontalPodAutoscaler")
+    env = docs.env("StatefulSet", "-dataflow")
+    assert env["NATS_USER"] == "dataflow" and "secretKeyRef" in env["NATS_PASSWORD"]
+    assert env["BYTEWAX_WORKERS_PER_PROCESS"] == "2"
+    assert docs.find("ConfigMap", "-dataflow-env")["data"]["CHATWAX_STREAM_REPLICAS"] == "3"
+
+
+def test_external_nats_renders_no_nats_and_points_clients_at_it(chart: Chart) -> None:
+    docs = chart.render(values=(chart.path / "ci" / "external-nats-values.yaml",))
+    assert not [d for d in docs if "-nats" in d["metadata"]["name"]]
+    url = "nats://nats.messaging.svc.cluster.local:4222"
+    assert docs.find("ConfigMap", "-dataflow-env")["data"]["NATS_URL"] == url
+    assert docs.find("ConfigMap", "-frontend-env")["data"]["NATS_URL"] == url
+    assert env_of(docs.of_kind("Pod")[0]["spec"]["containers"][0])["NATS_URL"] == url
+    env = docs.env("Deployment", "-frontend")
+    assert env["NATS_PASSWORD"]["secretKeyRef"] == {"name": "chatwax-nats-credentials",
+                                                    "key": "frontend-password"}
+    res = chart.helm("3", *chart.template_args("nats.enabled=false"))
+    assert res.returncode != 0 and "nats.url is required" in res.stderr
+    # Auth is on by default; an external NATS has no chart-made passwords to use.
+    external = ("nats.enabled=false", "nats.url=nats://nats:4222")
+    res = chart.helm("3", *chart.template_args(*external))
+    assert res.returncode != 0 and "needs nats.auth.existingSecret" in res.stderr
+    open_nats = chart.render(*external, "nats.auth.enabled=false")
+    assert "NATS_USER" not in open_nats.env("StatefulSet", "-dataflow")
+
+
+# -- helm test and dashboards -------------------------------------------------------------
+
+
+def test_helm_test_pod_asks_through_the_pipeline(chart: Chart) -> None:
+    docs = chart.render()
+    pod = docs.find("Pod", "-test-ask")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    command = container["command"]
+    assert command[:4] == ["chatwax", "ask", "--user", "helm-test"] and command[-1] == "ping"
+    assert container["image"] == docs.container("StatefulSet", "-dataflow")["image"]
+    env = env_of(container)
+    assert env["NATS_URL"] == docs.find("ConfigMap", "-frontend-env")["data"]["NATS_URL"]
+    assert env["NATS_USER"] == "frontend"
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_dashboards_ship_as_labelled_configmaps_untouched(chart: Chart) -> None:
+    import json
+
+    boards = [d for d in chart.render().of_kind("ConfigMap")
+              if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    files = sorted(p.name for p in (chart.path / "dashboards").glob("*.json"))
+    assert sorted(k for b in boards for k in b["data"]) == files
+    for b in boards:
+        for name, text in b["data"].items():
+            assert text == (chart.path / "dashboards" / name).read_text().rstrip("\n")
+    assert not [d for d in chart.render("metrics.dashboards.enabled=false").of_kind("ConfigMap")
+                if "grafana_dashboard" in d["metadata"]["labels"]]
+    folder = chart.render("metrics.dashboards.annotations.grafana_folder=chatwax")
+    assert all(b["metadata"]["annotations"] == {"grafana_folder": "chatwax"}
+               for b in folder.of_kind("ConfigMap") if "grafana_dashboard"
+               in b["metadata"]["labels"])
+    json.loads(boards[0]["data"][next(iter(boards[0]["data"]))])
