@@ -58,6 +58,27 @@ def check_ordinal(process_id: int, replicas: int) -> None:
         )
 
 
+def env_with_replicas(env: Mapping[str, str], target: Target, replicas: int) -> dict[str, str]:
+    """`env` with BYTEWAX_ADDRESSES rebuilt for the StatefulSet's current `replicas`.
+
+    Apply it before the run spec is read from the environment: after `kubectl scale
+    --replicas=3` the pod template still lists 2 peers, and the new pod 2 belongs in the
+    cluster even though that list has no place for it. A pod beyond `replicas` (being
+    removed) is refused. Without BYTEWAX_ADDRESSES (a hostfile), `env` is returned as is.
+    """
+    rendered = [a.strip() for a in env.get("BYTEWAX_ADDRESSES", "").split(";") if a.strip()]
+    if not rendered:
+        return dict(env)
+    ordinal = env.get("BYTEWAX_POD_NAME", "").removeprefix(f"{target.statefulset}-")
+    if ordinal.isdigit():
+        check_ordinal(int(ordinal), replicas)
+    addresses = addresses_for(rendered, target.statefulset, replicas)
+    if len(addresses) != len(rendered):
+        log.warning("StatefulSet %s has %d replicas, the pod template %d peers: using %d",
+                    target.statefulset, replicas, len(rendered), replicas)
+    return {**env, "BYTEWAX_ADDRESSES": ";".join(addresses)}
+
+
 def apps_api() -> Any:
     """AppsV1Api from the pod's service account (in-cluster configuration)."""
     from kubernetes import client, config

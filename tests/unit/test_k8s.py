@@ -214,3 +214,28 @@ def test_a_failed_watch_is_retried(apiserver: FakeApiServer) -> None:
     assert changes.event.wait(10)
     assert changes.seen == [4]
     assert len(apiserver.watch_requests()) == 3
+
+
+def test_a_pod_added_by_kubectl_scale_gets_its_place(apiserver: FakeApiServer) -> None:
+    """`kubectl scale --replicas=3` keeps the template's 2-peer list; pod 2 must join a
+    3-process cluster instead of being refused for lying outside that list."""
+    from chatwax.cluster import RunSpec
+
+    env = {"BYTEWAX_POD_NAME": f"{STS}-2", "BYTEWAX_STATEFULSET_NAME": STS,
+           "BYTEWAX_ADDRESSES": ";".join(RENDERED), "CHATWAX_K8S_NAMESPACE": NS}
+    with pytest.raises(ConfigError, match="outside the 2 peer addresses"):
+        RunSpec.from_env(env)  # what the pod template alone says
+    apiserver.replicas = 3
+    target = k8s.target_from_env(env)
+    assert target is not None
+    replicas = k8s.read_replicas(apiserver.api(), target)
+    spec = RunSpec.from_env(k8s.env_with_replicas(env, target, replicas))
+    assert (spec.process_id, spec.process_count) == (2, 3)
+    assert spec.addresses == [f"{STS}-{i}.{STS}-headless.{NS}.svc.cluster.local:2101"
+                              for i in range(3)]
+    # Scaled down to 2, pod 2 is on its way out and must not join.
+    with pytest.raises(ConfigError, match="process 2 but the StatefulSet has 2 replicas"):
+        k8s.env_with_replicas(env, target, 2)
+    # A hostfile setup is left alone.
+    hostfile = {"BYTEWAX_HOSTFILE_PATH": "/etc/hosts-list"}
+    assert k8s.env_with_replicas(hostfile, target, 3) == hostfile
