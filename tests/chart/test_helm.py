@@ -150,3 +150,21 @@ def test_lint_fails_a_broken_values_file(chart: Chart, helm_major: str, tmp_path
     res = chart.helm(helm_major, "lint", "--strict", str(chart.path), "-f", str(bad))
     assert res.returncode != 0
     assert "replica" in res.stdout + res.stderr
+
+
+def test_install_notes_render_and_say_where_things_are(chart: Chart, ci_values: Path) -> None:
+    """NOTES.txt, as `helm install` prints it (helm 4 renders it without a cluster; helm 3's
+    install wants one even for a client dry run)."""
+    res = chart.helm("4", "install", "chatwax", str(chart.path), "--namespace", chart.namespace,
+                     "--dry-run=client", "-f", str(ci_values))
+    assert res.returncode == 0, res.stderr
+    notes = res.stdout[res.stdout.index("NOTES:"):]
+    docs = chart.render(values=(ci_values,))
+    nats_url = docs.find("ConfigMap", "-dataflow-env")["data"]["NATS_URL"]
+    replicas = docs.find("StatefulSet", "-dataflow")["spec"]["replicas"]
+    assert f"NATS:     {nats_url}" in notes
+    assert f"Dataflow: {replicas} Bytewax process(es)" in notes
+    assert f"helm test chatwax -n {chart.namespace}" in notes
+    configured = ("OPENAI_API_KEY" in docs.env("StatefulSet", "-dataflow")
+                  or "OPENAI_BASE_URL" in docs.find("ConfigMap", "-dataflow-env")["data"])
+    assert ("no LLM is configured" in notes) is not configured
