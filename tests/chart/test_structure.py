@@ -352,6 +352,9 @@ def test_nats_store_routes_and_services_fit_together(chart: Chart) -> None:
     assert routes == [(f"{name}-{i}.{headless}.{chart.namespace}.svc.cluster.local", "6222")
                       for i in range(3)]
     assert docs.find("Service", headless)["spec"]["publishNotReadyAddresses"] is True
+    assert docs.find("PodDisruptionBudget", "-nats")["spec"]["maxUnavailable"] == 1
+    assert not [p for p in chart.render().of_kind("PodDisruptionBudget")
+                if p["metadata"]["name"].endswith("-nats")]  # a single server has none
     assert "cluster {" not in chart.render().find("ConfigMap", "-nats-config")["data"][
         "nats.conf"]
 
