@@ -4,7 +4,9 @@ so each distinct render runs once per session."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -93,8 +95,9 @@ class Chart:
 @pytest.fixture(scope="session")
 def tools() -> dict[str, str]:
     """name -> path of helm3, helm4, kubernetes-validate and hadolint (fetched if missing)."""
+    # The Python tools sit beside the interpreter running the tests, active venv or not.
     out = subprocess.run([str(ROOT / "scripts" / "tools.sh")], capture_output=True, text=True,
-                         timeout=600)
+                         timeout=600, env={**os.environ, "PYTHON": sys.executable})
     assert out.returncode == 0, out.stderr
     found = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
     assert set(found) == {"helm3", "helm4", "kubernetes-validate", "hadolint"}, out.stdout
