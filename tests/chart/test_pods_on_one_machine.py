@@ -5,7 +5,8 @@ command runs with that pod's rendered environment (ordinals 0 and 1), each on it
 loopback address, as two pods have two IPs. Only what a cluster provides is replaced:
 DNS names by loopback addresses, volumes by temporary folders. The processes must form
 one Bytewax cluster and answer a prompt, and the NATS permissions must hold. The rendered
-frontend pod's command, run the same way, must answer its probes on its declared port.
+frontend pod's command, run the same way, must answer its probes on its declared port, and
+the helm test pod's command must get an answer.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ from tests.chart.conftest import NAMESPACE, Chart, Rendered
 from tests.support.procs import free_port, stop, wait_http
 
 
-def _pod_env(docs: Rendered, sts: dict[str, Any], ordinal: int) -> dict[str, str]:
-    """The environment Kubernetes would give this pod, resolved from the render."""
-    container = sts["spec"]["template"]["spec"]["containers"][0]
+def _pod_env(docs: Rendered, workload: dict[str, Any], ordinal: int = 0) -> dict[str, str]:
+    """The environment Kubernetes would give this pod (of a workload, or a bare Pod),
+    resolved from the render."""
+    spec = workload["spec"]
+    container = (spec["template"]["spec"] if "template" in spec else spec)["containers"][0]
+    pod_name = (f"{workload['metadata']['name']}-{ordinal}" if "template" in spec
+                else workload["metadata"]["name"])
     env: dict[str, str] = {}
     for src in container.get("envFrom", []):
         env.update(docs.find("ConfigMap", src["configMapRef"]["name"])["data"])
@@ -46,8 +51,7 @@ def _pod_env(docs: Rendered, sts: dict[str, Any], ordinal: int) -> dict[str, str
         ref = e["valueFrom"]
         if "fieldRef" in ref:
             field = ref["fieldRef"]["fieldPath"]
-            env[e["name"]] = {"metadata.name": f"{sts['metadata']['name']}-{ordinal}",
-                              "metadata.namespace": NAMESPACE}[field]
+            env[e["name"]] = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE}[field]
         elif "secretKeyRef" in ref:
             secret = docs.find("Secret", ref["secretKeyRef"]["name"])
             env[e["name"]] = base64.b64decode(secret["data"][ref["secretKeyRef"]["key"]]).decode()
@@ -111,6 +115,15 @@ def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
         answer, denied = asyncio.run(_ask_as_frontend(port, frontend_password))
         assert isinstance(answer, FinalEvent) and answer.text == "echo: hello from the chart"
         assert denied, "the frontend user could publish into the transcripts stream"
+        # `helm test`: the rendered test pod's command, with its environment.
+        test_pod = docs.find("Pod", "-test-ask")
+        env = {**_pod_env(docs, test_pod), "NATS_URL": f"nats://127.0.0.1:{port}"}
+        command = test_pod["spec"]["containers"][0]["command"]
+        res = subprocess.run([str(Path(sys.executable).parent / command[0]), *command[1:]],
+                             env={"PATH": os.environ["PATH"], **env}, capture_output=True,
+                             text=True, timeout=90)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "echo: ping" in res.stdout
         logs = "".join((workdir / f"pod-{i}.log").read_text() for i in range(2))
         assert "dataflow process 0 of 2" in logs and "dataflow process 1 of 2" in logs
         assert "sk-rendered-key" not in logs
