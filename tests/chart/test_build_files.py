@@ -14,15 +14,35 @@ from tests.chart.conftest import CHART, ROOT, Chart
 
 COMPONENTS = ("dataflow", "frontend")
 DOCKERFILES = [ROOT / f"Dockerfile.{c}" for c in COMPONENTS]
+# Every image skaffold builds: (Dockerfile, target stage; None is the last stage).
+IMAGES = {"dataflow": ("Dockerfile.dataflow", None), "frontend": ("Dockerfile.frontend", None),
+          "local-llm": ("Dockerfile.dataflow", "local-llm")}
 
 
-def _instructions(dockerfile: Path, name: str) -> list[str]:
+def _stages(dockerfile: Path) -> list[tuple[str, str, str]]:
+    """(stage name, base, text) of every stage, in order."""
+    out = []
+    for part in re.split(r"^FROM ", dockerfile.read_text(), flags=re.M)[1:]:
+        header, _, body = part.partition("\n")
+        words = header.split()
+        out.append((words[-1] if len(words) == 3 and words[1] == "AS" else "", words[0], body))
+    return out
+
+
+def _stage(image: str) -> str:
+    """The text of the stage an image is built from."""
+    dockerfile, target = IMAGES[image]
+    stages = _stages(ROOT / dockerfile)
+    return next(body for name, _, body in stages if name == target) if target else stages[-1][2]
+
+
+def _instructions(text: str, name: str) -> list[str]:
     """The arguments of every `name` instruction (one line each in our Dockerfiles)."""
-    return re.findall(rf"^{name} (.+)$", dockerfile.read_text(), flags=re.M)
+    return re.findall(rf"^{name} (.+)$", text, flags=re.M)
 
 
-def _exec_form(dockerfile: Path, name: str) -> list[str]:
-    found = _instructions(dockerfile, name)
+def _exec_form(text: str, name: str) -> list[str]:
+    found = _instructions(text, name)
     if not found:
         return []
     parsed: list[str] = json.loads(found[-1])  # not JSON means shell form
@@ -47,70 +67,91 @@ def test_hadolint_finds_what_it_should(tools: dict[str, str], tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
-def test_images_are_pinned_multi_stage_and_non_root(dockerfile: Path) -> None:
+def test_dockerfiles_are_pinned_multi_stage_and_copy_only_what_is_allowed(
+        dockerfile: Path) -> None:
     text = dockerfile.read_text()
-    bases = [b.split()[0] for b in _instructions(dockerfile, "FROM")]
-    # Python 3.12: bytewax 0.21.1 has no wheels for 3.13.
-    assert len(bases) == 2 and all(re.fullmatch(r"python:3\.12\.\d+-slim-\w+", b) for b in bases)
-    assert "COPY --from=build /opt/venv /opt/venv" in text
+    seen: list[str] = []
+    for name, base, _ in _stages(dockerfile):
+        # Python 3.12: bytewax 0.21.1 has no wheels for 3.13; other bases are earlier stages.
+        assert re.fullmatch(r"python:3\.12\.\d+-slim-\w+", base) or base in seen, base
+        seen.append(name)
     assert "--no-cache-dir" in text
-    assert _instructions(dockerfile, "USER") == ["10001:10001"]
-    assert _exec_form(dockerfile, "ENTRYPOINT")
     # Everything COPY takes from the context survives .dockerignore.
     allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.startswith("!")}
-    for copy in _instructions(dockerfile, "COPY"):
+    for copy in _instructions(text, "COPY"):
         if copy.startswith("--from"):
             continue
         for item in copy.split()[:-1]:
             assert item.rstrip("/") in allowed and (ROOT / item).exists(), item
 
 
+@pytest.mark.parametrize("image", IMAGES)
+def test_every_image_runs_a_built_venv_as_non_root(image: str) -> None:
+    stage = _stage(image)
+    assert re.search(r"^COPY --from=build(-\S+)? /opt/venv /opt/venv$", stage, flags=re.M)
+    assert _instructions(stage, "USER") == ["10001:10001"]
+    assert _exec_form(stage, "ENTRYPOINT")
+
+
 def test_the_chart_runs_what_the_images_run(chart: Chart) -> None:
     """The chart's commands are the images' entrypoints, on the ports the images expose,
     as the images' user."""
-    docs = chart.render()
-    for component, kind in (("dataflow", "StatefulSet"), ("frontend", "Deployment")):
-        dockerfile = ROOT / f"Dockerfile.{component}"
-        container = docs.container(kind, f"-{component}")
-        image_command = _exec_form(dockerfile, "ENTRYPOINT") + _exec_form(dockerfile, "CMD")
-        assert container["command"] == image_command, component
-        exposed = {int(p) for line in _instructions(dockerfile, "EXPOSE") for p in line.split()}
-        assert {p["containerPort"] for p in container["ports"]} == exposed, component
-        uid = int(_instructions(dockerfile, "USER")[0].split(":")[0])
-        pod = docs.find(kind, f"-{component}")["spec"]["template"]["spec"]
+    docs = chart.render("llm.local.enabled=true")
+    for image, kind, suffix in (("dataflow", "StatefulSet", "-dataflow"),
+                                ("frontend", "Deployment", "-frontend"),
+                                ("local-llm", "Deployment", "-llm")):
+        stage = _stage(image)
+        container = docs.container(kind, suffix)
+        image_command = _exec_form(stage, "ENTRYPOINT") + _exec_form(stage, "CMD")
+        exposed = {int(p) for line in _instructions(stage, "EXPOSE") for p in line.split()}
+        assert {p["containerPort"] for p in container["ports"]} == exposed, image
+        if image == "local-llm":
+            # Same program; the chart passes its sizes as flags, the port the image exposes.
+            assert container["command"][:2] == image_command[:2] == ["chatwax", "local-llm"]
+            assert f"--port={exposed.pop()}" in container["command"]
+        else:
+            assert container["command"] == image_command, image
+        uid = int(_instructions(stage, "USER")[0].split(":")[0])
+        pod = docs.find(kind, suffix)["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsUser"] == uid
     # The dataflow works in a writable folder (bytewax writes dataflow.json there).
     dataflow = docs.container("StatefulSet", "-dataflow")
     assert dataflow["workingDir"] in {m["mountPath"] for m in dataflow["volumeMounts"]}
 
 
-def test_skaffold_builds_both_images_and_sets_the_charts_image_values(chart: Chart) -> None:
+def test_skaffold_builds_every_image_and_sets_the_charts_image_values(chart: Chart) -> None:
     cfg = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
     assert cfg["apiVersion"] in ("skaffold/v4beta13", "skaffold/v4beta14")
     assert cfg["build"]["local"]["push"] is False  # kind loads images; no registry
-    by_dockerfile = {a["docker"]["dockerfile"]: a["image"] for a in cfg["build"]["artifacts"]}
-    assert sorted(by_dockerfile) == sorted(p.name for p in DOCKERFILES)
+    by_build = {(a["docker"]["dockerfile"], a["docker"].get("target")): a["image"]
+                for a in cfg["build"]["artifacts"]}
+    assert sorted(by_build, key=str) == sorted(IMAGES.values(), key=str)
     release = cfg["deploy"]["helm"]["releases"][0]
     assert (ROOT / release["chartPath"]).resolve() == CHART
     values_files = tuple(ROOT / f for f in release["valuesFiles"])
     assert all(f.exists() for f in values_files)
     templates = release["setValueTemplates"]
     sets = []
-    for component in COMPONENTS:
+    values_key = {"dataflow": "dataflow", "frontend": "frontend", "local-llm": "llm.local"}
+    for image, build in IMAGES.items():
         # skaffold turns -, /, . and : in an artifact's name into _ in these variables.
-        var = re.sub(r"[-/.:]", "_", by_dockerfile[f"Dockerfile.{component}"])
-        assert templates[f"{component}.image.repository"] == f"{{{{.IMAGE_REPO_{var}}}}}"
-        assert templates[f"{component}.image.tag"] == f"{{{{.IMAGE_TAG_{var}}}}}"
-        sets += [f"{component}.image.repository=local/{component}",
-                 f"{component}.image.tag=dev-1"]
-    assert len(templates) == 2 * len(COMPONENTS)
-    # What skaffold would set lands in the pods (and the helm test pod uses the dataflow's).
+        var = re.sub(r"[-/.:]", "_", by_build[build])
+        key = values_key[image]
+        assert templates[f"{key}.image.repository"] == f"{{{{.IMAGE_REPO_{var}}}}}"
+        assert templates[f"{key}.image.tag"] == f"{{{{.IMAGE_TAG_{var}}}}}"
+        assert release["setValues"][f"{key}.image.pullPolicy"] == "IfNotPresent"
+        sets += [f"{key}.image.repository=local/{image}", f"{key}.image.tag=dev-1"]
+    assert len(templates) == 2 * len(IMAGES)
+    # What skaffold would set lands in the pods (and the helm test pod uses the dataflow's);
+    # the kind values run the local model, so `skaffold dev` needs no API key.
     docs = chart.render(*sets, values=values_files)
     assert docs.container("StatefulSet", "-dataflow")["image"] == "local/dataflow:dev-1"
     assert docs.container("Deployment", "-frontend")["image"] == "local/frontend:dev-1"
+    assert docs.container("Deployment", "-llm")["image"] == "local/local-llm:dev-1"
     assert docs.find("Pod", "-test-ask")["spec"]["containers"][0]["image"] == \
         "local/dataflow:dev-1"
+    assert "OPENAI_API_KEY" not in docs.env("StatefulSet", "-dataflow")
     # The port-forward names the frontend Service the chart renders for this release.
     forward = cfg["portForward"][0]
     svc = docs.find("Service", "-frontend")

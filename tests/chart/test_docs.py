@@ -15,14 +15,16 @@ from tests.chart.conftest import ROOT, Chart
 DOCS = [ROOT / "docs" / "kubernetes.md", ROOT / "README.md"]
 
 
-def _commands(doc: Path, heading: str) -> list[list[str]]:
-    """The shell commands of the first ```sh block under `## heading`, comments dropped."""
+def _commands(doc: Path, heading: str, block: int = 0) -> list[list[str]]:
+    """The shell commands of the n-th ```sh block under `## heading`, comments dropped."""
     text = doc.read_text()
     section = text[text.index(f"## {heading}\n"):]
-    block = re.search(r"```sh\n(.*?)```", section, flags=re.S)
-    assert block is not None, f"{doc.name}: no sh block under {heading}"
+    end = section.find("\n## ", 1)
+    section = section if end < 0 else section[:end]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    assert len(blocks) > block, f"{doc.name}: no sh block {block} under {heading}"
     out = []
-    for line in block.group(1).replace("\\\n", " ").splitlines():
+    for line in blocks[block].replace("\\\n", " ").splitlines():
         words = shlex.split(line, comments=True)
         if words:
             out.append(words)
@@ -67,12 +69,31 @@ def test_run_on_kind_commands_fit_skaffold_and_kind(chart: Chart, doc: Path) -> 
     assert (ROOT / create[create.index("--config") + 1]).resolve() == ROOT / "kind-config.yaml"
     delete = next(c for c in commands if c[:3] == ["kind", "delete", "cluster"])
     assert delete[delete.index("--name") + 1] == kind_cfg["name"]
-    assert ["skaffold", "dev"] in [c[:2] for c in commands]
-    release = yaml.safe_load((ROOT / "skaffold.yaml").read_text())["deploy"]["helm"][
-        "releases"][0]
-    namespace, secret, key = _secret(commands)
-    assert namespace == release["namespace"]
+    assert ["skaffold", "dev"] in commands
+    # No key: the kind values run the local model, so no Secret is made or needed.
+    assert not [c for c in commands if "secret" in c]
+    skaffold = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    release = skaffold["deploy"]["helm"]["releases"][0]
     kind_values = yaml.safe_load((chart.path / "ci" / "kind-values.yaml").read_text())
-    assert secret == kind_values["llm"]["existingSecret"]
+    assert kind_values["llm"]["local"]["enabled"] is True
+    docs = chart.render(values=tuple(ROOT / f for f in release["valuesFiles"]))
+    assert "OPENAI_API_KEY" not in docs.env("StatefulSet", "-dataflow")
+    assert docs.find("Deployment", "-llm")
+    # The OpenAI variant: the Secret the profile names, in the release's namespace.
+    openai = _commands(doc, "Run on kind", block=1)
+    namespace, secret, key = _secret(openai)
+    assert namespace == release["namespace"]
+    assert ["skaffold", "dev", "-p", "openai"] in openai
+    profile = next(p for p in skaffold["profiles"] if p["name"] == "openai")
+    patched = {op["path"].rsplit("/", 1)[1]: op["value"] for op in profile["patches"]}
+    assert patched == {"llm.local.enabled": False, "llm.existingSecret": secret}
+    assert all(op["path"].startswith("/deploy/helm/releases/0/setValues/")
+               for op in profile["patches"])
     values = yaml.safe_load((chart.path / "values.yaml").read_text())
     assert key == values["llm"]["existingSecretKey"]
+    with_openai = chart.render(*(f"{k}={str(v).lower()}" for k, v in patched.items()),
+                               values=tuple(ROOT / f for f in release["valuesFiles"]))
+    assert with_openai.env("StatefulSet", "-dataflow")["OPENAI_API_KEY"] == {
+        "secretKeyRef": {"name": secret, "key": key}}
+    assert not [d for d in with_openai.of_kind("Deployment")
+                if d["metadata"]["name"].endswith("-llm")]

@@ -168,3 +168,5 @@ def test_install_notes_render_and_say_where_things_are(chart: Chart, ci_values: 
     configured = ("OPENAI_API_KEY" in docs.env("StatefulSet", "-dataflow")
                   or "OPENAI_BASE_URL" in docs.find("ConfigMap", "-dataflow-env")["data"])
     assert ("no LLM is configured" in notes) is not configured
+    local = [d for d in docs.of_kind("Deployment") if d["metadata"]["name"].endswith("-llm")]
+    assert ("LLM:      local model smollm2-135m-instruct" in notes) is bool(local)

@@ -130,7 +130,7 @@ def test_metrics_are_scraped_from_the_dataflow_api_port(chart: Chart) -> None:
 
 def test_the_api_key_is_never_in_plain_text(chart: Chart, helm_major: str,
                                             ci_values: Path) -> None:
-    sets = (f"llm.apiKey={SENTINEL}", "llm.existingSecret=")
+    sets = (f"llm.apiKey={SENTINEL}", "llm.existingSecret=", "llm.local.enabled=false")
     text = chart.render_text(*sets, values=(ci_values,), major=helm_major)
     assert SENTINEL not in text
     docs = chart.render(*sets, values=(ci_values,), major=helm_major)
@@ -164,7 +164,8 @@ def test_checksums_change_when_config_changes(chart: Chart) -> None:
     assert set(base) == {"chatwax-dataflow/checksum/env", "chatwax-dataflow/checksum/llm-secret",
                          "chatwax-nats/checksum/config", "chatwax-frontend/checksum/env"}
     changed = {
-        "llm.model=gpt-4.1": {"chatwax-dataflow/checksum/env"},
+        # The frontend shows the model's name, so it rolls too.
+        "llm.model=gpt-4.1": {"chatwax-dataflow/checksum/env", "chatwax-frontend/checksum/env"},
         "llm.apiKey=other": {"chatwax-dataflow/checksum/llm-secret"},
         "nats.jetstream.maxMemory=1Gi": {"chatwax-nats/checksum/config"},
         "nats.ports.client=4333": {"chatwax-dataflow/checksum/env", "chatwax-nats/checksum/config",
@@ -425,3 +426,57 @@ def test_dashboards_ship_as_labelled_configmaps_untouched(chart: Chart) -> None:
     assert all(b["metadata"]["annotations"] == {"grafana_folder": "chatwax"}
                for b in folder.of_kind("ConfigMap") if "grafana_dashboard"
                in b["metadata"]["labels"])
+
+
+# -- the local model ---------------------------------------------------------------------
+
+
+def test_the_local_model_serves_the_dataflow_within_its_context(chart: Chart) -> None:
+    """llm.local: a Deployment + Service the dataflow is pointed at, with flags the real
+    `chatwax local-llm` parser accepts, sizes that fit, and only the dataflow let in."""
+    from urllib.parse import urlparse
+
+    from chatwax.cli import build_parser
+
+    docs = chart.render("llm.local.enabled=true", "llm.local.threads=2",
+                        "networkPolicy.enabled=true")
+    container = docs.container("Deployment", "-llm")
+    args = build_parser().parse_args(container["command"][1:])
+    assert args.func.__name__ == "serve" and args.threads == 2
+    env = docs.find("ConfigMap", "-dataflow-env")["data"]
+    assert env["CHATWAX_MODEL"] == args.alias == "smollm2-135m-instruct"
+    assert docs.find("ConfigMap", "-frontend-env")["data"]["CHATWAX_MODEL"] == args.alias
+    assert env["CHATWAX_PROVIDER"] == "local"
+    assert int(env["CHATWAX_CONTEXT_TOKENS"]) == args.context_tokens
+    assert int(env["CHATWAX_MAX_OUTPUT_TOKENS"]) <= args.max_tokens
+    assert (int(env["CHATWAX_HISTORY_TOKEN_BUDGET"]) + int(env["CHATWAX_MAX_OUTPUT_TOKENS"])
+            < args.context_tokens)
+    assert "OPENAI_API_KEY" not in docs.env("StatefulSet", "-dataflow")
+
+    url = urlparse(env["OPENAI_BASE_URL"])
+    svc = docs.find("Service", "-llm")
+    assert url.hostname == f"{svc['metadata']['name']}.{chart.namespace}.svc.cluster.local"
+    assert url.path == "/v1"
+    assert url.port == svc["spec"]["ports"][0]["port"] == args.port
+    assert container["ports"] == [{"name": "http", "containerPort": args.port}]
+    pod = docs.find("Deployment", "-llm")["spec"]["template"]
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+
+    policy = docs.find("NetworkPolicy", "-llm")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"][
+        "labels"].items()
+    dataflow_labels = docs.find("StatefulSet", "-dataflow")["spec"]["template"]["metadata"][
+        "labels"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http"}]
+    assert rule["from"][0]["podSelector"]["matchLabels"].items() <= dataflow_labels.items()
+
+    # Off by default; the sizes follow llm.* when they are smaller.
+    assert not [d for d in chart.render().of_kind("Deployment")
+                if d["metadata"]["name"].endswith("-llm")]
+    small = chart.render("llm.local.enabled=true", "llm.maxOutputTokens=100",
+                         "llm.historyTokenBudget=300").find("ConfigMap", "-dataflow-env")
+    assert (small["data"]["CHATWAX_MAX_OUTPUT_TOKENS"],
+            small["data"]["CHATWAX_HISTORY_TOKEN_BUDGET"]) == ("100", "300")

@@ -34,6 +34,21 @@ def test_unreachable_nats_is_said_plainly(monkeypatch: pytest.MonkeyPatch) -> No
     st.cache_resource.clear()
 
 
+def test_the_page_says_which_model_answers(monkeypatch: pytest.MonkeyPatch,
+                                           nats: NatsServer) -> None:
+    monkeypatch.setenv("CHATWAX_MODEL", "smollm2-135m-instruct")
+    monkeypatch.setenv("CHATWAX_PROVIDER", "local")
+    at = page(monkeypatch, nats.url)
+    assert not at.exception
+    assert "Answers by **smollm2-135m-instruct** (on this machine or cluster)" in [
+        c.value for c in at.caption]
+    monkeypatch.setenv("CHATWAX_MODEL", "gpt-4.1")
+    monkeypatch.delenv("CHATWAX_PROVIDER")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert "Answers by **gpt-4.1** (OpenAI)" in [c.value for c in page(monkeypatch,
+                                                                          nats.url).caption]
+
+
 def test_chat_streams_an_answer_with_usage_and_reloads(
     monkeypatch: pytest.MonkeyPatch, cluster: Cluster, nats: NatsServer, llm: Any
 ) -> None:

@@ -22,6 +22,7 @@ class Up:
         self.proc, self.nats_port, self.ui_port = proc, nats_port, ui_port
         self.metrics_port, self.log = metrics_port, log
         self.prom_port = 0
+        self.llm_port = 0
 
     @property
     def env(self) -> dict[str, str]:
@@ -41,22 +42,27 @@ class Up:
 def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
     started: list[Up] = []
 
-    def start(*flags: str) -> Up:
-        ports = {name: free_port() for name in ("nats", "mon", "ui", "prom")}
+    def start(*flags: str, local_model: bool = False) -> Up:
+        """`local_model`: no OpenAI variables set, so `chatwax up` serves the local model."""
+        ports = {name: free_port() for name in ("nats", "mon", "ui", "prom", "llm")}
         # Process i listens on base + i, so these need two consecutive free ports.
         ports["cluster"], ports["metrics"] = free_port_run(2), free_port_run(2)
         log = tmp_path / f"up-{len(started)}.log"
         env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1"}
+        if local_model:
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CHATWAX_MODEL")}
         with log.open("w") as out:
             proc = subprocess.Popen(
                 [*CHATWAX, "up", "--data-dir", str(tmp_path / "data"),
                  "--nats-port", str(ports["nats"]), "--nats-monitor-port", str(ports["mon"]),
                  "--cluster-port", str(ports["cluster"]), "--metrics-port", str(ports["metrics"]),
-                 "--ui-port", str(ports["ui"]), "--prometheus-port", str(ports["prom"]), *flags],
+                 "--ui-port", str(ports["ui"]), "--prometheus-port", str(ports["prom"]),
+                 "--llm-port", str(ports["llm"]), *flags],
                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
             )
         u = Up(proc, ports["nats"], ports["ui"], ports["metrics"], log)
-        u.prom_port = ports["prom"]
+        u.prom_port, u.llm_port = ports["prom"], ports["llm"]
         started.append(u)
         return u
 

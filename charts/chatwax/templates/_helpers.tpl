@@ -21,6 +21,7 @@
 {{- define "chatwax.nats.fullname" -}}{{ include "chatwax.fullname" . }}-nats{{- end }}
 {{- define "chatwax.dataflow.fullname" -}}{{ include "chatwax.fullname" . }}-dataflow{{- end }}
 {{- define "chatwax.frontend.fullname" -}}{{ include "chatwax.fullname" . }}-frontend{{- end }}
+{{- define "chatwax.llm.fullname" -}}{{ include "chatwax.fullname" . }}-llm{{- end }}
 
 {{- define "chatwax.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
@@ -68,6 +69,32 @@ nats://{{ include "chatwax.nats.fullname" . }}.{{ .Release.Namespace }}.svc.{{ .
 
 {{- define "chatwax.nats.authSecretName" -}}
 {{- .Values.nats.auth.existingSecret | default (printf "%s-auth" (include "chatwax.nats.fullname" .)) }}
+{{- end }}
+
+{{/* The model name every answer reports: the local model's when it is enabled. */}}
+{{- define "chatwax.llm.model" -}}
+{{- if .Values.llm.local.enabled -}}smollm2-135m-instruct{{- else -}}{{ .Values.llm.model }}{{- end -}}
+{{- end }}
+
+{{/* LLM settings for the dataflow's ConfigMap: the local model's server and sizes, or
+     llm.baseUrl and the chosen sizes. History keeps half the local context free, since
+     token counts before the call are estimates. */}}
+{{- define "chatwax.llm.env" -}}
+CHATWAX_MODEL: {{ include "chatwax.llm.model" . | quote }}
+{{- if .Values.llm.local.enabled }}
+{{- $local := .Values.llm.local }}
+OPENAI_BASE_URL: {{ printf "http://%s.%s.svc.%s:%d/v1" (include "chatwax.llm.fullname" .) .Release.Namespace .Values.clusterDomain (int $local.port) | quote }}
+CHATWAX_PROVIDER: "local"
+CHATWAX_CONTEXT_TOKENS: {{ $local.contextTokens | quote }}
+CHATWAX_MAX_OUTPUT_TOKENS: {{ min .Values.llm.maxOutputTokens $local.maxOutputTokens | quote }}
+CHATWAX_HISTORY_TOKEN_BUDGET: {{ min .Values.llm.historyTokenBudget (div (int $local.contextTokens) 2) | quote }}
+{{- else }}
+{{- with .Values.llm.baseUrl }}
+OPENAI_BASE_URL: {{ . | quote }}
+{{- end }}
+CHATWAX_MAX_OUTPUT_TOKENS: {{ .Values.llm.maxOutputTokens | quote }}
+CHATWAX_HISTORY_TOKEN_BUDGET: {{ .Values.llm.historyTokenBudget | quote }}
+{{- end }}
 {{- end }}
 
 {{- define "chatwax.llm.secretName" -}}
