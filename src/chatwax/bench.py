@@ -230,7 +230,8 @@ def plot(results: list[Result], path: Path) -> bool:
     return True
 
 
-def main(duration: float, latency: float, tokens: int, only: str | None, out: Path) -> int:
+def main(duration: float, latency: float, tokens: int, only: str | None, out: Path,
+         restart_conversations: int = 100_000) -> int:
     results = []
     for sc in SCENARIOS:
         if only and only not in sc.name:
@@ -240,10 +241,20 @@ def main(duration: float, latency: float, tokens: int, only: str | None, out: Pa
     print(table(results))
     memory = conversation_memory()
     print(f"state per idle conversation beyond its history text: {memory} bytes")
+    restart = None
+    if restart_conversations and (not only or only in "restart"):
+        from chatwax.bench_restart import restart_time
+
+        print(f"running: restart with {restart_conversations:,} conversations in recovery",
+              flush=True)
+        restart = restart_time(restart_conversations)
+        print(f"restart: answered {restart.answered_after_s} s after start (turn "
+              f"{restart.turn} of a seeded conversation); recovery store {restart.store_mb} MB; "
+              f"peak RSS per process {' + '.join(map(str, restart.peak_rss_mb))} MB")
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(
-        {"scenarios": [asdict(r) for r in results], "bytes_per_idle_conversation": memory},
-        indent=2))
+        {"scenarios": [asdict(r) for r in results], "bytes_per_idle_conversation": memory,
+         "restart": asdict(restart) if restart else None}, indent=2))
     if plot(results, out / "bench.png"):
         print(f"plot: {out / 'bench.png'}")
     return 0

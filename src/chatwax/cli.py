@@ -217,7 +217,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from chatwax.bench import main as bench
 
     logging.basicConfig(level=logging.WARNING)
-    return bench(args.duration, args.latency, args.tokens, args.only, Path(args.out))
+    return bench(args.duration, args.latency, args.tokens, args.only, Path(args.out),
+                 args.restart_conversations)
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -293,7 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
     bench.add_argument("--latency", type=float, default=0.5, help="LLM latency in seconds")
     bench.add_argument("--tokens", type=int, default=50, help="tokens per answer")
-    bench.add_argument("--only", help="run scenarios whose name contains this")
+    bench.add_argument("--only", help="run scenarios whose name contains this "
+                       "(`restart` for the restart measurement alone)")
+    bench.add_argument("--restart-conversations", type=int, default=100_000,
+                       help="conversations in recovery for the restart measurement (0: skip)")
     bench.add_argument("--out", default="artifacts/bench", help="where bench.json/png go")
     bench.set_defaults(func=cmd_bench)
     return parser

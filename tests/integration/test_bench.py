@@ -27,3 +27,15 @@ def test_bench_measures_state_per_idle_conversation() -> None:
 
     per_conversation = conversation_memory(2000)
     assert 100 < per_conversation < 100_000  # a measurement was made, of plausible size
+
+
+def test_restart_measurement_resumes_seeded_conversations() -> None:
+    """The seeded store is what a real cluster resumes from: the first prompt in a seeded
+    conversation is answered as its second turn, with its first turn as history."""
+    from chatwax.bench_restart import restart_time
+
+    result = restart_time(300)
+    assert result.conversations == 300
+    assert result.turn == 2
+    assert result.store_mb > 0 and len(result.peak_rss_mb) == 2
+    assert result.answered_after_s > 0
