@@ -7,6 +7,7 @@ one `Completion`, or raises `LlmError` with a wire error code once retrying is p
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import backoff
+import httpx2
 import openai
 from openai import AsyncOpenAI
 
@@ -107,27 +109,30 @@ class LlmClient:
         ttft: float | None = None
         finished = False
         try:
-            async with asyncio.timeout(s.llm_timeout_s):
-                stream = await self._client.chat.completions.create(
-                    model=s.model, messages=messages,  # type: ignore[call-overload] # plain dicts are valid messages
-                    temperature=s.temperature, max_tokens=s.max_output_tokens,
-                    stream=True, stream_options={"include_usage": True},
-                )
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = Usage(chunk.usage.prompt_tokens or 0,
-                                      chunk.usage.completion_tokens or 0)
-                    if chunk.model:
-                        model = chunk.model
-                    for choice in chunk.choices:
-                        delta = choice.delta.content if choice.delta else None
-                        if delta:
-                            if ttft is None:
-                                ttft = time.monotonic() - started
-                            await on_delta(len(parts), delta)
-                            parts.append(delta)
-                        if choice.finish_reason is not None:
-                            finished = True
+            # The SDK sends the request and maps HTTP errors; the event stream is read raw:
+            # building a pydantic model per token was most of the dataflow's CPU.
+            async with asyncio.timeout(s.llm_timeout_s), \
+                    self._client.chat.completions.with_streaming_response.create(
+                        model=s.model, messages=messages,  # type: ignore[call-overload] # plain dicts are valid messages
+                        temperature=s.temperature, max_tokens=s.max_output_tokens,
+                        stream=True, stream_options={"include_usage": True},
+                    ) as response:
+                events = SseEvents()
+                async for line in response.iter_lines():
+                    data = events.feed(line)
+                    if data is None:
+                        continue
+                    if data == "[DONE]":
+                        break
+                    chunk = parse_chunk(data)
+                    usage = chunk.usage or usage
+                    model = chunk.model or model
+                    for delta in chunk.deltas:
+                        if ttft is None:
+                            ttft = time.monotonic() - started
+                        await on_delta(len(parts), delta)
+                        parts.append(delta)
+                    finished = finished or chunk.finished
         except TimeoutError:
             raise _Retryable(ErrorCode.LLM_TIMEOUT, "timeout",
                              f"the LLM did not finish within {s.llm_timeout_s:g}s") from None
@@ -137,12 +142,15 @@ class LlmClient:
         except openai.APITimeoutError:
             raise _Retryable(ErrorCode.LLM_TIMEOUT, "timeout",
                              "the LLM server did not answer in time") from None
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
             if parts:  # it had started answering: the stream broke, not the connect
                 raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "cut_stream",
                                  "the LLM stream ended before the answer was complete") from None
             raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "connection",
                              f"cannot reach the LLM server ({_detail(exc)})") from None
+        except StreamError as exc:
+            raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "server_error",
+                             f"the LLM server failed mid-answer ({exc})") from None
         except openai.InternalServerError as exc:
             raise _Retryable(ErrorCode.LLM_UNAVAILABLE, "server_error",
                              f"the LLM server failed ({exc.status_code})") from None
@@ -173,7 +181,71 @@ class LlmClient:
             await self._client.close()
 
 
-def _detail(exc: openai.APIError) -> str:
+def _detail(exc: Exception) -> str:
     """A short, key-free description of an SDK error for error replies and logs."""
-    message = getattr(exc, "message", "") or exc.__class__.__name__
+    message = getattr(exc, "message", "") or str(exc) or exc.__class__.__name__
     return message[:200]
+
+
+# -- The event stream ---------------------------------------------------------------
+
+
+class StreamError(Exception):
+    """The server reported an error inside the event stream."""
+
+
+class SseEvents:
+    """Server-sent events from lines: the data of each event, once its blank line comes."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        if not line:
+            data, self._data = self._data, []
+            return "\n".join(data) if data else None
+        if line.startswith("data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        return None  # comments (":"), event:, id: and retry: lines carry nothing we use
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    deltas: list[str]
+    finished: bool
+    usage: Usage | None
+    model: str | None
+
+
+def parse_chunk(data: str) -> Chunk:
+    """One `chat.completion.chunk`; anything else raises ValueError (a malformed stream)."""
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
+        raise ValueError("a stream event is not a JSON object")
+    if obj.get("error"):
+        error = obj["error"]
+        raise StreamError(str(error.get("message") if isinstance(error, dict) else error)[:200])
+    choices = obj.get("choices")
+    choices = [] if choices is None else choices
+    raw_usage = obj.get("usage")
+    model = obj.get("model")
+    if (not isinstance(choices, list) or not isinstance(raw_usage, dict | None)
+            or not isinstance(model, str | None)):
+        raise ValueError("a stream event has fields of the wrong type")
+    deltas: list[str] = []
+    finished = False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise ValueError("a stream choice is not an object")
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            if not isinstance(content, str):
+                raise ValueError("a stream delta's content is not text")
+            deltas.append(content)
+        finished = finished or choice.get("finish_reason") is not None
+    usage = None
+    if raw_usage is not None:
+        usage = Usage(int(raw_usage.get("prompt_tokens") or 0),
+                      int(raw_usage.get("completion_tokens") or 0))
+    return Chunk(deltas, finished, usage, model or None)
