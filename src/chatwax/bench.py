@@ -13,16 +13,19 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from chatwax.client import ChatClient
-from chatwax.echo_llm import serve_in_thread
 from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.settings import Settings
-from chatwax.stack import Stack, StackOptions, port_free
+from chatwax.stack import Stack, StackOptions, port_free, wait_http
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Result:
     e2e_ms: dict[str, float] = field(default_factory=dict)
     overhead_ms: dict[str, float] = field(default_factory=dict)
     ttft_overhead_ms: dict[str, float] = field(default_factory=dict)
+    # Publish until the LLM server has the request: the pipeline's inbound share.
+    inbound_ms: dict[str, float] = field(default_factory=dict)
     cpu_s: list[float] = field(default_factory=list)
     peak_rss_mb: list[float] = field(default_factory=list)
 
@@ -79,8 +84,10 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.split()[1]) / 1024
 
 
-async def drive(url: str, sc: Scenario, duration: float, latency: float, r: Result) -> None:
+async def drive(url: str, sc: Scenario, duration: float, latency: float, r: Result,
+                llm: Any = None) -> None:
     client = await ChatClient.connect(Settings(nats_url=url))
+    sent_at: dict[str, float] = {}
     e2e: list[float] = []
     ttft: list[float] = []
     tasks: list[asyncio.Task[None]] = []
@@ -89,6 +96,7 @@ async def drive(url: str, sc: Scenario, duration: float, latency: float, r: Resu
         conv = f"bench-{i % sc.conversations}"
         start = time.perf_counter()
         first: float | None = None
+        sent_at[f"prompt {i}"] = time.time()
         try:
             pending = await client.send(f"u{i % sc.conversations}", conv, f"prompt {i}")
             async for event in pending.events(timeout=duration + 30):
@@ -121,13 +129,43 @@ async def drive(url: str, sc: Scenario, duration: float, latency: float, r: Resu
     r.e2e_ms = percentiles(e2e)
     r.overhead_ms = percentiles([x - latency * 1000 for x in e2e])
     r.ttft_overhead_ms = percentiles([x - latency * 1000 for x in ttft])
+    if llm is not None:
+        arrivals = {str(e["messages"][-1]["content"]): e["received_at"] for e in llm.requests()}
+        r.inbound_ms = percentiles([(arrivals[p] - t) * 1000 for p, t in sent_at.items()
+                                    if p in arrivals])
     await client.close()
+
+
+class EchoProcess:
+    """The echo LLM server in its own process, so the load generator's work does not
+    delay the server's answers (and the overhead measured is the pipeline's)."""
+
+    def __init__(self, latency: float, tokens: int) -> None:
+        port = free_run(1, 26000)
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatwax.echo_llm", "--port", str(port), "--latency",
+             str(latency), "--pad-to", str(tokens), "--answer-tokens-max", str(tokens)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"{self.base_url}/models", 20, self.proc, "echo LLM server")
+
+    def requests(self) -> list[dict[str, Any]]:
+        url = self.base_url.removesuffix("/v1") + "/_test/requests"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return list(json.loads(resp.read()))
+
+    def __enter__(self) -> EchoProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int) -> Result:
     result = Result(sc)
     with tempfile.TemporaryDirectory(prefix="chatwax-bench-") as tmp, \
-            serve_in_thread(model="echo-1", latency_s=latency, pad_to=tokens) as llm:
+            EchoProcess(latency, tokens) as llm:
         opts = StackOptions(
             processes=sc.processes, workers=sc.workers, ui=False, data_dir=Path(tmp),
             nats_port=free_run(1, 24222), nats_monitor_port=free_run(1, 28222),
@@ -140,7 +178,7 @@ def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int) -> 
         stack = Stack(opts)
         stack.start()
         try:
-            asyncio.run(drive(stack.nats_url, sc, duration, latency, result))
+            asyncio.run(drive(stack.nats_url, sc, duration, latency, result, llm))
             for child in stack.children:
                 if child.dataflow:
                     cpu, rss = proc_stats(child.proc.pid)
@@ -190,13 +228,14 @@ SCENARIOS = (
 
 def table(results: list[Result]) -> str:
     head = ("scenario", "offered/s", "answered/s", "err", "unanswered", "e2e p50", "e2e p99",
-            "ovh p50", "ovh p99", "ttft ovh p50", "cpu s", "peak MB")
+            "ovh p50", "ovh p99", "ttft ovh p50", "inbound p50", "cpu s", "peak MB")
     rows = [head]
     for r in results:
         rows.append((r.scenario.name, f"{r.scenario.rate:g}", f"{r.throughput:g}",
                      str(r.errors), str(r.unanswered), str(r.e2e_ms.get("p50", "-")),
                      str(r.e2e_ms.get("p99", "-")), str(r.overhead_ms.get("p50", "-")),
                      str(r.overhead_ms.get("p99", "-")), str(r.ttft_overhead_ms.get("p50", "-")),
+                     str(r.inbound_ms.get("p50", "-")),
                      "+".join(map(str, r.cpu_s)), "+".join(map(str, r.peak_rss_mb))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

@@ -180,7 +180,8 @@ class EchoLLM:
         plan = plan_for(last_user, attempt)
         entry: dict[str, Any] = {"messages": messages, "model": model,
                                  "stream": bool(body.get("stream")), "status": 200,
-                                 "usage": None, "attempt_key": key}
+                                 "usage": None, "attempt_key": key,
+                                 "received_at": time.time()}
         self.log.append(entry)
         if plan.fail_status is not None:
             entry["status"] = plan.fail_status

@@ -120,10 +120,10 @@ class LlmClient:
                 events = SseEvents()
                 async for line in response.iter_lines():
                     data = events.feed(line)
-                    if data is None:
+                    # Read on after [DONE] to the end of the body, so the connection goes
+                    # back to the pool instead of being closed half-read.
+                    if data is None or data == "[DONE]":
                         continue
-                    if data == "[DONE]":
-                        break
                     chunk = parse_chunk(data)
                     usage = chunk.usage or usage
                     model = chunk.model or model
