@@ -220,6 +220,7 @@ def conversation_memory(count: int = 20_000) -> float:
 SCENARIOS = (
     Scenario("overhead 50/s", rate=50),
     Scenario("throughput 150/s", rate=150),
+    Scenario("ceiling 300/s", rate=300),
     Scenario("1 process x 1 worker", rate=150, processes=1, workers=1),
     Scenario("1 process x 2 workers", rate=150, processes=1, workers=2),
     Scenario("tutorial baseline 50/s", rate=50, baseline=True),
