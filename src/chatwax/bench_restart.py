@@ -14,8 +14,10 @@ import asyncio
 import queue
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bytewax.inputs import (
     DynamicSource,
@@ -38,6 +40,7 @@ from chatwax.stack import Stack, StackOptions, port_free
 from chatwax.steps import LlmCall, LlmResult, Release
 
 Looped = LlmResult | Release
+T = TypeVar("T")
 
 
 class _Prompts(FixedPartitionedSource[Inbound, None]):
@@ -78,41 +81,32 @@ class _Discard(DynamicSink[Reply | Transcript]):
         return Part()
 
 
-class _Answer(DynamicSink[LlmCall]):
-    """Answers every call at once with a fixed text, onto the in-process loop."""
+class _ToLoop(DynamicSink[T]):
+    """Puts what a step emits onto the in-process loop, converted by `convert`."""
 
-    def __init__(self, loop: queue.SimpleQueue[Looped]) -> None:
-        self.loop = loop
-
-    def build(self, step_id: str, worker_index: int, worker_count: int
-              ) -> StatelessSinkPartition[LlmCall]:
-        loop = self.loop
-
-        class Part(StatelessSinkPartition[LlmCall]):
-            def write_batch(self, items: list[LlmCall]) -> None:
-                now = time.time()
-                for call in items:
-                    loop.put(LlmResult(call.request.request_id, call.request.conversation_id,
-                                       "a seeded answer " * 20, Usage(60, 60), "echo-1",
-                                       1.0, 1.0, now))
-
-        return Part()
-
-
-class _Loopback(DynamicSink[Release]):
-    def __init__(self, loop: queue.SimpleQueue[Looped]) -> None:
-        self.loop = loop
+    def __init__(self, loop: queue.SimpleQueue[Looped], convert: Callable[[T], Looped]) -> None:
+        self.loop, self.convert = loop, convert
 
     def build(self, step_id: str, worker_index: int, worker_count: int
-              ) -> StatelessSinkPartition[Release]:
-        loop = self.loop
+              ) -> StatelessSinkPartition[T]:
+        sink = self
 
-        class Part(StatelessSinkPartition[Release]):
-            def write_batch(self, items: list[Release]) -> None:
+        class Part(StatelessSinkPartition[T]):
+            def write_batch(self, items: list[T]) -> None:
                 for item in items:
-                    loop.put(item)
+                    sink.loop.put(sink.convert(item))
 
         return Part()
+
+
+def _answer(call: LlmCall) -> LlmResult:
+    """An instant answer in place of the LLM's."""
+    return LlmResult(call.request.request_id, call.request.conversation_id,
+                     "a seeded answer " * 20, Usage(60, 60), "echo-1", 1.0, 1.0, time.time())
+
+
+def _same(release: Release) -> Release:
+    return release
 
 
 class _Feedback(DynamicSource[Looped]):
@@ -160,8 +154,9 @@ def seed(recovery_dir: Path, partitions: int, conversations: int) -> None:
         "chatwax.replies.seed").encode(), None, now) for i in range(conversations)]
     loop: queue.SimpleQueue[Looped] = queue.SimpleQueue()
     flow = build_flow(settings, prompts=_Prompts(prompts, settings.partitions),
-                      feedback=_Feedback(loop, 2 * conversations), llm=_Answer(loop),
-                      replies=_Discard(), loopback=_Loopback(loop), recovery=True)
+                      feedback=_Feedback(loop, 2 * conversations),
+                      llm=_ToLoop(loop, _answer), replies=_Discard(),
+                      loopback=_ToLoop(loop, _same), recovery=True)
     run_main(flow, epoch_interval=None, recovery_config=RecoveryConfig(str(recovery_dir)))
 
 
