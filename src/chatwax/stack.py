@@ -363,11 +363,23 @@ class Stack:
         return "none configured: prompts get an error reply (set OPENAI_API_KEY or --llm)"
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Frontend and dataflow first, NATS last, so nothing loses its broker mid-write."""
+        """Frontend and dataflow first, NATS last, so nothing loses its broker mid-write.
+
+        The dataflow processes are signalled together: one that outlives its peers sees
+        them vanish and aborts with a panic instead of exiting quietly.
+        """
         self._stopping = True
+        groups: list[list[Child]] = []
         for child in reversed(self.children):
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
+            if child.dataflow and groups and groups[-1][0].dataflow:
+                groups[-1].append(child)
+            else:
+                groups.append([child])
+        for group in groups:
+            for child in group:
+                if child.proc.poll() is None:
+                    child.proc.send_signal(signal.SIGTERM)
+            for child in group:
                 try:
                     child.proc.wait(timeout)
                 except subprocess.TimeoutExpired:

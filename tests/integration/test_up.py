@@ -73,6 +73,8 @@ def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, own_llm: Any) -> 
     time.sleep(0.5)
     alive = [k for k in kids if Path(f"/proc/{k}").exists()]
     assert alive == []
+    # The dataflow processes stop together: none outlives its peers and panics.
+    assert "panicked" not in u.output() and "PanicException" not in u.output()
 
 
 def test_a_dead_child_brings_the_stack_down_without_restarts(up: Any) -> None:
