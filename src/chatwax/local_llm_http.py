@@ -29,7 +29,7 @@ from chatwax.local_llm import (
 
 # What the generating thread hands the event loop: a (delta, finish reason, usage) step, the
 # error that ended generation, or None when it finished.
-Item = tuple[str, str | None, "Usage"] | BaseException | None
+Item = tuple[str, str | None, Usage] | BaseException | None
 
 
 class Server:
