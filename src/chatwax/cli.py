@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(func=local_llm.serve)
 
     bench = sub.add_parser("bench", help="benchmark a local stack (and the tutorial's design)")
-    bench.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
+    bench.add_argument("--duration", type=float, default=15.0, help="seconds per scenario")
     bench.add_argument("--latency", type=float, default=0.5, help="LLM latency in seconds")
     bench.add_argument("--tokens", type=int, default=50, help="tokens per answer")
     bench.add_argument("--only", help="run scenarios whose name contains this "
