@@ -28,9 +28,10 @@ run: $(STAMP) ## start NATS, a 2-process dataflow, the frontend (http://localhos
 system-deps: ## install prometheus and chromium (Debian packages) if missing
 	./scripts/system-deps.sh
 
-test: $(STAMP) system-deps ## lint and types, then every test (unit, integration, chart, frontend)
+test: $(STAMP) system-deps ## lint, types and package boundaries, then every test
 	$(BIN)/ruff check src tests frontend
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmark scenarios vs the tutorial's design (table + artifacts/bench/bench.png)
@@ -43,9 +44,10 @@ soak: $(STAMP) ## 2-minute soak with faults injected (SOAK_SECONDS=600 for longe
 test-fast: $(STAMP) ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the import-linter contracts
 	$(BIN)/ruff check src tests frontend
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## fix lint findings that ruff can fix
 	$(BIN)/ruff check --fix src tests frontend

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import streamlit as st
 
-from chatwax.errors import ChatwaxError
-from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, check_id
-from chatwax.settings import Settings
-from shared import connect, model_label
+from chatwax.client.background import BackgroundClient
+from chatwax.core.errors import ChatwaxError
+from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, check_id
+from chatwax.core.settings import Settings
+from chatwax.frontend.shared import connect, model_label
 
 NEW = "+ New conversation"
 
@@ -30,6 +31,7 @@ st.caption(model_label(Settings.from_env()))
 client = connect()
 if client is None:
     st.stop()
+assert client is not None  # st.stop() ends the script run
 
 with st.sidebar:
     user = st.text_input("User id", value=st.session_state.get("user", "guest"), key="user")
@@ -54,7 +56,7 @@ if picked == NEW:
         st.session_state["new_for"] = user
     conversation = st.session_state["new_conv"]
 else:
-    conversation = picked
+    conversation = str(picked)
 st.caption(f"user `{user}` · conversation `{conversation}`")
 
 # What this session has shown for the conversation, on top of what the stream reloads.
@@ -86,15 +88,15 @@ if prompt := st.chat_input("Ask anything"):
     with st.chat_message("assistant"):
         outcome: dict[str, FinalEvent | ErrorEvent] = {}
 
-        def deltas() -> Iterator[str]:
-            for event in client.ask(user, conversation, prompt):
+        def deltas(chat: BackgroundClient, text: str) -> Iterator[str]:
+            for event in chat.ask(user, conversation, text):
                 if isinstance(event, ChunkEvent):
                     yield event.delta
                 else:
                     outcome["end"] = event
 
         try:
-            streamed = st.write_stream(deltas())
+            streamed = st.write_stream(deltas(client, prompt))
         except ChatwaxError as exc:
             outcome["end"] = ErrorEvent("", exc.code, exc.message)
             streamed = ""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chatwax.client import BackgroundClient
-from chatwax.settings import Settings
+from chatwax.client.background import BackgroundClient
+from chatwax.core.settings import Settings
 
 
 @st.cache_resource(show_spinner="Connecting to NATS…")

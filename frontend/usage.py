@@ -7,8 +7,8 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from chatwax.usage import aggregate, parse_since, total
-from shared import connect
+from chatwax.core.usage import aggregate, parse_since, total
+from chatwax.frontend.shared import connect
 
 WINDOWS = {"Last hour": "1h", "Last 24 hours": "24h", "Last 7 days": "7d", "All time": "all"}
 

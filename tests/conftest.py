@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from chatwax.echo_llm import serve_in_thread
-from chatwax.settings import Settings
+from chatwax.core.settings import Settings
+from chatwax.dev.echo_llm import serve_in_thread
 from tests.support.procs import Cluster, NatsServer, nats_server
 from tests.support.up import Up, up_factory
 

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chatwax.client import ChatClient
-from chatwax.echo_llm import serve_in_thread
-from chatwax.protocol import ErrorEvent, FinalEvent
-from chatwax.settings import Settings
+from chatwax.client.chat import ChatClient
+from chatwax.core.protocol import ErrorEvent, FinalEvent
+from chatwax.core.settings import Settings
+from chatwax.dev.echo_llm import serve_in_thread
 from tests.support.procs import free_port, free_port_run
 
 

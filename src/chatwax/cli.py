@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
 
-from chatwax.cluster import RunSpec
-from chatwax.errors import ChatwaxError, ConfigError
-from chatwax.metrics import METRICS
-from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent
-from chatwax.settings import Settings
+from chatwax.core.errors import ChatwaxError, ConfigError
+from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
+from chatwax.core.settings import Settings
 
 log = logging.getLogger("chatwax")
 
@@ -36,7 +33,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from chatwax.stack import Stack, StackOptions
+    from chatwax.dev.stack import Stack, StackOptions
 
     settings = Settings.from_env()
     _setup_logging(settings.log_level)
@@ -75,65 +72,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_dataflow(args: argparse.Namespace) -> int:
     """Run one bytewax process of the cluster, as a pod does (bytewax's env decides)."""
-    from bytewax._bytewax import cli_main
-    from bytewax.recovery import RecoveryConfig
-
-    from chatwax import compat
-    from chatwax.cluster import prepare_recovery
-    from chatwax.flow import build_flow
-    from chatwax.nats_io import NatsLink
+    from chatwax.dataflow.process import run
 
     settings = Settings.from_env()
     _setup_logging(settings.log_level)
-    spec = _in_kubernetes(RunSpec.from_env(os.environ))
-    log.info("dataflow process %s of %d, %d worker(s); settings %s",
-             spec.process_id or 0, spec.process_count, spec.workers_per_process,
-             settings.redacted())
-    prepare_recovery(spec)
-    METRICS.prime(settings.model, settings.provider)
-    link = NatsLink.get(settings)
-    compat.start(link, settings.compat_subject, settings.max_prompt_chars,
-                 timeout=settings.llm_timeout_s + settings.retry_max_time_s + 30)
-    recovery = (RecoveryConfig(spec.recovery_dir, spec.backup_interval)
-                if spec.recovery_dir and not args.baseline else None)
-    if args.baseline:
-        from chatwax.baseline import build_baseline
-
-        flow = build_baseline(settings)
-    else:
-        flow = build_flow(settings, recovery=recovery is not None)
-    cli_main(
-        flow,
-        workers_per_process=spec.workers_per_process,
-        process_id=spec.process_id,
-        addresses=spec.addresses,
-        epoch_interval=spec.snapshot_interval,
-        recovery_config=recovery,
-    )
-    return 0
-
-
-def _in_kubernetes(spec: RunSpec) -> RunSpec:
-    """In a pod, the peer list follows the StatefulSet's replicas, watched for changes."""
-    from chatwax import k8s
-
-    target = k8s.target_from_env(os.environ)
-    if target is None or spec.addresses is None or spec.process_id is None:
-        return spec
-    api = k8s.apps_api()
-    replicas = k8s.read_replicas(api, target)
-    k8s.check_ordinal(spec.process_id, replicas)
-    addresses = k8s.addresses_for(spec.addresses, target.statefulset, replicas)
-    if len(addresses) != len(spec.addresses):
-        log.warning("StatefulSet has %d replicas, the pod template %d: using %d processes",
-                    replicas, len(spec.addresses), replicas)
-
-    def restart(new: int) -> None:
-        log.error("process count changed to %d; exiting so every pod restarts with it", new)
-        os._exit(3)
-
-    k8s.watch_replicas(api, target, replicas, restart)
-    return dataclasses.replace(spec, addresses=addresses)
+    return run(settings, os.environ)
 
 
 # -- chatwax ask --------------------------------------------------------------------
@@ -141,7 +84,7 @@ def _in_kubernetes(spec: RunSpec) -> RunSpec:
 
 async def _ask(settings: Settings, user: str, conversation: str, text: str,
                timeout: float) -> int:
-    from chatwax.client import ChatClient
+    from chatwax.client.chat import ChatClient
 
     client = await ChatClient.connect(settings, name="chatwax-ask")
     shown = 0
@@ -189,8 +132,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 async def _usage(settings: Settings, since: str, by: str) -> int:
-    from chatwax.client import ChatClient
-    from chatwax.usage import aggregate, format_table, parse_since, read_transcripts
+    from chatwax.client.chat import ChatClient
+    from chatwax.client.transcripts import read_transcripts
+    from chatwax.core.usage import aggregate, format_table, parse_since
 
     window = parse_since(since)
     client = await ChatClient.connect(settings, name="chatwax-usage")
@@ -214,7 +158,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from chatwax.bench import main as bench
+    from chatwax.bench.harness import main as bench
 
     logging.basicConfig(level=logging.WARNING)
     return bench(args.duration, args.latency, args.tokens, args.only, Path(args.out),
@@ -267,8 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     df = sub.add_parser("dataflow", help="run one dataflow process (what a pod runs); "
                         "BYTEWAX_* variables place it in the cluster")
-    df.add_argument("--baseline", action="store_true",
-                    help="run the tutorial's design instead (for `chatwax bench` only)")
     df.set_defaults(func=cmd_dataflow)
 
     ask = sub.add_parser("ask", help="send one prompt and stream the answer (NATS_URL says where)")
@@ -285,10 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = sub.add_parser("local-llm", help="serve the packaged local model (SmolLM2) over "
                            "the OpenAI API; `chatwax up` starts it when no key is set")
-    from chatwax import local_llm
+    from chatwax.local import cli as local_cli
 
-    local_llm.add_arguments(local)
-    local.set_defaults(func=local_llm.serve)
+    local_cli.add_arguments(local)
+    local.set_defaults(func=local_cli.serve)
 
     bench = sub.add_parser("bench", help="benchmark a local stack (and the tutorial's design)")
     bench.add_argument("--duration", type=float, default=15.0, help="seconds per scenario")

@@ -26,10 +26,10 @@ from typing import Any
 import nats as nats_py
 import pytest
 
-from chatwax.client import ChatClient
-from chatwax.protocol import FinalEvent
-from chatwax.settings import Settings
-from chatwax.stack import nats_server_binary
+from chatwax.client.chat import ChatClient
+from chatwax.core.protocol import FinalEvent
+from chatwax.core.settings import Settings
+from chatwax.dev.stack import nats_server_binary
 from tests.chart.conftest import NAMESPACE, Chart, Rendered
 from tests.support.procs import free_port, stop, wait_http
 

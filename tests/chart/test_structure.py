@@ -208,7 +208,7 @@ def test_nats_auth_is_on_by_default_and_passwords_stay_in_secrets(chart: Chart) 
 
 
 def test_chart_client_permissions_match_the_protocol(chart: Chart) -> None:
-    from chatwax import protocol
+    from chatwax.core import protocol
 
     conf = chart.render().find("ConfigMap", "-nats-config")["data"]["nats.conf"]
     frontend = conf[conf.index("user: frontend"):]

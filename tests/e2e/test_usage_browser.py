@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chatwax.settings import Settings
+from chatwax.core.settings import Settings
 from tests.conftest import run
 from tests.integration.test_pipeline import ask_all
 from tests.support.browser import capture

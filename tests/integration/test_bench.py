@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chatwax.bench import Result, Scenario, plot, run_scenario, table
+from chatwax.bench.harness import Result, Scenario, plot, run_scenario, table
 
 
 def test_bench_harness_reports_throughput_latency_and_resources(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_bench_harness_reports_throughput_latency_and_resources(tmp_path: Path) 
 
 
 def test_bench_measures_state_per_idle_conversation() -> None:
-    from chatwax.bench import conversation_memory
+    from chatwax.bench.harness import conversation_memory
 
     per_conversation = conversation_memory(2000)
     assert 100 < per_conversation < 100_000  # a measurement was made, of plausible size
@@ -32,7 +32,7 @@ def test_bench_measures_state_per_idle_conversation() -> None:
 def test_restart_measurement_resumes_seeded_conversations() -> None:
     """The seeded store is what a real cluster resumes from: the first prompt in a seeded
     conversation is answered as its second turn, with its first turn as history."""
-    from chatwax.bench_restart import restart_time
+    from chatwax.bench.restart import restart_time
 
     result = restart_time(300)
     assert result.conversations == 300

@@ -17,8 +17,8 @@ import promql_parser
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatwax.settings import Settings
-from chatwax.stack import prometheus_binary, prometheus_config
+from chatwax.core.settings import Settings
+from chatwax.dev.stack import prometheus_binary, prometheus_config
 from tests.conftest import run
 from tests.integration.test_pipeline import ask_all
 from tests.support.procs import Cluster, free_port, stop, wait_http

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from chatwax.client import ChatClient, chunk_text
-from chatwax.errors import ErrorCode
-from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent
-from chatwax.settings import Settings
+from chatwax.client.chat import ChatClient, chunk_text
+from chatwax.core.errors import ErrorCode
+from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
+from chatwax.core.settings import Settings
 from tests.conftest import run, stack_env
 from tests.support.procs import Cluster, NatsServer, nats_server
 

@@ -16,10 +16,10 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatwax import local_llm
-from chatwax.client import ChatClient
-from chatwax.protocol import ChunkEvent, FinalEvent
-from chatwax.settings import Settings
+from chatwax.client.chat import ChatClient
+from chatwax.core.protocol import ChunkEvent, FinalEvent
+from chatwax.core.settings import Settings
+from chatwax.local import model as local_llm
 from tests.support.procs import free_port, wait_http
 from tests.support.up import CHATWAX
 
@@ -52,8 +52,13 @@ def messages(prompt: str) -> list[dict[str, str]]:
 
 
 def test_streamed_answers_report_the_usage_llama_cpp_counts(server: str) -> None:
-    """Every streamed answer ends with usage equal to llama.cpp's own count for the same
-    request (not streamed, same model file, greedy sampling), and the same text."""
+    """Every answer, streamed or not, reports the usage llama.cpp itself counts for the same
+    request (not streamed, same model file, greedy sampling), with the same text.
+
+    llama.cpp reuses the prompt prefix it evaluated last, and a re-used prefix can change a
+    greedy answer; so the reference model gets the server's requests in the server's order
+    and is in the same state for each.
+    """
     from llama_cpp import Llama
 
     reference = Llama(model_path=str(local_llm.model_file()),
@@ -80,12 +85,16 @@ def test_streamed_answers_report_the_usage_llama_cpp_counts(server: str) -> None
         assert "".join(deltas) == want["choices"][0]["message"]["content"]
         assert len([d for d in deltas if d]) > 1  # streamed as it was generated
         assert reasons[-1] == want["choices"][0]["finish_reason"]
+        # The same request again, not streamed: the reference repeats it too.
+        want = reference.create_chat_completion(messages(prompt), max_tokens=limit,
+                                                temperature=0)
         whole = client.chat.completions.create(
             model="anything", messages=messages(prompt),  # type: ignore[arg-type]
             max_tokens=limit, temperature=0)
         assert whole.usage is not None
-        assert whole.usage.completion_tokens == usage.completion_tokens
-        assert whole.choices[0].message.content == "".join(deltas)
+        assert (whole.usage.prompt_tokens, whole.usage.completion_tokens) == (
+            want["usage"]["prompt_tokens"], want["usage"]["completion_tokens"]), prompt
+        assert whole.choices[0].message.content == want["choices"][0]["message"]["content"]
     assert client.models.list().data[0].id == local_llm.MODEL_ALIAS
 
 

@@ -17,11 +17,11 @@ import nats as nats_py
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatwax import protocol
-from chatwax.client import ChatClient, chunk_text
-from chatwax.errors import ChatwaxError, ErrorCode
-from chatwax.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
-from chatwax.settings import Settings
+from chatwax.client.chat import ChatClient, chunk_text
+from chatwax.core import protocol
+from chatwax.core.errors import ChatwaxError, ErrorCode
+from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
+from chatwax.core.settings import Settings
 from tests.conftest import run
 from tests.support.procs import Cluster
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import nats as nats_py
 
-from chatwax import protocol
-from chatwax.client import ChatClient
-from chatwax.protocol import ErrorEvent, FinalEvent
-from chatwax.settings import Settings
+from chatwax.client.chat import ChatClient
+from chatwax.core import protocol
+from chatwax.core.protocol import ErrorEvent, FinalEvent
+from chatwax.core.settings import Settings
 from tests.conftest import run
 from tests.integration.test_up import children_of
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatwax.stack import nats_server_binary, port_free, wait_http
+from chatwax.dev.stack import nats_server_binary, port_free, wait_http
 
 
 def free_port() -> int:

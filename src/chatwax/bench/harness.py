@@ -1,0 +1,308 @@
+"""`chatwax bench`: load against a real local stack with its own OpenAI-compatible server.
+
+For each scenario it starts the echo server (fixed latency, answers padded to N tokens),
+a `chatwax up --no-ui` stack, and sends prompts at a fixed rate over many conversations,
+then reports throughput, end-to-end latency, overhead (end-to-end minus the server's own
+time), time-to-first-token overhead, errors, and CPU and peak RSS per dataflow process.
+The tutorial's design runs in the same harness as the baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatwax.client.chat import ChatClient
+from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
+from chatwax.core.settings import Settings
+from chatwax.dev.stack import Stack, StackOptions, port_free, wait_http
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rate: float
+    processes: int = 2
+    workers: int = 1
+    conversations: int = 1000
+    baseline: bool = False
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    sent: int = 0
+    answered: int = 0
+    errors: int = 0
+    unanswered: int = 0
+    throughput: float = 0.0
+    e2e_ms: dict[str, float] = field(default_factory=dict)
+    overhead_ms: dict[str, float] = field(default_factory=dict)
+    ttft_overhead_ms: dict[str, float] = field(default_factory=dict)
+    # Publish until the LLM server has the request: the pipeline's inbound share.
+    inbound_ms: dict[str, float] = field(default_factory=dict)
+    cpu_s: list[float] = field(default_factory=list)
+    peak_rss_mb: list[float] = field(default_factory=list)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    values = sorted(values)
+
+    def at(q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    return {"p50": round(at(0.50), 2), "p95": round(at(0.95), 2), "p99": round(at(0.99), 2),
+            "mean": round(statistics.fmean(values), 2)}
+
+
+def free_run(count: int, start: int) -> int:
+    port = start
+    while not all(port_free(port + i) for i in range(count)):
+        port += count
+    return port
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) and peak RSS in MB, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith("VmHWM"))
+    return cpu, int(hwm.split()[1]) / 1024
+
+
+async def drive(url: str, sc: Scenario, duration: float, latency: float, r: Result,
+                llm: Any = None) -> None:
+    client = await ChatClient.connect(Settings(nats_url=url))
+    sent_at: dict[str, float] = {}
+    e2e: list[float] = []
+    ttft: list[float] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(i: int) -> None:
+        conv = f"bench-{i % sc.conversations}"
+        start = time.perf_counter()
+        first: float | None = None
+        sent_at[f"prompt {i}"] = time.time()
+        try:
+            pending = await client.send(f"u{i % sc.conversations}", conv, f"prompt {i}")
+            async for event in pending.events(timeout=duration + 30):
+                if isinstance(event, ChunkEvent) and first is None:
+                    first = time.perf_counter()
+                elif isinstance(event, FinalEvent):
+                    r.answered += 1
+                    e2e.append((time.perf_counter() - start) * 1000)
+                    if first is not None:
+                        ttft.append((first - start) * 1000)
+                elif isinstance(event, ErrorEvent):
+                    r.errors += 1
+            await pending.close()
+        except Exception:  # noqa: BLE001 - counted: not answered within the run
+            r.unanswered += 1
+
+    began = time.perf_counter()
+    i = 0
+    while (now := time.perf_counter() - began) < duration:
+        due = i / sc.rate
+        if due > now:
+            await asyncio.sleep(due - now)
+        tasks.append(asyncio.create_task(one(i)))
+        i += 1
+    r.sent = i
+    await asyncio.wait(tasks, timeout=30)
+    elapsed = time.perf_counter() - began
+    r.unanswered = r.sent - r.answered - r.errors
+    r.throughput = round(r.answered / elapsed, 1)
+    r.e2e_ms = percentiles(e2e)
+    r.overhead_ms = percentiles([x - latency * 1000 for x in e2e])
+    r.ttft_overhead_ms = percentiles([x - latency * 1000 for x in ttft])
+    if llm is not None:
+        arrivals = {str(e["messages"][-1]["content"]): e["received_at"] for e in llm.requests()}
+        r.inbound_ms = percentiles([(arrivals[p] - t) * 1000 for p, t in sent_at.items()
+                                    if p in arrivals])
+    await client.close()
+
+
+class EchoProcess:
+    """The echo LLM server in its own process, so the load generator's work does not
+    delay the server's answers (and the overhead measured is the pipeline's)."""
+
+    def __init__(self, latency: float, tokens: int) -> None:
+        port = free_run(1, 26000)
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatwax.dev.echo_llm", "--port", str(port), "--latency",
+             str(latency), "--pad-to", str(tokens), "--answer-tokens-max", str(tokens)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"{self.base_url}/models", 20, self.proc, "echo LLM server")
+
+    def requests(self) -> list[dict[str, Any]]:
+        url = self.base_url.removesuffix("/v1") + "/_test/requests"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return list(json.loads(resp.read()))
+
+    def __enter__(self) -> EchoProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int) -> Result:
+    result = Result(sc)
+    with tempfile.TemporaryDirectory(prefix="chatwax-bench-") as tmp, \
+            EchoProcess(latency, tokens) as llm:
+        opts = StackOptions(
+            processes=sc.processes, workers=sc.workers, ui=False, data_dir=Path(tmp),
+            nats_port=free_run(1, 24222), nats_monitor_port=free_run(1, 28222),
+            cluster_port=free_run(sc.processes, 22101), metrics_port=free_run(sc.processes, 23030),
+            restart=False,
+            dataflow_command=(("-m", "chatwax.bench.baseline") if sc.baseline
+                              else StackOptions.dataflow_command),
+            extra_env={"OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1",
+                       "CHATWAX_USER_MAX_CONCURRENT": "0", "CHATWAX_LLM_MAX_CONCURRENCY": "2048",
+                       "CHATWAX_LOG_LEVEL": "WARNING"},
+        )
+        stack = Stack(opts)
+        stack.start()
+        try:
+            asyncio.run(drive(stack.nats_url, sc, duration, latency, result, llm))
+            for child in stack.children:
+                if child.dataflow:
+                    cpu, rss = proc_stats(child.proc.pid)
+                    result.cpu_s.append(round(cpu, 1))
+                    result.peak_rss_mb.append(round(rss, 1))
+        finally:
+            stack.stop()
+    return result
+
+
+def conversation_memory(count: int = 20_000) -> float:
+    """Bytes of Python state per idle conversation (one turn), beyond the turn's text.
+
+    What the conversation step holds per key: the logic object, its state, the history
+    list and one turn with its ids. Bytewax's own per-key bookkeeping is not included.
+    """
+    import sys
+    import tracemalloc
+
+    from prometheus_client import CollectorRegistry
+
+    from chatwax.core.conversation import Conversation, ConversationConfig
+    from chatwax.core.history import Turn
+    from chatwax.dataflow.logic import ConversationLogic
+    from chatwax.dataflow.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry())
+
+    cfg = ConversationConfig("system", 4000, "local")
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    held = []
+    text = 0
+    for i in range(count):
+        state = Conversation(owner=f"user-{i:06d}", turns=1)
+        prompt, answer = f"question {i} " * 8, f"answer {i} " * 30
+        text += sys.getsizeof(prompt) + sys.getsizeof(answer)
+        state.history.append(Turn(f"{i:032x}", prompt, answer))
+        held.append((f"conv-{i:08d}", ConversationLogic(cfg, metrics, state)))
+    used = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    return round((used - text) / count, 1)
+
+
+SCENARIOS = (
+    Scenario("overhead 50/s", rate=50),
+    Scenario("throughput 150/s", rate=150),
+    Scenario("ceiling 300/s", rate=300),
+    Scenario("1 process x 1 worker", rate=150, processes=1, workers=1),
+    Scenario("1 process x 2 workers", rate=150, processes=1, workers=2),
+    Scenario("tutorial baseline 50/s", rate=50, baseline=True),
+)
+
+
+def table(results: list[Result]) -> str:
+    head = ("scenario", "offered/s", "answered/s", "err", "unanswered", "e2e p50", "e2e p99",
+            "ovh p50", "ovh p99", "ttft ovh p50", "inbound p50", "cpu s", "peak MB")
+    rows = [head]
+    for r in results:
+        rows.append((r.scenario.name, f"{r.scenario.rate:g}", f"{r.throughput:g}",
+                     str(r.errors), str(r.unanswered), str(r.e2e_ms.get("p50", "-")),
+                     str(r.e2e_ms.get("p99", "-")), str(r.overhead_ms.get("p50", "-")),
+                     str(r.overhead_ms.get("p99", "-")), str(r.ttft_overhead_ms.get("p50", "-")),
+                     str(r.inbound_ms.get("p50", "-")),
+                     "+".join(map(str, r.cpu_s)), "+".join(map(str, r.peak_rss_mb))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot(results: list[Result], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = [r.scenario.name for r in results]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    a.barh(names, [r.throughput for r in results], color="#3b82f6")
+    a.set_xlabel("answered prompts / s")
+    a.set_title("Throughput")
+    b.barh(names, [r.overhead_ms.get("p50", 0) for r in results], color="#10b981", label="p50")
+    b.barh(names, [r.overhead_ms.get("p99", 0) for r in results], color="#f59e0b", alpha=0.4,
+           label="p99")
+    b.set_xscale("symlog")
+    b.set_xlabel("overhead ms (end-to-end minus LLM time)")
+    b.set_title("Pipeline overhead")
+    b.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def main(duration: float, latency: float, tokens: int, only: str | None, out: Path,
+         restart_conversations: int = 100_000) -> int:
+    results = []
+    for sc in SCENARIOS:
+        if only and only not in sc.name:
+            continue
+        print(f"running: {sc.name} ({duration:g} s)", flush=True)
+        results.append(run_scenario(sc, duration, latency, tokens))
+    print(table(results))
+    memory = conversation_memory()
+    print(f"state per idle conversation beyond its history text: {memory} bytes")
+    restart = None
+    if restart_conversations and (not only or only in "restart"):
+        from chatwax.bench.restart import restart_time
+
+        print(f"running: restart with {restart_conversations:,} conversations in recovery",
+              flush=True)
+        restart = restart_time(restart_conversations)
+        print(f"restart: answered {restart.answered_after_s} s after start (turn "
+              f"{restart.turn} of a seeded conversation); recovery store {restart.store_mb} MB; "
+              f"peak RSS per process {' + '.join(map(str, restart.peak_rss_mb))} MB")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(
+        {"scenarios": [asdict(r) for r in results], "bytes_per_idle_conversation": memory,
+         "restart": asdict(restart) if restart else None}, indent=2))
+    if plot(results, out / "bench.png"):
+        print(f"plot: {out / 'bench.png'}")
+    return 0

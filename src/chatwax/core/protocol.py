@@ -1,0 +1,397 @@
+"""The wire contract between clients and the dataflow: messages, subjects, encode/decode.
+
+Everything that crosses NATS is versioned JSON defined here, so clients (CLI, frontend,
+tutorial adapter) and the dataflow share one definition. No I/O happens in this module.
+See docs/protocol.md for the prose version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, Literal
+
+from chatwax.core.errors import ErrorCode, ProtocolError
+
+VERSION: Final = 1
+
+# -- Streams and subjects ---------------------------------------------------------------
+
+PROMPTS_STREAM: Final = "CHATWAX_PROMPTS"
+TRANSCRIPTS_STREAM: Final = "CHATWAX_TRANSCRIPTS"
+PROMPTS_PREFIX: Final = "chatwax.prompts"
+TRANSCRIPTS_PREFIX: Final = "chatwax.transcripts"
+REPLIES_PREFIX: Final = "chatwax.replies"
+COMPAT_SUBJECT: Final = "prompts"
+"""Core NATS request subject of the tutorial's frontend (`{"user_id", "prompt"}`)."""
+
+PARTITIONS_METADATA_KEY: Final = "chatwax_partitions"
+"""Stream metadata key that tells clients how many prompt partitions exist."""
+
+REPLY_TO_HEADER: Final = "Chatwax-Reply-To"
+"""Header copy of `reply_to`, so an unparseable body still gets its error reply."""
+REQUEST_ID_HEADER: Final = "Chatwax-Request-Id"
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+"""JetStream de-duplication header: a retried publish of one request is stored once."""
+
+_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_USER_ID: Final = 64
+MAX_CONVERSATION_ID: Final = 128
+MAX_REQUEST_ID: Final = 64
+_REPLY_RE: Final = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+MAX_REPLY_TO: Final = 255
+REPLY_PREFIXES: Final = ("_INBOX.", f"{REPLIES_PREFIX}.")
+
+
+CLIENT_PUBLISH_ALLOW: Final = (
+    f"{PROMPTS_PREFIX}.*",
+    COMPAT_SUBJECT,
+    "$JS.API.INFO",
+    f"$JS.API.STREAM.INFO.{PROMPTS_STREAM}",
+    f"$JS.API.STREAM.INFO.{TRANSCRIPTS_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{TRANSCRIPTS_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{TRANSCRIPTS_STREAM}.>",
+    f"$JS.API.CONSUMER.DELETE.{TRANSCRIPTS_STREAM}.>",
+    f"$JS.API.DIRECT.GET.{TRANSCRIPTS_STREAM}",
+    f"$JS.API.DIRECT.GET.{TRANSCRIPTS_STREAM}.>",
+    "$JS.FC.>",
+)
+"""What a client (frontend, `chatwax ask`) may publish when NATS auth is on: prompts, and
+the JetStream API calls that read transcripts. Never a transcript or a reply subject."""
+CLIENT_SUBSCRIBE_ALLOW: Final = ("_INBOX.>",)
+
+
+def partition_for(conversation_id: str, partitions: int) -> int:
+    """Stable partition of a conversation: all its prompts land in one ordered partition."""
+    return zlib.crc32(conversation_id.encode()) % partitions
+
+
+def prompt_subject(partition: int) -> str:
+    return f"{PROMPTS_PREFIX}.{partition}"
+
+
+def transcript_subject(user_id: str, conversation_id: str) -> str:
+    """Per-conversation subject; the user token lets one filter list a user's conversations."""
+    return f"{TRANSCRIPTS_PREFIX}.{user_id}.{conversation_id}"
+
+
+def user_transcripts_filter(user_id: str) -> str:
+    return f"{TRANSCRIPTS_PREFIX}.{user_id}.*"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+# -- Validation ---------------------------------------------------------------------------
+
+
+def check_id(value: object, name: str, max_len: int) -> str:
+    """Ids become NATS subject tokens, so only a safe alphabet is accepted."""
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"'{name}' must be a non-empty string")
+    if len(value) > max_len:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"'{name}' is longer than {max_len} characters")
+    if not _ID_RE.match(value):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"'{name}' may only contain letters, digits, '_' and '-'"
+        )
+    return value
+
+
+def check_reply_to(value: object) -> str:
+    """Replies may only go to inboxes or the replies namespace, never to internal subjects."""
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'reply_to' must be a non-empty string")
+    if len(value) > MAX_REPLY_TO or not _REPLY_RE.match(value):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'reply_to' is not a valid NATS subject")
+    if not value.startswith(REPLY_PREFIXES):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"'reply_to' must start with one of {', '.join(REPLY_PREFIXES)}"
+        )
+    return value
+
+
+def safe_reply_to(value: str | None) -> str | None:
+    """The reply address if it is one we may publish to, else None (then nobody is told)."""
+    if value is None:
+        return None
+    try:
+        return check_reply_to(value)
+    except ProtocolError:
+        return None
+
+
+# -- Messages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRequest:
+    """One user turn, as published into the prompts stream."""
+
+    request_id: str
+    user_id: str
+    conversation_id: str
+    prompt: str
+    reply_to: str
+    created_at: float = field(default_factory=time.time)
+    v: int = VERSION
+
+    def encode(self) -> bytes:
+        return _dump(asdict(self))
+
+
+def decode_prompt(data: bytes, max_prompt_chars: int) -> PromptRequest:
+    """Parse and validate a prompt; every failure is a ProtocolError with a clear message."""
+    obj = load_object(data)
+    v = obj.get("v", VERSION)
+    if v != VERSION:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION,
+                            f"protocol version {v!r} is not supported (use {VERSION})")
+    prompt = obj.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'prompt' must be a non-empty string")
+    if len(prompt) > max_prompt_chars:
+        raise ProtocolError(
+            ErrorCode.PROMPT_TOO_LARGE,
+            f"'prompt' has {len(prompt)} characters; the limit is {max_prompt_chars}",
+        )
+    created_at = obj.get("created_at", time.time())
+    if not isinstance(created_at, int | float) or isinstance(created_at, bool):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'created_at' must be a number (unix seconds)")
+    return PromptRequest(
+        request_id=check_id(obj.get("request_id"), "request_id", MAX_REQUEST_ID),
+        user_id=check_id(obj.get("user_id"), "user_id", MAX_USER_ID),
+        conversation_id=check_id(
+            obj.get("conversation_id"), "conversation_id", MAX_CONVERSATION_ID
+        ),
+        prompt=prompt,
+        reply_to=check_reply_to(obj.get("reply_to")),
+        created_at=float(created_at),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any] | None) -> Usage:
+        obj = obj or {}
+        return cls(int(obj.get("input_tokens", 0)), int(obj.get("output_tokens", 0)))
+
+
+EventType = Literal["chunk", "final", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkEvent:
+    """A token delta; `index` counts chunks from 0 so clients can spot gaps."""
+
+    request_id: str
+    index: int
+    delta: str
+    type: Literal["chunk"] = "chunk"
+    v: int = VERSION
+
+    def encode(self) -> bytes:
+        return _dump(asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class FinalEvent:
+    """The authoritative end of a request: the full text and what it cost."""
+
+    request_id: str
+    conversation_id: str
+    text: str
+    model: str
+    usage: Usage
+    latency_ms: float
+    ttft_ms: float | None
+    turn: int
+    cost_usd: float = 0.0
+    type: Literal["final"] = "final"
+    v: int = VERSION
+
+    def encode(self) -> bytes:
+        obj = asdict(self)
+        obj["usage"] = self.usage.to_json()
+        return _dump(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """The end of a failed request: a stable code for programs, a message for people."""
+
+    request_id: str
+    code: ErrorCode
+    message: str
+    type: Literal["error"] = "error"
+    v: int = VERSION
+
+    def encode(self) -> bytes:
+        obj = asdict(self)
+        obj["code"] = self.code.value
+        obj["retryable"] = self.code.retryable
+        return _dump(obj)
+
+
+ReplyEvent = ChunkEvent | FinalEvent | ErrorEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply event addressed to a client's reply subject."""
+
+    subject: str
+    event: ReplyEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A raw prompt as stored in the prompts stream; decoding happens in the dataflow."""
+
+    partition: int
+    seq: int
+    data: bytes
+    reply_to: str | None
+    stored_at: float
+
+
+def decode_event(data: bytes) -> ReplyEvent:
+    obj = load_object(data)
+    kind = obj.get("type")
+    if kind == "chunk":
+        return ChunkEvent(request_id=obj["request_id"], index=int(obj["index"]), delta=obj["delta"])
+    if kind == "final":
+        return FinalEvent(
+            request_id=obj["request_id"],
+            conversation_id=obj["conversation_id"],
+            text=obj["text"],
+            model=obj["model"],
+            usage=Usage.from_json(obj.get("usage")),
+            latency_ms=float(obj["latency_ms"]),
+            ttft_ms=None if obj.get("ttft_ms") is None else float(obj["ttft_ms"]),
+            turn=int(obj["turn"]),
+            cost_usd=float(obj.get("cost_usd", 0.0)),
+        )
+    if kind == "error":
+        return ErrorEvent(
+            request_id=str(obj.get("request_id", "")),
+            code=ErrorCode.parse(obj.get("code")),
+            message=str(obj.get("message", "")),
+        )
+    raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown event type {kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """One completed turn in the transcripts stream: what was asked, answered and spent."""
+
+    request_id: str
+    user_id: str
+    conversation_id: str
+    turn: int
+    prompt: str
+    answer: str
+    model: str
+    provider: str
+    usage: Usage
+    latency_ms: float
+    ttft_ms: float | None
+    created_at: float
+    finished_at: float
+    cost_usd: float = 0.0
+    v: int = VERSION
+
+    def encode(self) -> bytes:
+        obj = asdict(self)
+        obj["usage"] = self.usage.to_json()
+        return _dump(obj)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Transcript:
+        obj = load_object(data)
+        return cls(
+            request_id=obj["request_id"],
+            user_id=obj["user_id"],
+            conversation_id=obj["conversation_id"],
+            turn=int(obj["turn"]),
+            prompt=obj["prompt"],
+            answer=obj["answer"],
+            model=obj["model"],
+            provider=obj.get("provider", ""),
+            usage=Usage.from_json(obj.get("usage")),
+            latency_ms=float(obj.get("latency_ms", 0.0)),
+            ttft_ms=None if obj.get("ttft_ms") is None else float(obj["ttft_ms"]),
+            created_at=float(obj.get("created_at", 0.0)),
+            finished_at=float(obj.get("finished_at", 0.0)),
+            cost_usd=float(obj.get("cost_usd", 0.0)),
+        )
+
+
+# -- Tutorial compatibility ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompatPrompt:
+    user_id: str
+    prompt: str
+
+
+def decode_compat(data: bytes, max_prompt_chars: int) -> CompatPrompt:
+    """The tutorial frontend's payload: `{"user_id": ..., "prompt": ...}`."""
+    obj = load_object(data)
+    prompt = obj.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'prompt' must be a non-empty string")
+    if len(prompt) > max_prompt_chars:
+        raise ProtocolError(
+            ErrorCode.PROMPT_TOO_LARGE,
+            f"'prompt' has {len(prompt)} characters; the limit is {max_prompt_chars}",
+        )
+    user_id = obj.get("user_id")
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    return CompatPrompt(user_id=check_id(user_id, "user_id", MAX_USER_ID), prompt=prompt)
+
+
+def compat_conversation_id(user_id: str) -> str:
+    """The tutorial keeps one memory per user; it lives in this conversation."""
+    return f"tutorial-{user_id}"
+
+
+# -- JSON helpers -----------------------------------------------------------------------------
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def load_object(data: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "payload is not valid UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"payload is not valid JSON: {exc.msg}") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "payload must be a JSON object")
+    return obj

@@ -1,0 +1,115 @@
+"""The dataflow's Bytewax sinks and the feedback source: thin adapters onto the runtime.
+
+    conversation --LlmCall--> LlmSink -> Answerer --LlmResult--> feedback queue
+    conversation --Release--> FeedbackSink ---------------------> feedback queue
+    feedback queue -> FeedbackSource -> back into the flow (routed by key)
+    replies and transcripts -> ReplySink -> NATS
+"""
+
+from __future__ import annotations
+
+import queue
+from datetime import UTC, datetime, timedelta
+
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from chatwax.core.conversation import LlmCall, LlmResult
+from chatwax.core.limits import Release
+from chatwax.core.protocol import Reply, Transcript
+from chatwax.dataflow.answerer import Answerer, Feedback
+from chatwax.dataflow.link import NatsLink
+
+MAX_BATCH = 512
+
+
+class ReplySink(DynamicSink[Reply | Transcript]):
+    """Error replies go out on core NATS, completed turns into the transcripts stream."""
+
+    def __init__(self, link: NatsLink) -> None:
+        self.link = link
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReplyPart:
+        return _ReplyPart(self.link)
+
+
+class _ReplyPart(StatelessSinkPartition[Reply | Transcript]):
+    def __init__(self, link: NatsLink) -> None:
+        self._link = link
+
+    def write_batch(self, items: list[Reply | Transcript]) -> None:
+        self._link.publish_many((i.subject, i.event.encode()) for i in items
+                                if isinstance(i, Reply))
+        self._link.publish_transcripts(i for i in items if isinstance(i, Transcript))
+
+
+class LlmSink(DynamicSink[LlmCall]):
+    """Where the conversation step's `LlmCall`s go: straight to this process's answerer."""
+
+    def __init__(self, answerer: Answerer) -> None:
+        self.answerer = answerer
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LlmPart:
+        return _LlmPart(self.answerer)
+
+
+class _LlmPart(StatelessSinkPartition[LlmCall]):
+    def __init__(self, answerer: Answerer) -> None:
+        self._answerer = answerer
+
+    def write_batch(self, items: list[LlmCall]) -> None:
+        self._answerer.submit(items)
+
+
+class FeedbackSink(DynamicSink[Release]):
+    """Ended requests, looped back to the per-user limits step through this process."""
+
+    def __init__(self, feedback: Feedback) -> None:
+        self.feedback = feedback
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackSinkPart:
+        return _FeedbackSinkPart(self.feedback)
+
+
+class _FeedbackSinkPart(StatelessSinkPartition[Release]):
+    def __init__(self, feedback: Feedback) -> None:
+        self._queue = feedback
+
+    def write_batch(self, items: list[Release]) -> None:
+        for item in items:
+            self._queue.put(item)
+
+
+class FeedbackSource(DynamicSource[LlmResult | Release]):
+    """Finished calls and ended requests of this process, fed back into the dataflow.
+
+    Every worker drains the same process-wide queue; Bytewax routes each item by its key
+    (conversation or user) to the worker that owns that state.
+    """
+
+    def __init__(self, feedback: Feedback, poll_ms: float) -> None:
+        self.feedback = feedback
+        self.poll_ms = poll_ms
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackPart:
+        return _FeedbackPart(self.feedback, self.poll_ms)
+
+
+class _FeedbackPart(StatelessSourcePartition[LlmResult | Release]):
+    def __init__(self, feedback: Feedback, poll_ms: float) -> None:
+        self._results = feedback
+        self._poll = timedelta(milliseconds=poll_ms)
+
+    def next_batch(self) -> list[LlmResult | Release]:
+        batch: list[LlmResult | Release] = []
+        try:
+            while len(batch) < MAX_BATCH:
+                batch.append(self._results.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        if not self._results.empty():
+            return None
+        return datetime.now(UTC) + self._poll

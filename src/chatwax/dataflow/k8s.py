@@ -1,0 +1,152 @@
+"""Kubernetes: the process count comes from the dataflow StatefulSet's current replicas.
+
+The chart renders a peer list for `dataflow.processes`, but `kubectl scale` changes the
+replicas without touching the pod template. A Bytewax cluster must have exactly one
+process per address, so at start-up each pod reads its StatefulSet's replicas and builds
+the peer list from them, and while running it watches the StatefulSet: when the replica
+count changes, the pod exits so that it restarts with the new count. Only this module
+talks to the API server (the chart's Role allows get and watch on that one StatefulSet).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chatwax.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    namespace: str
+    statefulset: str
+
+
+def target_from_env(env: Mapping[str, str]) -> Target | None:
+    """Kubernetes mode is on when the pod knows its namespace and its StatefulSet."""
+    namespace, sts = env.get("CHATWAX_K8S_NAMESPACE"), env.get("BYTEWAX_STATEFULSET_NAME")
+    if namespace and sts:
+        return Target(namespace, sts)
+    return None
+
+
+def addresses_for(rendered: list[str], statefulset: str, replicas: int) -> list[str]:
+    """The peer list for `replicas` pods, following the naming of the rendered list.
+
+    `<sts>-0.<headless>...:port` becomes `<sts>-<i>.<headless>...:port` for each ordinal.
+    """
+    if not rendered:
+        raise ConfigError("no rendered peer address to follow (BYTEWAX_ADDRESSES)")
+    pattern = re.compile(rf"^{re.escape(statefulset)}-\d+(?=[.:])")
+    if not pattern.match(rendered[0]):
+        raise ConfigError(f"peer address {rendered[0]!r} does not start with '{statefulset}-N'")
+    return [pattern.sub(f"{statefulset}-{i}", rendered[0]) for i in range(replicas)]
+
+
+def check_ordinal(process_id: int, replicas: int) -> None:
+    """A pod beyond the replica count is being removed: it must not join the cluster."""
+    if process_id >= replicas:
+        raise ConfigError(
+            f"this pod is process {process_id} but the StatefulSet has {replicas} replicas"
+        )
+
+
+def env_with_replicas(env: Mapping[str, str], target: Target, replicas: int) -> dict[str, str]:
+    """`env` with BYTEWAX_ADDRESSES rebuilt for the StatefulSet's current `replicas`.
+
+    Apply it before the run spec is read from the environment: after `kubectl scale
+    --replicas=3` the pod template still lists 2 peers, and the new pod 2 belongs in the
+    cluster even though that list has no place for it. A pod beyond `replicas` (being
+    removed) is refused. Without BYTEWAX_ADDRESSES (a hostfile), `env` is returned as is.
+    """
+    rendered = [a.strip() for a in env.get("BYTEWAX_ADDRESSES", "").split(";") if a.strip()]
+    if not rendered:
+        return dict(env)
+    ordinal = env.get("BYTEWAX_POD_NAME", "").removeprefix(f"{target.statefulset}-")
+    if ordinal.isdigit():
+        check_ordinal(int(ordinal), replicas)
+    addresses = addresses_for(rendered, target.statefulset, replicas)
+    if len(addresses) != len(rendered):
+        log.warning("StatefulSet %s has %d replicas, the pod template %d peers: using %d",
+                    target.statefulset, replicas, len(rendered), replicas)
+    return {**env, "BYTEWAX_ADDRESSES": ";".join(addresses)}
+
+
+def apps_api() -> Any:
+    """AppsV1Api from the pod's service account (in-cluster configuration)."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException as exc:
+        raise ConfigError(f"Kubernetes mode (CHATWAX_K8S_NAMESPACE is set) but no in-cluster "
+                          f"API access: {exc}") from None
+    return client.AppsV1Api()
+
+
+def read_replicas(api: Any, target: Target) -> int:
+    """The StatefulSet's desired replicas: the process count the cluster must have."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        sts = api.read_namespaced_stateful_set(target.statefulset, target.namespace)
+    except ApiException as exc:
+        raise ConfigError(
+            f"cannot read StatefulSet {target.namespace}/{target.statefulset}: {exc.status} "
+            f"{exc.reason}; the pod's ServiceAccount needs get and watch on it (the chart's "
+            "dataflow Role)") from None
+    return _replicas(sts)
+
+
+def _replicas(sts: Any) -> int:
+    # The API server defaults spec.replicas to 1; be as lenient with a missing value.
+    return int(sts.spec.replicas if sts.spec.replicas is not None else 1)
+
+
+def watch_replicas(
+    api: Any, target: Target, current: int, on_change: Callable[[int], None],
+    *, retry_s: float = 2.0,
+) -> threading.Thread:
+    """Call `on_change(new)` once the StatefulSet's replicas differ from `current`.
+
+    Runs on a daemon thread. The API server ends watches now and then: the watch is
+    re-opened, and as a new watch starts with the current object, no change is missed.
+    Errors (API server restarts, a 410 Gone) are logged and retried every `retry_s`.
+    """
+    from kubernetes import watch
+
+    def run() -> None:
+        while True:
+            opened = time.monotonic()
+            try:
+                # A watch restricted by resourceNames must select that one name.
+                for event in watch.Watch().stream(
+                    api.list_namespaced_stateful_set, target.namespace,
+                    field_selector=f"metadata.name={target.statefulset}", timeout_seconds=300,
+                ):
+                    if event["type"] not in ("ADDED", "MODIFIED"):
+                        continue
+                    replicas = _replicas(event["object"])
+                    if replicas != current:
+                        log.warning("StatefulSet %s now has %d replicas (was %d): restarting",
+                                    target.statefulset, replicas, current)
+                        on_change(replicas)
+                        return
+            except Exception:
+                log.warning("watching StatefulSet %s failed; retrying in %gs",
+                            target.statefulset, retry_s, exc_info=True)
+                time.sleep(retry_s)
+                continue
+            if time.monotonic() - opened < 1.0:  # closed at once: do not spin
+                time.sleep(retry_s)
+
+    thread = threading.Thread(target=run, name="chatwax-k8s-watch", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,125 @@
+"""This dataflow process's NATS connection: streams set up, replies and transcripts out.
+
+Bytewax workers are threads that must never block, while nats-py is asyncio. So each
+dataflow process owns one `NatsLink`: a connection driven by an event loop on a daemon
+thread. Sources subscribe on it and sinks hand it publishes; neither waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+
+from chatwax.client.connection import connect_options
+from chatwax.core import protocol
+from chatwax.core.settings import Settings
+from chatwax.core.threads import LoopThread
+from chatwax.dataflow.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
+    """Create or update both streams; returns the prompt partition count in force.
+
+    The partition count of an existing prompts stream wins over the setting: bytewax's
+    recovery snapshots are keyed by partition, so it must never silently change.
+    """
+    partitions = settings.partitions
+    try:
+        info = await js.stream_info(protocol.PROMPTS_STREAM)
+        existing = (info.config.metadata or {}).get(protocol.PARTITIONS_METADATA_KEY)
+        if existing is not None and int(existing) != partitions:
+            log.warning(
+                "prompts stream has %s partitions; ignoring CHATWAX_PROMPT_PARTITIONS=%s",
+                existing, partitions,
+            )
+            partitions = int(existing)
+    except NotFoundError:
+        pass
+    prompts = api.StreamConfig(
+        name=protocol.PROMPTS_STREAM,
+        subjects=[f"{protocol.PROMPTS_PREFIX}.*"],
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        max_age=settings.prompt_max_age_s,
+        duplicate_window=120.0,
+        num_replicas=settings.stream_replicas,
+        metadata={protocol.PARTITIONS_METADATA_KEY: str(partitions)},
+    )
+    transcripts = api.StreamConfig(
+        name=protocol.TRANSCRIPTS_STREAM,
+        subjects=[f"{protocol.TRANSCRIPTS_PREFIX}.*.*"],
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        max_age=settings.transcript_max_age_s,
+        duplicate_window=600.0,
+        num_replicas=settings.stream_replicas,
+        allow_direct=True,
+    )
+    for config in (prompts, transcripts):
+        await _add_or_update(js, config)
+    return partitions
+
+
+async def _add_or_update(js: JetStreamContext, config: api.StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        # Already there with another config: bring it in line (idempotent start-up).
+        await js.update_stream(config)
+
+
+class NatsLink:
+    """One connection, the loop that drives it, and the prompt partition count in force."""
+
+    def __init__(self, loop: LoopThread, nc: NATS, partitions: int, metrics: Metrics) -> None:
+        self.thread = loop
+        self.loop = loop.loop
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.partitions = partitions
+        self.metrics = metrics
+
+    @classmethod
+    def connect(cls, settings: Settings, loop: LoopThread, metrics: Metrics,
+                name: str = "chatwax-dataflow") -> NatsLink:
+        """Connect and set up the streams (blocking: for the entry point only)."""
+        nc: NATS = loop.call(nats.connect(**connect_options(settings, name)), timeout=30)
+        partitions = loop.call(ensure_streams(nc.jetstream(), settings), timeout=30)
+        return cls(loop, nc, partitions, metrics)
+
+    def publish_many(self, messages: Iterable[tuple[str, bytes]]) -> None:
+        """Queue core-NATS publishes without waiting (the worker thread never blocks)."""
+        batch = list(messages)
+        if batch:
+            self.thread.spawn(self._publish_all(batch), "NATS publish")
+
+    async def _publish_all(self, batch: list[tuple[str, bytes]]) -> None:
+        for subject, data in batch:
+            await self.nc.publish(subject, data)
+
+    def publish_transcripts(self, transcripts: Iterable[protocol.Transcript]) -> None:
+        for t in transcripts:
+            self.thread.spawn(self._store_transcript(t), f"storing transcript {t.request_id}")
+
+    async def _store_transcript(self, t: protocol.Transcript, attempts: int = 20) -> None:
+        """JetStream publish with retries; the request id makes a replayed turn a no-op."""
+        subject = protocol.transcript_subject(t.user_id, t.conversation_id)
+        headers = {protocol.MSG_ID_HEADER: t.request_id}
+        for attempt in range(attempts):
+            try:
+                await self.js.publish(subject, t.encode(), headers=headers, timeout=5)
+                return
+            except (TimeoutError, NatsError) as exc:
+                log.warning("transcript %s not stored yet (%s), retrying", t.request_id, exc)
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        self.metrics.transcript_failures.inc()
+        log.error("transcript %s could not be stored", t.request_id)

