@@ -25,7 +25,7 @@ install: $(STAMP) ## create .venv; install chatwax, its test tools and the local
 run: $(STAMP) ## start NATS, a 2-process dataflow, the frontend (http://localhost:8501) and, with no key, the local model
 	$(BIN)/chatwax up $(ARGS)
 
-system-deps: ## install prometheus and chromium (Debian packages) if missing
+system-deps: ## install prometheus, chromium and iproute2 (Debian packages) if missing
 	./scripts/system-deps.sh
 
 test: $(STAMP) system-deps ## lint, types and package boundaries, then every test

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system programs chatwax uses where no pip package serves, as Debian packages,
-# only when missing: Prometheus (dashboard queries against a real server) and Chromium
-# (page screenshots) for the tests; g++ when llama-cpp-python must be compiled for the
-# local model. Usage: scripts/system-deps.sh [program ...] (default: prometheus chromium).
+# only when missing: Prometheus (dashboard queries against a real server), Chromium (page
+# screenshots), and iproute2's `ip` and util-linux's `unshare` (the cluster model's pod
+# networks and mounts) for the tests; g++ when llama-cpp-python must be compiled for the
+# local model. Usage: scripts/system-deps.sh [program[:package] ...]
+# (default: prometheus chromium ip:iproute2 unshare:util-linux).
 set -euo pipefail
-(($#)) || set -- prometheus chromium
+(($#)) || set -- prometheus chromium ip:iproute2 unshare:util-linux
 need=()
-for program in "$@"; do
-  command -v "$program" >/dev/null 2>&1 || need+=("$program")
+for wanted in "$@"; do
+  program=${wanted%%:*}
+  package=${wanted#*:}
+  command -v "$program" >/dev/null 2>&1 || need+=("$package")
 done
 ((${#need[@]})) || exit 0
 if ! command -v apt-get >/dev/null 2>&1; then

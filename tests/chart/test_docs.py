@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.chart.conftest import ROOT, Chart
+from tests.chart.test_build_files import IMAGES, VALUES_KEY
 
 DOCS = [ROOT / "docs" / "kubernetes.md", ROOT / "README.md"]
 
@@ -85,10 +86,12 @@ def test_run_on_kind_commands_fit_skaffold_and_kind(chart: Chart, doc: Path) -> 
     assert namespace == release["namespace"]
     assert ["skaffold", "dev", "-p", "openai"] in openai
     profile = next(p for p in skaffold["profiles"] if p["name"] == "openai")
-    patched = {op["path"].rsplit("/", 1)[1]: op["value"] for op in profile["patches"]}
+    # The values it adds (what it removes, the local model's build and image values, is
+    # checked in test_build_files.py).
+    added = [op for op in profile["patches"] if op["op"] == "add"]
+    patched = {op["path"].rsplit("/", 1)[1]: op["value"] for op in added}
     assert patched == {"llm.local.enabled": False, "llm.existingSecret": secret}
-    assert all(op["path"].startswith("/deploy/helm/releases/0/setValues/")
-               for op in profile["patches"])
+    assert all(op["path"].startswith("/deploy/helm/releases/0/setValues/") for op in added)
     values = yaml.safe_load((chart.path / "values.yaml").read_text())
     assert key == values["llm"]["existingSecretKey"]
     with_openai = chart.render(*(f"{k}={str(v).lower()}" for k, v in patched.items()),
@@ -97,3 +100,43 @@ def test_run_on_kind_commands_fit_skaffold_and_kind(chart: Chart, doc: Path) -> 
         "secretKeyRef": {"name": secret, "key": key}}
     assert not [d for d in with_openai.of_kind("Deployment")
                 if d["metadata"]["name"].endswith("-llm")]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_image_commands_build_load_and_install_what_the_chart_runs(chart: Chart,
+                                                                   doc: Path) -> None:
+    """"Images": the docker builds are the builds skaffold and the release workflow make,
+    each built image is loaded into the kind cluster, and the helm install's --sets put
+    exactly those images into the pods."""
+    text = doc.read_text()
+    section = text[text.index("## Images\n"):]
+    section = " ".join(section[:section.find("\n## ", 1)].split())
+    assert "not published yet" in section and "release.yaml" in section
+    assert "x86-64-v3" in section and "AVX2" in section and "AMX" in section
+    assert "not exercised by the tests here" in section
+    commands = _commands(doc, "Images")
+    built = {}  # image name -> (Dockerfile, target)
+    for cmd in (c for c in commands if c[:2] == ["docker", "build"]):
+        assert cmd[-1] == "."  # the repository is the build context
+        target = cmd[cmd.index("--target") + 1] if "--target" in cmd else None
+        built[cmd[cmd.index("-t") + 1]] = (cmd[cmd.index("-f") + 1], target)
+    assert sorted(built.values(), key=str) == sorted(IMAGES.values(), key=str)
+    kind_cfg = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
+    load = next(c for c in commands if c[:3] == ["kind", "load", "docker-image"])
+    assert load[load.index("--name") + 1] == kind_cfg["name"]
+    assert sorted(w for w in load[3:] if not w.startswith("-") and w != kind_cfg["name"]) == \
+        sorted(built)
+    install = next(c for c in commands if c[:2] == ["helm", "install"])
+    assert (ROOT / install[3]).resolve() == chart.path
+    sets = [install[i + 1] for i, w in enumerate(install) if w == "--set"]
+    values = dict(s.split("=", 1) for s in sets)
+    by_build = {build: name for name, build in built.items()}
+    for image, build in IMAGES.items():
+        key = VALUES_KEY[image]
+        repository, tag = by_build[build].rsplit(":", 1)
+        assert (values[f"{key}.image.repository"], values[f"{key}.image.tag"]) == \
+            (repository, tag), image
+    docs = chart.render(*sets)
+    assert docs.container("StatefulSet", "-dataflow")["image"] == by_build[IMAGES["dataflow"]]
+    assert docs.container("Deployment", "-frontend")["image"] == by_build[IMAGES["frontend"]]
+    assert docs.container("Deployment", "-llm")["image"] == by_build[IMAGES["local-llm"]]

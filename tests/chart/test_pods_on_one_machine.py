@@ -15,6 +15,7 @@ import asyncio
 import base64
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -26,12 +27,15 @@ from typing import Any
 import nats as nats_py
 import pytest
 
+from chatwax.cli import build_parser
 from chatwax.client.chat import ChatClient
 from chatwax.core.protocol import FinalEvent
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import nats_server_binary
 from tests.chart.conftest import NAMESPACE, Chart, Rendered
 from tests.support.procs import free_port, stop, wait_http
+
+BASE_PATH_VALUES = Path(__file__).parent / "data" / "base-path-values.yaml"
 
 
 def _pod_env(docs: Rendered, workload: dict[str, Any], ordinal: int = 0) -> dict[str, str]:
@@ -53,9 +57,28 @@ def _pod_env(docs: Rendered, workload: dict[str, Any], ordinal: int = 0) -> dict
             field = ref["fieldRef"]["fieldPath"]
             env[e["name"]] = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE}[field]
         elif "secretKeyRef" in ref:
-            secret = docs.find("Secret", ref["secretKeyRef"]["name"])
-            env[e["name"]] = base64.b64decode(secret["data"][ref["secretKeyRef"]["key"]]).decode()
+            name, key = ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
+            if name in _hook_secrets(docs):  # made in the cluster by the chart's hook Job
+                env[e["name"]] = _GENERATED.setdefault((id(docs), name, key),
+                                                       secrets.token_urlsafe(24))
+            else:
+                secret = docs.find("Secret", name)
+                env[e["name"]] = base64.b64decode(secret["data"][key]).decode()
     return env
+
+
+_GENERATED: dict[tuple[int, str, str], str] = {}
+"""Values of Secrets a hook makes, one per render, as `chatwax kube ensure-secret` would
+(tests/cluster/ runs that hook itself against the API server stand-in)."""
+
+
+def _hook_secrets(docs: Rendered) -> set[str]:
+    names = set()
+    for job in docs.of_kind("Job"):
+        for c in job["spec"]["template"]["spec"]["containers"]:
+            if c["command"][1:3] == ["kube", "ensure-secret"]:
+                names.add(build_parser().parse_args(c["command"][1:]).name)
+    return names
 
 
 @pytest.fixture
@@ -101,15 +124,25 @@ def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
             env["NATS_URL"] = f"nats://127.0.0.1:{port}"
             env["BYTEWAX_RECOVERY_DIRECTORY"] = str(workdir / "recovery")
             env["BYTEWAX_DATAFLOW_API_PORT"] = str(api_ports[ordinal])
-            env.pop("CHATWAX_K8S_NAMESPACE")  # no API server here (tests/unit/test_k8s.py)
+            env["CHATWAX_HEALTH_HOST"] = f"127.0.0.{2 + ordinal}"  # the pod's own address
+            # No API server here: tests/cluster/ runs the Kubernetes mode.
+            env.pop("CHATWAX_K8S_NAMESPACE")
             # The image's PATH has the venv's console scripts; here they sit beside python.
             binary = str(Path(sys.executable).parent / container["command"][0])
             log = (workdir / f"pod-{ordinal}.log").open("wb")
             dataflow.append(subprocess.Popen(
                 [binary, *container["command"][1:]], cwd=workdir,
                 env={"PATH": os.environ["PATH"], **env}, stdout=log, stderr=subprocess.STDOUT))
-        for proc, api in zip(dataflow, api_ports, strict=True):
-            wait_http(f"http://127.0.0.1:{api}/metrics", 60, proc)
+        for ordinal, proc in enumerate(dataflow):  # the rendered readiness probe passes
+            probe = container["readinessProbe"]["httpGet"]
+            probe_port = next(p["containerPort"] for p in container["ports"]
+                              if p["name"] == probe["port"])
+            try:
+                wait_http(f"http://127.0.0.{2 + ordinal}:{probe_port}{probe['path']}", 60, proc,
+                          ok_status=200)
+            except RuntimeError as exc:
+                logs = "".join((workdir / f"pod-{i}.log").read_text() for i in range(2))
+                raise AssertionError(f"{exc}\n{logs[-3000:]}") from None
 
         frontend_password = _pod_env(docs, docs.find("Deployment", "-frontend"), 0)
         answer, denied = asyncio.run(_ask_as_frontend(port, frontend_password))
@@ -173,9 +206,13 @@ def test_rendered_nats_config_is_valid_for_nats_server(chart: Chart, values: str
     assert "is valid" in res.stdout + res.stderr
 
 
-def test_rendered_frontend_pod_answers_its_probes(chart: Chart, workdir: Path) -> None:
+@pytest.mark.parametrize("values", [(), (BASE_PATH_VALUES,)], ids=["root", "under-chat"])
+def test_rendered_frontend_pod_answers_its_probes(chart: Chart, workdir: Path,
+                                                  values: tuple[Path, ...]) -> None:
+    """At the root, and behind an ingress path /chat (server.baseUrlPath=chat): the probes'
+    paths are ones the rendered command serves."""
     port = free_port()
-    docs = chart.render(f"frontend.port={port}")
+    docs = chart.render(f"frontend.port={port}", values=values)
     deployment = docs.find("Deployment", "-frontend")
     container = docs.container("Deployment", "-frontend")
     env = _pod_env(docs, deployment, 0)
@@ -195,6 +232,10 @@ def test_rendered_frontend_pod_answers_its_probes(chart: Chart, workdir: Path) -
             with urllib.request.urlopen(url, timeout=5) as resp:
                 assert (resp.status, resp.read()) == (200, b"ok"), probe
         assert ports["http"] == port
+        if values:  # the page itself is served under the ingress path too
+            assert container["startupProbe"]["httpGet"]["path"] == "/chat/_stcore/health"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/chat/", timeout=5) as resp:
+                assert resp.status == 200 and b"<html" in resp.read().lower()
     finally:
         stop(proc)
         log.close()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chatwax.cli import build_parser
 from tests.chart.conftest import Chart, Rendered, env_of
 
 SENTINEL = "sk-chatwax-sentinel-0123456789abcdef"
@@ -55,14 +56,40 @@ def test_replicas_process_count_and_peer_list_agree(chart: Chart, processes: int
     assert docs.find("Service", "-dataflow-headless")["metadata"]["name"] == headless
 
 
-def test_changing_the_process_count_rolls_every_pod(chart: Chart) -> None:
+def test_a_changed_template_restarts_every_pod_together(chart: Chart) -> None:
+    """A new process count (or image, or config) changes the pod template; OnDelete replaces
+    nothing by itself, and the post-upgrade hook restarts every pod at once."""
     a = chart.render("dataflow.processes=2").find("StatefulSet", "-dataflow")
     b = chart.render("dataflow.processes=3").find("StatefulSet", "-dataflow")
-    # A changed pod template makes the StatefulSet controller replace every pod.
     assert a["spec"]["template"] != b["spec"]["template"]
     ann = lambda s: s["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
     assert (ann(a)["chatwax.io/processes"], ann(b)["chatwax.io/processes"]) == ("2", "3")
-    assert a["spec"].get("updateStrategy", {}).get("type", "RollingUpdate") == "RollingUpdate"
+    assert a["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    docs = chart.render("dataflow.rollout.timeoutSeconds=100")
+    job = docs.find("Job", "-dataflow-rollout")
+    hooks = {"helm.sh/hook": "post-upgrade,post-rollback",
+             "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded"}
+    assert hooks.items() <= job["metadata"]["annotations"].items()
+    pod = job["spec"]["template"]["spec"]
+    command = pod["containers"][0]["command"]
+    args = build_parser().parse_args(command[1:])  # the real CLI accepts it
+    assert (args.kube_command, args.namespace, args.statefulset, args.timeout) == (
+        "rollout", chart.namespace, a["metadata"]["name"], 100.0)
+    assert job["spec"]["activeDeadlineSeconds"] > args.timeout
+    role = docs.find("Role", "-dataflow-rollout")
+    assert role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["statefulsets"],
+         "resourceNames": [a["metadata"]["name"]], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]}]
+    binding = docs.find("RoleBinding", "-dataflow-rollout")
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+    account = docs.find("ServiceAccount", "-dataflow-rollout")
+    assert account["metadata"]["name"] == pod["serviceAccountName"]
+    for obj in (role, binding, account):  # made before the Job, gone after it
+        assert int(obj["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
+        assert hooks.items() <= obj["metadata"]["annotations"].items()
+    off = chart.render("dataflow.rollout.hook=false")
+    assert not [d for d in off if "rollout" in d["metadata"]["name"]]
 
 
 def test_the_dataflow_may_read_only_its_own_statefulset(chart: Chart) -> None:
@@ -83,18 +110,20 @@ def test_the_dataflow_may_read_only_its_own_statefulset(chart: Chart) -> None:
     assert account["metadata"]["name"] == pod["serviceAccountName"]
     env = docs.env("StatefulSet", "-dataflow")
     assert env["CHATWAX_K8S_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    # Nothing else gets an API token.
+    # Nothing else that runs gets an API token (the hook Jobs have their own accounts).
     for w in docs.workloads():
         if w is not sts:
             assert w["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     own = chart.render("dataflow.serviceAccount.create=false",
-                       "dataflow.serviceAccount.name=mine")
+                       "dataflow.serviceAccount.name=mine", "dataflow.rollout.hook=false",
+                       "nats.auth.enabled=false")
     assert not own.of_kind("ServiceAccount")
     assert own.find("RoleBinding")["subjects"][0]["name"] == "mine"
 
 
 def test_recovery_is_one_volume_every_pod_shares(chart: Chart) -> None:
-    docs = chart.render("dataflow.recovery.accessMode=ReadWriteMany")
+    docs = chart.render("dataflow.recovery.accessMode=ReadWriteMany",
+                        "dataflow.recovery.storageClassName=shared-files")
     pod = docs.find("StatefulSet", "-dataflow")["spec"]["template"]["spec"]
     env = env_of(pod["containers"][0])
     mount = next(m for m in pod["containers"][0]["volumeMounts"]
@@ -177,15 +206,22 @@ def test_checksums_change_when_config_changes(chart: Chart) -> None:
     assert base == _checksums(chart, "frontend.replicas=1")  # deterministic otherwise
 
 
-def test_nats_auth_is_on_by_default_and_passwords_stay_in_secrets(chart: Chart) -> None:
+def test_nats_auth_is_on_by_default_and_passwords_are_made_in_the_cluster(chart: Chart) -> None:
+    """No password is ever rendered: a pre-install hook generates the Secret once (so
+    `helm template`, Argo CD and Flux cannot churn it), and every consumer reads it."""
     docs = chart.render()
-    secret = docs.find("Secret", "-nats-auth")
-    passwords = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert sorted(passwords) == ["dataflow-password", "frontend-password"]
-    assert all(len(p) == 32 for p in passwords.values())
-    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    text = chart.render_text()
-    assert not any(p in text for p in passwords.values())
+    assert not docs.of_kind("Secret")
+    job = docs.find("Job", "-nats-auth-init")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    args = build_parser().parse_args(command[1:])
+    assert (args.kube_command, args.namespace) == ("ensure-secret", chart.namespace)
+    assert sorted(args.key) == ["dataflow-password", "frontend-password"]
+    role = docs.find("Role", "-nats-auth-init")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [args.name],
+         "verbs": ["get", "patch"]}]
     conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
     assert "password: $FRONTEND_PASSWORD" in conf and "password: $DATAFLOW_PASSWORD" in conf
     nats_env = docs.env("StatefulSet", "-nats")
@@ -193,18 +229,22 @@ def test_nats_auth_is_on_by_default_and_passwords_stay_in_secrets(chart: Chart) 
                                  ("-frontend", "Deployment", "frontend")):
         env = docs.env(kind, workload)
         assert env["NATS_USER"] == user
-        ref = {"secretKeyRef": {"name": secret["metadata"]["name"], "key": f"{user}-password"}}
+        ref = {"secretKeyRef": {"name": args.name, "key": f"{user}-password"}}
         assert env["NATS_PASSWORD"] == ref
         assert nats_env[f"{user.upper()}_PASSWORD"] == ref  # the server checks the same one
     for cm in docs.of_kind("ConfigMap"):
         assert "NATS_PASSWORD" not in cm.get("data", {})
+    # Renders agree with each other: nothing random is left in the chart.
+    assert chart.render_text() == chart.render_text("frontend.replicas=1")
     existing = chart.render("nats.auth.existingSecret=mine")
     assert not existing.of_kind("Secret")
+    assert not [d for d in existing if "auth-init" in d["metadata"]["name"]]
     assert existing.env("StatefulSet", "-nats")["DATAFLOW_PASSWORD"]["secretKeyRef"]["name"] \
         == "mine"
     off = chart.render("nats.auth.enabled=false")
     assert "NATS_USER" not in off.env("StatefulSet", "-dataflow")
     assert "authorization" not in off.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
+    assert not [d for d in off if d["kind"] == "Job" and "auth" in d["metadata"]["name"]]
 
 
 def test_chart_client_permissions_match_the_protocol(chart: Chart) -> None:
@@ -261,9 +301,14 @@ def test_every_selector_and_reference_points_at_something(chart: Chart,
                 svc = docs.find("Service", path["backend"]["service"]["name"])
                 assert path["backend"]["service"]["port"]["name"] in {
                     p["name"] for p in svc["spec"]["ports"]}
-    # Secrets the user makes (named in the values file) are not rendered.
+    # Secrets the user makes (named in the values file) are not rendered, nor those a hook
+    # Job makes (`chatwax kube ensure-secret --name ...`).
     external = {_value(ci_values, "llm", "existingSecret"),
                 _value(ci_values, "nats", "auth", "existingSecret")} - {None}
+    for job in docs.of_kind("Job"):
+        for c in job["spec"]["template"]["spec"]["containers"]:
+            if c["command"][1:3] == ["kube", "ensure-secret"]:
+                external.add(build_parser().parse_args(c["command"][1:]).name)
     for w in [*docs.workloads(), *docs.of_kind("Pod")]:
         spec = w["spec"]["template"]["spec"] if "template" in w["spec"] else w["spec"]
         for c in spec["containers"]:
@@ -319,8 +364,17 @@ def test_probes_hit_the_paths_the_processes_serve(chart: Chart) -> None:
     assert {frontend[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe",
                                                      "readinessProbe")} == {"/_stcore/health"}
     dataflow = docs.container("StatefulSet", "-dataflow")
-    assert {dataflow[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe",
-                                                     "readinessProbe")} == {"/metrics"}
+    assert [dataflow[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe",
+                                                     "readinessProbe")] == [
+        "/livez", "/livez", "/readyz"]
+    env = env_of(dataflow)
+    health = next(p for p in dataflow["ports"] if p["name"] == "health")
+    assert env["CHATWAX_HEALTH_PORT"] == str(health["containerPort"])
+    # Timeouts that survive load, and a liveness that tolerates a minute of trouble.
+    assert all(dataflow[p]["timeoutSeconds"] >= 5 for p in ("startupProbe", "livenessProbe",
+                                                            "readinessProbe"))
+    live = dataflow["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= 60
 
 
 def test_the_frontend_listens_where_the_chart_says(chart: Chart) -> None:

@@ -47,6 +47,7 @@ def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
         ports = {name: free_port() for name in ("nats", "mon", "ui", "prom", "llm")}
         # Process i listens on base + i, so these need two consecutive free ports.
         ports["cluster"], ports["metrics"] = free_port_run(2), free_port_run(2)
+        ports["health"] = free_port_run(2)
         log = tmp_path / f"up-{len(started)}.log"
         env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1"}
         if local_model:
@@ -57,6 +58,7 @@ def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
                 [*CHATWAX, "up", "--data-dir", str(tmp_path / "data"),
                  "--nats-port", str(ports["nats"]), "--nats-monitor-port", str(ports["mon"]),
                  "--cluster-port", str(ports["cluster"]), "--metrics-port", str(ports["metrics"]),
+                 "--health-port", str(ports["health"]),
                  "--ui-port", str(ports["ui"]), "--prometheus-port", str(ports["prom"]),
                  "--llm-port", str(ports["llm"]), *flags],
                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True,

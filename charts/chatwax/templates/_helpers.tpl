@@ -1,27 +1,62 @@
 {{/* Names, labels and shared snippets. */}}
 
 {{- define "chatwax.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- regexReplaceAll "[-_.]+$" (default .Chart.Name .Values.nameOverride | trunc 63) "" }}
 {{- end }}
 
-{{/* Release-scoped base name; components append -nats, -dataflow, -frontend. */}}
+{{/* Names and Kubernetes' limits. Every object name is "<base><suffix>", where base is
+     "<release>-<chart>" (just "<release>" when it already contains the chart's name) or
+     fullnameOverride, lower-cased with any character a DNS label cannot hold turned into
+     "-" and, when it does not start with a letter, "chatwax-" in front (Service names must).
+     A name that fits its object's limit is exactly that. A longer one keeps its suffix and
+     the start of base, with "-" and 8 hex characters of base's sha256 between them, so
+     names stay stable across upgrades, components never collide (their suffixes differ)
+     and two releases that share a long prefix differ (their hashes do). The limits:
+       StatefulSet   52  pods carry the label controller-revision-hash=<sts>-<10 chars>,
+                         a label value (63); pods are <sts>-<ordinal>, a DNS label
+       Service       63  a DNS label (RFC 1035), and "<sts>-headless" (<= 61 from 52)
+       Deployment    63  shared with its Service; pod hostnames stay whole
+       Job           63  pods carry the label job-name=<job>
+       others       253  DNS subdomain: ConfigMap, Secret, PVC, Role, ... ("<fullname>-..."
+                         with fullname <= 50 stays far below)
+     Names of releases whose base fits in 43 characters are those of chart 0.2.0. */}}
+{{- define "chatwax.baseName" -}}
+{{- $base := .Values.fullnameOverride -}}
+{{- if not $base -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- $base = ternary .Release.Name (printf "%s-%s" .Release.Name $name) (contains $name .Release.Name) -}}
+{{- end -}}
+{{- $base = regexReplaceAll "[^a-z0-9-]+" (lower $base) "-" | trimAll "-" -}}
+{{- if not (regexMatch "^[a-z]" $base) -}}
+{{- $base = printf "%s-%s" .Chart.Name $base | trimSuffix "-" -}}
+{{- end -}}
+{{- $base -}}
+{{- end }}
+
+{{/* "<base><suffix>" in at most .max characters (see above):
+     (dict "ctx" $ "suffix" "-nats" "max" 52). */}}
+{{- define "chatwax.fitName" -}}
+{{- $base := include "chatwax.baseName" .ctx -}}
+{{- $suffix := .suffix | default "" -}}
+{{- $max := int .max -}}
+{{- if le (len (printf "%s%s" $base $suffix)) $max -}}
+{{- printf "%s%s" $base $suffix -}}
+{{- else -}}
+{{- $keep := sub (sub $max (len $suffix)) 9 | int -}}
+{{- printf "%s-%s%s" ($base | trunc $keep | trimSuffix "-") (sha256sum $base | trunc 8) $suffix -}}
+{{- end -}}
+{{- end }}
+
+{{/* Release-scoped base name (<= 50); other names append to it (-llm, -test-ask, ...). */}}
 {{- define "chatwax.fullname" -}}
-{{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
-{{- else }}
-{{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 50 | trimSuffix "-" }}
-{{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
-{{- end }}
-{{- end }}
+{{- include "chatwax.fitName" (dict "ctx" . "max" 50) }}
 {{- end }}
 
-{{- define "chatwax.nats.fullname" -}}{{ include "chatwax.fullname" . }}-nats{{- end }}
-{{- define "chatwax.dataflow.fullname" -}}{{ include "chatwax.fullname" . }}-dataflow{{- end }}
-{{- define "chatwax.frontend.fullname" -}}{{ include "chatwax.fullname" . }}-frontend{{- end }}
-{{- define "chatwax.llm.fullname" -}}{{ include "chatwax.fullname" . }}-llm{{- end }}
+{{/* Component names: StatefulSets fit 52, Services and Deployments 63. */}}
+{{- define "chatwax.nats.fullname" -}}{{ include "chatwax.fitName" (dict "ctx" . "suffix" "-nats" "max" 52) }}{{- end }}
+{{- define "chatwax.dataflow.fullname" -}}{{ include "chatwax.fitName" (dict "ctx" . "suffix" "-dataflow" "max" 52) }}{{- end }}
+{{- define "chatwax.frontend.fullname" -}}{{ include "chatwax.fitName" (dict "ctx" . "suffix" "-frontend" "max" 63) }}{{- end }}
+{{- define "chatwax.llm.fullname" -}}{{ include "chatwax.fitName" (dict "ctx" . "suffix" "-llm" "max" 63) }}{{- end }}
 
 {{- define "chatwax.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}

@@ -170,6 +170,7 @@ def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int) -> 
             processes=sc.processes, workers=sc.workers, ui=False, data_dir=Path(tmp),
             nats_port=free_run(1, 24222), nats_monitor_port=free_run(1, 28222),
             cluster_port=free_run(sc.processes, 22101), metrics_port=free_run(sc.processes, 23030),
+            health_port=free_run(sc.processes, 23230),
             restart=False,
             dataflow_command=(("-m", "chatwax.bench.baseline") if sc.baseline
                               else StackOptions.dataflow_command),

@@ -101,7 +101,8 @@ def restart_time(conversations: int, processes: int = 2) -> RestartResult:
         opts = StackOptions(
             processes=processes, ui=False, data_dir=data, nats_port=free_run(1, 25222),
             nats_monitor_port=free_run(1, 29222), cluster_port=free_run(processes, 22201),
-            metrics_port=free_run(processes, 23130), restart=False,
+            metrics_port=free_run(processes, 23130), health_port=free_run(processes, 23330),
+            restart=False,
             extra_env={"OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1",
                        "CHATWAX_LOG_LEVEL": "WARNING"})
         stack = Stack(opts)

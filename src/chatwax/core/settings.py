@@ -99,6 +99,10 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("CHATWAX_PRICES", "prices", "", _str,
           "Extra or overriding prices, `model=input:output;...` in USD per million tokens."),
     Field("CHATWAX_LOG_LEVEL", "log_level", "INFO", _str, "Python log level."),
+    Field("CHATWAX_HEALTH_PORT", "health_port", 0, _int,
+          "Port of the dataflow's health endpoint (`/readyz`, `/livez`); 0 turns it off."),
+    Field("CHATWAX_HEALTH_HOST", "health_host", "0.0.0.0", _str,
+          "Address the health endpoint listens on."),
 )
 
 
@@ -135,6 +139,8 @@ class Settings:
     poll_ms: float = 5.0
     prices: str = ""
     log_level: str = "INFO"
+    health_port: int = 0
+    health_host: str = "0.0.0.0"
 
     def __post_init__(self) -> None:
         _positive(self, "max_output_tokens", "history_token_budget", "context_tokens",
@@ -144,6 +150,8 @@ class Settings:
         if min(self.user_token_quota, self.user_max_concurrent) < 0:
             raise ConfigError("per-user limits must not be negative (0 turns a limit off)")
         _positive(self, "user_quota_window_s")
+        if not 0 <= self.health_port <= 65535:
+            raise ConfigError("CHATWAX_HEALTH_PORT must be a port number (0 turns it off)")
         if self.chunk_flush_ms < 0:
             raise ConfigError("CHATWAX_CHUNK_FLUSH_MS must not be negative")
         if self.retry_max_time_s < 0:

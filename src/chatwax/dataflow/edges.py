@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
@@ -84,23 +85,31 @@ class FeedbackSource(DynamicSource[LlmResult | Release]):
     """Finished calls and ended requests of this process, fed back into the dataflow.
 
     Every worker drains the same process-wide queue; Bytewax routes each item by its key
-    (conversation or user) to the worker that owns that state.
+    (conversation or user) to the worker that owns that state. Each poll is reported to
+    `on_poll(worker_index)`: the health endpoint learns from it that the worker runs.
     """
 
-    def __init__(self, feedback: Feedback, poll_ms: float) -> None:
+    def __init__(self, feedback: Feedback, poll_ms: float,
+                 on_poll: Callable[[int], None] | None = None) -> None:
         self.feedback = feedback
         self.poll_ms = poll_ms
+        self.on_poll = on_poll
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackPart:
-        return _FeedbackPart(self.feedback, self.poll_ms)
+        return _FeedbackPart(self.feedback, self.poll_ms, worker_index, self.on_poll)
 
 
 class _FeedbackPart(StatelessSourcePartition[LlmResult | Release]):
-    def __init__(self, feedback: Feedback, poll_ms: float) -> None:
+    def __init__(self, feedback: Feedback, poll_ms: float, worker: int,
+                 on_poll: Callable[[int], None] | None) -> None:
         self._results = feedback
         self._poll = timedelta(milliseconds=poll_ms)
+        self._worker = worker
+        self._on_poll = on_poll
 
     def next_batch(self) -> list[LlmResult | Release]:
+        if self._on_poll is not None:
+            self._on_poll(self._worker)
         batch: list[LlmResult | Release] = []
         try:
             while len(batch) < MAX_BATCH:

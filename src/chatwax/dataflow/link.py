@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 import nats
@@ -90,10 +91,30 @@ class NatsLink:
 
     @classmethod
     def connect(cls, settings: Settings, loop: LoopThread, metrics: Metrics,
-                name: str = "chatwax-dataflow") -> NatsLink:
-        """Connect and set up the streams (blocking: for the entry point only)."""
-        nc: NATS = loop.call(nats.connect(**connect_options(settings, name)), timeout=30)
-        partitions = loop.call(ensure_streams(nc.jetstream(), settings), timeout=30)
+                name: str = "chatwax-dataflow", retry_s: float = 2.0) -> NatsLink:
+        """Connect and set up the streams, trying again until NATS answers.
+
+        Blocking: for the entry point only. A NATS that is not up yet (a pod started before
+        the NATS pods, a broker restarting) is waited for, not a reason to exit.
+        """
+        while True:
+            try:
+                nc: NATS = loop.call(nats.connect(**connect_options(settings, name)),
+                                     timeout=30)
+                break
+            except (NatsError, OSError, TimeoutError) as exc:
+                log.warning("NATS at %s not reachable yet (%s); trying again in %gs",
+                            settings.nats_url, exc or type(exc).__name__, retry_s)
+                time.sleep(retry_s)
+        while True:
+            try:
+                partitions = loop.call(ensure_streams(nc.jetstream(), settings), timeout=30)
+                break
+            except (NatsError, TimeoutError) as exc:
+                # JetStream not ready yet (a clustered NATS electing its meta leader).
+                log.warning("JetStream streams not set up yet (%s); trying again in %gs",
+                            exc or type(exc).__name__, retry_s)
+                time.sleep(retry_s)
         return cls(loop, nc, partitions, metrics)
 
     def publish_many(self, messages: Iterable[tuple[str, bytes]]) -> None:

@@ -1,70 +1,106 @@
 """One dataflow process: what `chatwax dataflow` runs, and what a pod's container runs.
 
-In order: find this process's place in the cluster (from the StatefulSet in Kubernetes),
-connect to NATS, build the flow on the runtime's edges, and hand it to Bytewax.
+In order: stop signals handled; the health endpoint up (not ready); this process's place
+in the cluster, from the StatefulSet's current replicas in Kubernetes; its own address
+resolvable; the recovery store ready; NATS connected; then Bytewax runs the flow until the
+cluster loses a member or the replica count changes, and the process replaces itself to
+re-form the cluster (`chatwax.dataflow.restarts`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import threading
+import time
 from collections.abc import Mapping
 
 from chatwax.core.settings import Settings
-from chatwax.dataflow import compat, k8s
+from chatwax.core.threads import LoopThread
+from chatwax.dataflow import compat, health
 from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics
-from chatwax.dataflow.runspec import RunSpec, prepare_recovery
+from chatwax.dataflow.restarts import RestartState, exit_on_stop_signals, reexec
+from chatwax.dataflow.runspec import (
+    RunSpec,
+    prepare_recovery,
+    wait_resolvable,
+    workers_from_env,
+)
 from chatwax.dataflow.runtime import Runtime
+from chatwax.kube import replicas as k8s
 
 log = logging.getLogger("chatwax.dataflow")
 
 
-def run_spec(env: Mapping[str, str]) -> RunSpec:
+def run_spec(env: Mapping[str, str], restart: RestartState, started: float) -> RunSpec:
     """This process's place in the cluster.
 
     In a pod, the peer list follows the StatefulSet's current replicas, read before the
     run spec is checked: after `kubectl scale`, the pod template still lists the old count.
+    A change of the replica count while running restarts the process with the new count.
+    A pod beyond the count (one a scale-down is removing) waits to be deleted.
     """
     target = k8s.target_from_env(env)
     if target is None:
         return RunSpec.from_env(env)
-    api = k8s.apps_api()
-    replicas = k8s.read_replicas(api, target)
-    spec = RunSpec.from_env(k8s.env_with_replicas(env, target, replicas))
+    from chatwax.kube.api import connect
 
-    def restart(new: int) -> None:
-        log.error("process count changed to %d; exiting so every pod restarts with it", new)
-        os._exit(3)
+    api = k8s.apps_api(connect())
+    count = k8s.read_replicas(api, target)
 
-    k8s.watch_replicas(api, target, replicas, restart)
-    return spec
+    def on_change(new: int) -> None:
+        reexec(restart, started, f"the StatefulSet now has {new} replicas (was {count})")
+
+    k8s.watch_replicas(api, target, count, on_change)
+    ordinal = k8s.ordinal(env, target)
+    if ordinal is not None and ordinal >= count:
+        log.warning("this pod is process %d but the StatefulSet has %d replicas: it is being "
+                    "removed; waiting to be deleted", ordinal, count)
+        threading.Event().wait()  # until SIGTERM, or a scale back up restarts us
+    return RunSpec.from_env(k8s.env_with_replicas(env, target, count))
 
 
 def run(settings: Settings, env: Mapping[str, str]) -> int:
-    """Run this process of the cluster until it fails (a Bytewax cluster never ends)."""
+    """Run this process of the cluster; it never ends but by a signal or a failure."""
     from bytewax._bytewax import cli_main
     from bytewax.recovery import RecoveryConfig
 
-    spec = run_spec(env)
+    exit_on_stop_signals()
+    started = time.time()
+    restart = RestartState.from_env(env)
+    loop = LoopThread("chatwax-loop")
+    state = health.Health(workers=workers_from_env(env))
+    if settings.health_port:
+        loop.call(health.serve(state, settings.health_host, settings.health_port))
+    spec = run_spec(env, restart, started)
     log.info("dataflow process %s of %d, %d worker(s); settings %s",
              spec.process_id or 0, spec.process_count, spec.workers_per_process,
              settings.redacted())
+    if spec.addresses and spec.process_id is not None:
+        wait_resolvable(spec.addresses[spec.process_id])
     prepare_recovery(spec)
     metrics = Metrics()
     metrics.prime(settings.model, settings.provider)
-    runtime = Runtime.start(settings, metrics)
+    runtime = Runtime.start(settings, metrics, loop)
+    state.nats_connected = lambda: bool(runtime.link.nc.is_connected)
     compat.start(runtime.link, settings.compat_subject, settings.max_prompt_chars,
                  timeout=settings.llm_timeout_s + settings.retry_max_time_s + 30)
     recovery = (RecoveryConfig(str(spec.recovery_dir), spec.backup_interval)
                 if spec.recovery_dir else None)
-    flow = build_flow(settings, runtime.edges(from_start=recovery is not None), metrics)
-    cli_main(
-        flow,
-        workers_per_process=spec.workers_per_process,
-        process_id=spec.process_id,
-        addresses=spec.addresses,
-        epoch_interval=spec.snapshot_interval,
-        recovery_config=recovery,
-    )
+    edges = runtime.edges(from_start=recovery is not None, on_poll=state.worker_active)
+    flow = build_flow(settings, edges, metrics)
+    try:
+        cli_main(
+            flow,
+            workers_per_process=spec.workers_per_process,
+            process_id=spec.process_id,
+            addresses=spec.addresses,
+            epoch_interval=spec.snapshot_interval,
+            recovery_config=recovery,
+        )
+    except BaseException as exc:
+        if spec.process_count == 1 and not spec.addresses:
+            raise  # no cluster to re-form: a failure of the flow itself
+        reexec(restart, started, f"the cluster stopped ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})")
     return 0

@@ -10,6 +10,7 @@ BYTEWAX_SNAPSHOT_INTERVAL and BYTEWAX_RECOVERY_BACKUP_INTERVAL) as pure function
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class RunSpec:
             raise ConfigError(f"process id {process_id} is outside the {len(addresses)} "
                               "peer addresses")
         recovery = env.get("BYTEWAX_RECOVERY_DIRECTORY") or None
-        workers = _opt_int(env, "BYTEWAX_WORKERS_PER_PROCESS") or 1
+        workers = workers_from_env(env)
         snapshot = _opt_int(env, "BYTEWAX_SNAPSHOT_INTERVAL")
         backup = _opt_int(env, "BYTEWAX_RECOVERY_BACKUP_INTERVAL")
         count = len(addresses) if addresses else 1
@@ -73,6 +74,11 @@ class RunSpec:
             backup_interval=timedelta(seconds=backup if backup is not None else 0),
             recovery_partitions=_opt_int(env, "CHATWAX_RECOVERY_PARTITIONS") or count,
         )
+
+
+def workers_from_env(env: Mapping[str, str]) -> int:
+    """Worker threads per process (BYTEWAX_WORKERS_PER_PROCESS, default 1)."""
+    return _opt_int(env, "BYTEWAX_WORKERS_PER_PROCESS") or 1
 
 
 def _opt_int(env: Mapping[str, str], name: str) -> int | None:
@@ -116,3 +122,27 @@ def prepare_recovery(spec: RunSpec, wait_s: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise ConfigError(f"no recovery partitions appeared in {directory}")
         time.sleep(0.2)
+
+
+def wait_resolvable(address: str, timeout_s: float = 300.0, retry_s: float = 0.5) -> None:
+    """Wait until this process's own address resolves: Bytewax binds it without retrying.
+
+    In Kubernetes a pod's DNS name under its headless Service appears shortly after the
+    pod starts; a process that binds before it exists exits at once.
+    """
+    host = address.rsplit(":", 1)[0]
+    deadline = time.monotonic() + timeout_s
+    logged = 0.0
+    while True:
+        try:
+            socket.getaddrinfo(host, None)
+            return
+        except socket.gaierror as exc:
+            now = time.monotonic()
+            if now > deadline:
+                raise ConfigError(f"this process's address {host} did not resolve within "
+                                  f"{timeout_s:g}s ({exc.strerror})") from None
+            if now - logged >= 10:
+                log.info("waiting for %s to resolve (%s)", host, exc.strerror)
+                logged = now
+            time.sleep(retry_s)

@@ -8,6 +8,7 @@ these objects instead of reaching for process-wide singletons.
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatwax.core.settings import Settings
@@ -30,23 +31,24 @@ class Runtime:
     answerer: Answerer
 
     @classmethod
-    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
-        """Connect to NATS and set up the streams (blocks until connected, 30 s at most)."""
-        loop = LoopThread("chatwax-loop")
+    def start(cls, settings: Settings, metrics: Metrics, loop: LoopThread) -> Runtime:
+        """Connect to NATS on `loop` and set up the streams; waits until NATS answers."""
         link = NatsLink.connect(settings, loop, metrics)
         feedback: Feedback = queue.SimpleQueue()
         return cls(settings, metrics, loop, link, feedback,
                    Answerer(settings, link, metrics, feedback))
 
-    def edges(self, *, from_start: bool) -> Edges:
+    def edges(self, *, from_start: bool, on_poll: Callable[[int], None] | None = None
+              ) -> Edges:
         """The production edges: the prompts stream, the answerer and the feedback loop.
 
         `from_start`: with recovery on, a first start reads the whole prompts stream.
+        `on_poll`: told the worker index whenever a worker polls (the health endpoint).
         """
         poll_ms = self.settings.poll_ms
         return Edges(
             prompts=PromptSource(self.link, poll_ms, from_start=from_start),
-            feedback=FeedbackSource(self.feedback, poll_ms),
+            feedback=FeedbackSource(self.feedback, poll_ms, on_poll),
             llm=LlmSink(self.answerer),
             replies=ReplySink(self.link),
             loopback=FeedbackSink(self.feedback),

@@ -56,6 +56,8 @@ class StackOptions:
     prometheus_port: int = 9090
     scrape_interval_s: float = 5.0
     nats_auth: bool = False
+    health_port: int = 8080
+    """First health port: process i serves /readyz and /livez on this + i."""
     dataflow_command: tuple[str, ...] = ("-m", "chatwax", "dataflow")
     """What each dataflow process runs, after the Python interpreter."""
     restart: bool = True
@@ -71,6 +73,8 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     dataflow: bool = False
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
 
 
 def _die_with_parent() -> None:
@@ -155,18 +159,20 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None,
-              name: str = "the process") -> None:
-    """Wait until `url` answers; fail at once if `proc` exits meanwhile."""
+              name: str = "the process", ok_status: int | None = None) -> None:
+    """Wait until `url` answers (with `ok_status` when given, else anything below 500);
+    fail at once if `proc` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{name} exited with code {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status < 500:
+                if resp.status < 500 if ok_status is None else resp.status == ok_status:
                     return
-        except OSError:
-            time.sleep(0.1)
+        except OSError:  # includes HTTPError: a 503 while the cluster forms
+            pass
+        time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout:g}s")
 
 
@@ -216,6 +222,8 @@ def dataflow_env(opts: StackOptions, index: int, nats_url: str) -> dict[str, str
         "BYTEWAX_WORKERS_PER_PROCESS": str(opts.workers),
         "BYTEWAX_DATAFLOW_API_ENABLED": "true",
         "BYTEWAX_DATAFLOW_API_PORT": str(opts.metrics_port + index),
+        "CHATWAX_HEALTH_PORT": str(opts.health_port + index),
+        "CHATWAX_HEALTH_HOST": "127.0.0.1",
         "BYTEWAX_RECOVERY_DIRECTORY": str((opts.data_dir / "recovery").resolve()),
         "BYTEWAX_SNAPSHOT_INTERVAL": str(opts.snapshot_interval),
         "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0",
@@ -243,9 +251,14 @@ class Stack:
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
                dataflow: bool = False) -> Child:
         child = Child(name, subprocess.Popen(cmd, env=env, start_new_session=True,
-                                             preexec_fn=_die_with_parent), dataflow)
+                                             preexec_fn=_die_with_parent), dataflow, cmd, env)
         self.children.append(child)
         return child
+
+    @property
+    def _health(self) -> bool:
+        """`chatwax dataflow` serves /readyz; the benchmark's baseline process does not."""
+        return self.opts.dataflow_command == StackOptions.dataflow_command
 
     def _start_dataflow(self) -> None:
         o = self.opts
@@ -255,25 +268,26 @@ class Stack:
                  for i in range(o.processes)]
         for i, child in enumerate(procs):
             wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child.proc, child.name)
+        if self._health:  # up means the cluster has formed: prompts get answered now
+            for i, child in enumerate(procs):
+                wait_http(f"http://127.0.0.1:{o.health_port + i}/readyz", 120, child.proc,
+                          child.name, ok_status=200)
 
-    def restart_dataflow(self) -> None:
-        """Restart every dataflow process together, as a StatefulSet's pods would.
+    def restart_process(self, dead: Child) -> None:
+        """Start a dead dataflow process again, as the kubelet restarts a container.
 
-        A bytewax cluster cannot take back one restarted process, so the survivors are
-        stopped too; recovery brings state and stream positions back.
+        Its peers have replaced themselves to re-form the cluster and wait for it
+        (chatwax.dataflow.restarts); recovery brings state and stream positions back.
         """
-        for child in [c for c in self.children if c.dataflow]:
-            if child.proc.poll() is None:
-                child.proc.kill()
-            child.proc.wait()
-            self.children.remove(child)
-        self._start_dataflow()
+        self.children.remove(dead)
+        self._spawn(dead.name, dead.cmd, dead.env, dataflow=True)
 
     def check_ports(self) -> None:
         o = self.opts
         ports = [("NATS", o.nats_port), ("NATS monitor", o.nats_monitor_port)]
         ports += [(f"bytewax process {i}", o.cluster_port + i) for i in range(o.processes)]
         ports += [(f"metrics {i}", o.metrics_port + i) for i in range(o.processes)]
+        ports += [(f"health {i}", o.health_port + i) for i in range(o.processes)]
         if o.ui:
             ports.append(("frontend", o.ui_port))
         if o.prometheus:
@@ -343,7 +357,8 @@ class Stack:
         lines = ["chatwax is up:",
                  f"  NATS        {self.nats_url}  (monitor http://127.0.0.1:{o.nats_monitor_port})"]
         for i in range(o.processes):
-            lines.append(f"  metrics {i}   http://127.0.0.1:{o.metrics_port + i}/metrics")
+            lines.append(f"  metrics {i}   http://127.0.0.1:{o.metrics_port + i}/metrics  "
+                         f"(health http://127.0.0.1:{o.health_port + i}/readyz)")
         lines.append(f"  LLM         {self.describe_llm()}")
         if o.prometheus:
             lines.append(f"  prometheus  http://127.0.0.1:{o.prometheus_port}")
@@ -395,8 +410,8 @@ class Stack:
     def supervise(self) -> int:
         """Block until a signal (exit 0) or a fatal child death (exit 1).
 
-        A dead dataflow process restarts the whole dataflow cluster (unless restarts are
-        off or too frequent); any other dead child stops the stack.
+        A dead dataflow process is started again (unless restarts are off or too frequent)
+        and the cluster re-forms with it; any other dead child stops the stack.
         """
         def on_signal(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt
@@ -413,15 +428,9 @@ class Stack:
                     if (dead.dataflow and self.opts.restart
                             and len(restarts) < self.opts.max_restarts):
                         restarts.append(now)
-                        print(f"chatwax: {dead.name} exited with code {code}; restarting the "
-                              "dataflow cluster", file=sys.stderr, flush=True)
-                        try:
-                            self.restart_dataflow()
-                        except RuntimeError as exc:
-                            print(f"chatwax: restart failed: {exc}", file=sys.stderr, flush=True)
-                            self.stop()
-                            return 1
-                        print("chatwax: dataflow cluster restarted", file=sys.stderr, flush=True)
+                        print(f"chatwax: {dead.name} exited with code {code}; restarting it "
+                              "(the cluster re-forms with it)", file=sys.stderr, flush=True)
+                        self.restart_process(dead)
                         continue
                     print(f"chatwax: {dead.name} exited with code {code}; "
                           "stopping the stack", file=sys.stderr, flush=True)

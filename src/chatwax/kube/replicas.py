@@ -1,11 +1,11 @@
-"""Kubernetes: the process count comes from the dataflow StatefulSet's current replicas.
+"""The dataflow's process count comes from its StatefulSet's current replicas.
 
 The chart renders a peer list for `dataflow.processes`, but `kubectl scale` changes the
 replicas without touching the pod template. A Bytewax cluster must have exactly one
 process per address, so at start-up each pod reads its StatefulSet's replicas and builds
 the peer list from them, and while running it watches the StatefulSet: when the replica
-count changes, the pod exits so that it restarts with the new count. Only this module
-talks to the API server (the chart's Role allows get and watch on that one StatefulSet).
+count changes, the process restarts with the new count. The chart's Role allows get and
+watch on that one StatefulSet, nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatwax.core.errors import ConfigError
+from chatwax.kube.api import describe
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ def addresses_for(rendered: list[str], statefulset: str, replicas: int) -> list[
     return [pattern.sub(f"{statefulset}-{i}", rendered[0]) for i in range(replicas)]
 
 
+def ordinal(env: Mapping[str, str], target: Target) -> int | None:
+    """This pod's ordinal, from its name (`<statefulset>-<ordinal>`), if it has one."""
+    rest = env.get("BYTEWAX_POD_NAME", "").removeprefix(f"{target.statefulset}-")
+    return int(rest) if rest.isdigit() else None
+
+
 def check_ordinal(process_id: int, replicas: int) -> None:
     """A pod beyond the replica count is being removed: it must not join the cluster."""
     if process_id >= replicas:
@@ -69,9 +76,9 @@ def env_with_replicas(env: Mapping[str, str], target: Target, replicas: int) -> 
     rendered = [a.strip() for a in env.get("BYTEWAX_ADDRESSES", "").split(";") if a.strip()]
     if not rendered:
         return dict(env)
-    ordinal = env.get("BYTEWAX_POD_NAME", "").removeprefix(f"{target.statefulset}-")
-    if ordinal.isdigit():
-        check_ordinal(int(ordinal), replicas)
+    mine = ordinal(env, target)
+    if mine is not None:
+        check_ordinal(mine, replicas)
     addresses = addresses_for(rendered, target.statefulset, replicas)
     if len(addresses) != len(rendered):
         log.warning("StatefulSet %s has %d replicas, the pod template %d peers: using %d",
@@ -79,16 +86,10 @@ def env_with_replicas(env: Mapping[str, str], target: Target, replicas: int) -> 
     return {**env, "BYTEWAX_ADDRESSES": ";".join(addresses)}
 
 
-def apps_api() -> Any:
-    """AppsV1Api from the pod's service account (in-cluster configuration)."""
-    from kubernetes import client, config
+def apps_api(api_client: Any) -> Any:
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException as exc:
-        raise ConfigError(f"Kubernetes mode (CHATWAX_K8S_NAMESPACE is set) but no in-cluster "
-                          f"API access: {exc}") from None
-    return client.AppsV1Api()
+    return client.AppsV1Api(api_client)
 
 
 def read_replicas(api: Any, target: Target) -> int:
@@ -99,9 +100,9 @@ def read_replicas(api: Any, target: Target) -> int:
         sts = api.read_namespaced_stateful_set(target.statefulset, target.namespace)
     except ApiException as exc:
         raise ConfigError(
-            f"cannot read StatefulSet {target.namespace}/{target.statefulset}: {exc.status} "
-            f"{exc.reason}; the pod's ServiceAccount needs get and watch on it (the chart's "
-            "dataflow Role)") from None
+            f"cannot read StatefulSet {target.namespace}/{target.statefulset}: {describe(exc)}; "
+            "the pod's ServiceAccount needs get and watch on it (the chart's dataflow Role)"
+        ) from None
     return _replicas(sts)
 
 
