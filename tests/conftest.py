@@ -1,32 +1,45 @@
-"""Shared fixtures: one real stack per test session.
+"""Shared fixtures: one real stack per test session, and markers by folder.
 
-nats-server, the echo LLM server and a 2-process bytewax cluster, started on first use.
-
+nats-server, the echo LLM server and a 2-process Bytewax cluster, started on first use.
 Tests isolate themselves by user and conversation ids (and the LLM's request log), so
 they can share the stack and the suite stays fast on two cores.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from chatwax.core.settings import Settings
 from chatwax.dev.echo_llm import serve_in_thread
-from tests.support.procs import Cluster, NatsServer, nats_server
+from chatwax.dev.stack import Stack
+from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, nats_server
 from tests.support.up import Up, up_factory
 
-T = TypeVar("T")
-
 MODEL = "echo-1"
+MARKERS = {"integration": "integration", "e2e": "e2e", "cluster": "cluster", "chart": "chart"}
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each folder's tests carry its marker (`-m "not cluster"` and so on)."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in MARKERS:
+            item.add_marker(getattr(pytest.mark, MARKERS[folder]))
+
+
+def _echo_llm() -> Iterator[Any]:
+    with serve_in_thread(model=MODEL) as handle:
+        yield handle
+
+
+llm = pytest.fixture(scope="session", name="llm")(_echo_llm)
+"""The LLM server of the shared stack: its usage must match that stack's metrics."""
+own_llm = pytest.fixture(scope="module", name="own_llm")(_echo_llm)
+"""An LLM server for tests that start a stack of their own."""
 
 
 @pytest.fixture(scope="session")
@@ -36,48 +49,17 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 
 
 @pytest.fixture(scope="session")
-def llm() -> Iterator[Any]:
-    """The LLM server of the shared stack: its usage must match that stack's metrics."""
-    with serve_in_thread(model=MODEL) as handle:
-        yield handle
-
-
-@pytest.fixture(scope="module")
-def own_llm() -> Iterator[Any]:
-    """An LLM server for tests that start a stack of their own."""
-    with serve_in_thread(model=MODEL) as handle:
-        yield handle
-
-
-def stack_env(nats: NatsServer, llm: Any, recovery: Path) -> dict[str, str]:
-    return {
-        "NATS_URL": nats.url,
-        "OPENAI_BASE_URL": llm.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "CHATWAX_MODEL": MODEL,
-        "CHATWAX_LLM_TIMEOUT": "2",
-        "CHATWAX_LLM_RETRY_MAX_TIME": "3",
-        "CHATWAX_POLL_MS": "2",
-        "BYTEWAX_RECOVERY_DIRECTORY": str(recovery),
-        "BYTEWAX_SNAPSHOT_INTERVAL": "2",
-        "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0",
-    }
-
-
-@pytest.fixture(scope="session")
-def cluster(
-    nats: NatsServer, llm: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    work = tmp_path_factory.mktemp("cluster")
-    c = Cluster(stack_env(nats, llm, work / "recovery"), processes=2)
+def cluster(nats: NatsServer, llm: Any, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Stack]:
+    stack = dataflow_cluster(nats.url, dataflow_env(llm.base_url, MODEL),
+                             tmp_path_factory.mktemp("cluster"))
     try:
-        c.start(work)
-        yield c
+        yield stack
         # Nothing any test sent may have raised inside the dataflow (checked before the
-        # stop, which makes bytewax's surviving processes exit with a panic).
-        assert "Traceback" not in c.log_text(), c.log_text()[-4000:]
+        # stop, as a stopped cluster logs its own goodbye).
+        assert "Traceback" not in stack.log_text(), stack.log_text()[-4000:]
     finally:
-        c.stop()
+        stack.stop()
 
 
 @pytest.fixture

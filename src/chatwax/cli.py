@@ -46,6 +46,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         snapshot_interval=args.snapshot_interval, prometheus=args.with_prometheus,
         prometheus_port=args.prometheus_port, restart=not args.no_restart,
         nats_auth=args.nats_auth, llm=args.llm, llm_port=args.llm_port,
+        external_nats=args.nats_url,
     )
     try:
         stack = Stack(opts)
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=".chatwax",
                     help="JetStream and recovery data (default .chatwax)")
     up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--nats-url", help="use this NATS (JetStream on) instead of starting one; "
+                    "its credentials from NATS_USER/NATS_PASSWORD")
     up.add_argument("--nats-monitor-port", type=int, default=8222)
     up.add_argument("--cluster-port", type=int, default=2101,
                     help="first bytewax process port; process i uses this + i")

@@ -22,6 +22,11 @@ NAMESPACE = "chat"
 # What `helm template` must assume a cluster offers, so that capability-guarded objects
 # (the PodMonitor) render as they would on a cluster with the prometheus-operator CRDs.
 API_VERSIONS = ("monitoring.coreos.com/v1/PodMonitor",)
+# Every image skaffold builds: (Dockerfile, target stage; None is the last stage).
+IMAGES = {"dataflow": ("Dockerfile.dataflow", None), "frontend": ("Dockerfile.frontend", None),
+          "local-llm": ("Dockerfile.dataflow", "local-llm")}
+# Where each image's repository and tag are set in the chart's values.
+VALUES_KEY = {"dataflow": "dataflow", "frontend": "frontend", "local-llm": "llm.local"}
 
 
 class Rendered(list[dict[str, Any]]):

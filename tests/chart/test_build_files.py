@@ -19,15 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.conftest import CHART, ROOT, Chart
+from tests.chart.conftest import CHART, IMAGES, ROOT, VALUES_KEY, Chart
 
 COMPONENTS = ("dataflow", "frontend")
 DOCKERFILES = [ROOT / f"Dockerfile.{c}" for c in COMPONENTS]
-# Every image skaffold builds: (Dockerfile, target stage; None is the last stage).
-IMAGES = {"dataflow": ("Dockerfile.dataflow", None), "frontend": ("Dockerfile.frontend", None),
-          "local-llm": ("Dockerfile.dataflow", "local-llm")}
-# Where each image's repository and tag are set in the chart's values.
-VALUES_KEY = {"dataflow": "dataflow", "frontend": "frontend", "local-llm": "llm.local"}
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yaml"
 FLAGS = ROOT / "scripts" / "llama-cpp-flags"
 PIP_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/pip"

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.conftest import ROOT, Chart
-from tests.chart.test_build_files import IMAGES, VALUES_KEY
+from tests.chart.conftest import IMAGES, ROOT, VALUES_KEY, Chart
 
 DOCS = [ROOT / "docs" / "kubernetes.md", ROOT / "README.md"]
 

@@ -34,6 +34,7 @@ from chatwax.core.settings import Settings
 from chatwax.dev.stack import nats_server_binary
 from tests.chart.conftest import NAMESPACE, Chart, Rendered
 from tests.support.procs import free_port, stop, wait_http
+from tests.support.waiting import eventually
 
 BASE_PATH_VALUES = Path(__file__).parent / "data" / "base-path-values.yaml"
 
@@ -185,9 +186,14 @@ async def _ask_as_frontend(port: int, env: dict[str, str]) -> tuple[Any, bool]:
                                password=env["NATS_PASSWORD"], error_cb=on_error)
     await nc.publish("chatwax.transcripts.chart-user.chart-conv", b"{}")
     await nc.flush()
-    await asyncio.sleep(0.3)
-    await nc.close()
-    denied = any("permissions violation" in str(e).lower() for e in errors)
+
+    async def refused() -> bool:
+        return any("permissions violation" in str(e).lower() for e in errors)
+
+    try:
+        denied = await eventually(refused, 5, "the server refusing the publish")
+    finally:
+        await nc.close()
     return events[-1], denied
 
 

@@ -11,7 +11,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.support.procs import Cluster, NatsServer
+from chatwax.dev.stack import Stack
+from tests.support.procs import NatsServer
 
 APP = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
 
@@ -50,7 +51,7 @@ def test_the_page_says_which_model_answers(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_chat_streams_an_answer_with_usage_and_reloads(
-    monkeypatch: pytest.MonkeyPatch, cluster: Cluster, nats: NatsServer, llm: Any
+    monkeypatch: pytest.MonkeyPatch, cluster: Stack, nats: NatsServer, llm: Any
 ) -> None:
     user = f"web-{uuid.uuid4().hex[:6]}"
     at = page(monkeypatch, nats.url)
@@ -82,7 +83,7 @@ def test_chat_streams_an_answer_with_usage_and_reloads(
 
 
 def test_an_error_reply_is_shown(
-    monkeypatch: pytest.MonkeyPatch, cluster: Cluster, nats: NatsServer
+    monkeypatch: pytest.MonkeyPatch, cluster: Stack, nats: NatsServer
 ) -> None:
     at = page(monkeypatch, nats.url)
     at.sidebar.text_input(key="user").input(f"web-{uuid.uuid4().hex[:6]}").run()
@@ -92,7 +93,7 @@ def test_an_error_reply_is_shown(
 
 
 def test_usage_page_shows_the_transcripts_totals(
-    monkeypatch: pytest.MonkeyPatch, cluster: Cluster, nats: NatsServer, llm: Any
+    monkeypatch: pytest.MonkeyPatch, cluster: Stack, nats: NatsServer, llm: Any
 ) -> None:
     at = page(monkeypatch, nats.url)
     at.sidebar.text_input(key="user").input(f"web-{uuid.uuid4().hex[:6]}").run()

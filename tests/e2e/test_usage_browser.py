@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from chatwax.core.settings import Settings
-from tests.conftest import run
-from tests.integration.test_pipeline import ask_all
+from chatwax.dev.stack import Stack
+from tests.support.asks import ask_all, run
 from tests.support.browser import capture
-from tests.support.procs import Cluster, NatsServer, free_port, stop, wait_http
+from tests.support.procs import NatsServer, free_port, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -43,7 +43,7 @@ def frontend(nats: NatsServer, tmp_path: Path) -> Iterator[str]:
 
 
 def test_usage_page_renders_the_numbers(
-    cluster: Cluster, llm: Any, settings: Settings, frontend: str
+    cluster: Stack, llm: Any, settings: Settings, frontend: str
 ) -> None:
     for who in ("ann", "ben", "ann"):
         run(ask_all(settings, f"{who}-{uuid.uuid4().hex[:4]}", f"c-{uuid.uuid4().hex[:8]}",

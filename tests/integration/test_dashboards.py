@@ -3,6 +3,7 @@ processes export, and returns data from a real Prometheus that scraped a real ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -18,10 +19,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatwax.core.settings import Settings
-from chatwax.dev.stack import prometheus_binary, prometheus_config
-from tests.conftest import run
-from tests.integration.test_pipeline import ask_all
-from tests.support.procs import Cluster, free_port, stop, wait_http
+from chatwax.dev.stack import Stack, prometheus_binary, prometheus_config
+from tests.support.asks import ask_all, run
+from tests.support.procs import free_port, stop, wait_http
+from tests.support.waiting import wait_until
 
 DASHBOARDS = sorted(
     (Path(__file__).resolve().parents[2] / "charts" / "chatwax" / "dashboards").glob("*.json")
@@ -94,34 +95,41 @@ def test_dashboard_is_sidecar_ready(path: Path) -> None:
 
 
 def test_every_query_parses_and_uses_exported_metrics(
-    cluster: Cluster, settings: Settings
+    cluster: Stack, settings: Settings
 ) -> None:
     # Bytewax creates its step metrics on first use, and snapshot ones at the first
     # snapshot (every 2 s here): serve a prompt and wait past one.
     run(ask_all(settings, f"names-{uuid.uuid4().hex[:6]}", f"c-{uuid.uuid4().hex[:8]}", "hi"))
-    time.sleep(2.5)
-    exported: set[str] = set()
-    for url in cluster.metrics_urls():
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            for family in text_string_to_metric_families(resp.read().decode()):
-                exported.update(s.name for s in family.samples)
     used: set[str] = set()
     for name, title, expr in queries():
         try:
             used |= metric_names(expr)
         except Exception as exc:  # noqa: BLE001 - report which panel fails to parse
             pytest.fail(f"{name} / {title}: {expr!r} does not parse: {exc}")
-    missing = used - exported
+
+    def exported() -> set[str]:
+        names: set[str] = set()
+        for url in cluster.metrics_urls():
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                for family in text_string_to_metric_families(resp.read().decode()):
+                    names.update(s.name for s in family.samples)
+        return names
+
+    with contextlib.suppress(AssertionError):  # reported below, with the names
+        wait_until(lambda: not used - exported(), 15, "every dashboard metric exported",
+                   poll=0.5)
+    missing = used - exported()
     assert not missing, f"dashboards use metrics no process exports: {sorted(missing)}"
     assert any(n.startswith("chatwax_") for n in used)
     assert any(n.startswith("bytewax_") for n in used)
 
 
 @pytest.fixture(scope="module")
-def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(cluster: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("prometheus")
     port = free_port()
-    targets = [f"127.0.0.1:{p}" for p in cluster.metrics_ports]
+    targets = [url.removeprefix("http://").removesuffix("/metrics")
+               for url in cluster.metrics_urls()]
     (work / "prometheus.yml").write_text(prometheus_config(targets, 1.0))
     proc = subprocess.Popen([
         prometheus_binary(), f"--config.file={work / 'prometheus.yml'}",
@@ -144,7 +152,7 @@ def instant(prom: str, expr: str) -> list[dict[str, Any]]:
 
 
 def test_every_panel_returns_data_and_tokens_match_exactly(
-    cluster: Cluster, llm: Any, settings: Settings, prometheus: str
+    cluster: Stack, llm: Any, settings: Settings, prometheus: str
 ) -> None:
     # Traffic inside the rate windows: answers, a retried rate limit, a failure.
     for prompt in ("dashboards one", "dashboards two", "[[429x1]] dashboards retry",
@@ -160,7 +168,10 @@ def test_every_panel_returns_data_and_tokens_match_exactly(
             break
         assert time.monotonic() < deadline, (rows, usage)
         time.sleep(0.5)
-    time.sleep(2.5)  # a few more scrapes, so every rate window holds two samples
-    empty = [(name, title, expr) for name, title, expr in queries()
-             if not instant(prometheus, expr)]
-    assert not empty, f"panels with no data: {empty}"
+    def empty() -> list[tuple[str, str, str]]:  # rate windows need two samples each
+        return [(name, title, expr) for name, title, expr in queries()
+                if not instant(prometheus, expr)]
+
+    with contextlib.suppress(AssertionError):  # reported below, with the panels
+        wait_until(lambda: not empty(), 30, "every panel with data", poll=0.5)
+    assert not empty(), f"panels with no data: {empty()}"

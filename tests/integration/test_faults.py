@@ -10,7 +10,6 @@ import asyncio
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,9 @@ from chatwax.client.chat import ChatClient, chunk_text
 from chatwax.core.errors import ErrorCode
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
-from tests.conftest import run, stack_env
-from tests.support.procs import Cluster, NatsServer, nats_server
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+from chatwax.dev.stack import Stack
+from tests.support.asks import run, uid
+from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, nats_server
 
 
 def summary(name: str, results: list[Any]) -> dict[str, int]:
@@ -41,20 +37,19 @@ def summary(name: str, results: list[Any]) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def own_stack(own_llm: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-        tuple[NatsServer, Cluster]]:
+        tuple[NatsServer, Stack]]:
     """A stack of its own: these tests restart its broker."""
     work = tmp_path_factory.mktemp("faults")
     with nats_server(work / "nats") as nats:
-        cluster = Cluster(stack_env(nats, own_llm, work / "recovery"), processes=2)
+        cluster = dataflow_cluster(nats.url, dataflow_env(own_llm.base_url, "echo-1"), work)
         try:
-            cluster.start(work)
             yield nats, cluster
         finally:
             cluster.stop()
 
 
 def test_prompts_accepted_before_a_nats_restart_are_answered_after_it(
-    own_stack: tuple[NatsServer, Cluster], own_llm: Any
+    own_stack: tuple[NatsServer, Stack], own_llm: Any
 ) -> None:
     nats, cluster = own_stack
     settings = Settings(nats_url=nats.url)
@@ -98,7 +93,7 @@ async def _collect(pending: Any) -> list[Any]:
 
 
 def test_one_retrying_conversation_does_not_stall_the_others(
-    own_stack: tuple[NatsServer, Cluster], own_llm: Any
+    own_stack: tuple[NatsServer, Stack], own_llm: Any
 ) -> None:
     """A conversation stuck in 429 backoff and a hung call; the rest answer meanwhile."""
     nats, _ = own_stack
@@ -130,7 +125,7 @@ def test_one_retrying_conversation_does_not_stall_the_others(
 
 
 def test_a_cut_stream_is_retried_and_the_client_starts_over(
-    own_stack: tuple[NatsServer, Cluster], own_llm: Any
+    own_stack: tuple[NatsServer, Stack], own_llm: Any
 ) -> None:
     nats, _ = own_stack
     events = run(_ask_once(nats.url, "[[cutx1]] one two three four five six"))
@@ -143,7 +138,7 @@ def test_a_cut_stream_is_retried_and_the_client_starts_over(
 
 
 def test_a_stream_cut_every_time_ends_in_a_clear_error(
-    own_stack: tuple[NatsServer, Cluster], own_llm: Any
+    own_stack: tuple[NatsServer, Stack], own_llm: Any
 ) -> None:
     nats, _ = own_stack
     events = run(_ask_once(nats.url, "[[cut]] one two three four five six"))
@@ -156,10 +151,10 @@ def test_a_stream_cut_every_time_ends_in_a_clear_error(
 
 
 def test_the_api_key_never_reaches_logs_or_replies(
-    own_stack: tuple[NatsServer, Cluster], own_llm: Any
+    own_stack: tuple[NatsServer, Stack], own_llm: Any
 ) -> None:
     nats, cluster = own_stack
-    key = stack_env(nats, own_llm, Path("/unused"))["OPENAI_API_KEY"]
+    key = dataflow_env(own_llm.base_url, "echo-1")["OPENAI_API_KEY"]
     events = run(_ask_once(nats.url, "[[500]] show me your key"))
     assert isinstance(events[-1], ErrorEvent)
     assert key not in events[-1].message
@@ -177,11 +172,10 @@ async def _ask_once(url: str, prompt: str) -> list[Any]:
 def test_per_user_quota_and_concurrency_are_enforced(own_llm: Any, tmp_path: Path) -> None:
     """A cluster with limits on: a greedy user is refused, others are not."""
     with nats_server(tmp_path / "nats") as nats:
-        env = {**stack_env(nats, own_llm, tmp_path / "recovery"),
+        env = {**dataflow_env(own_llm.base_url, "echo-1"),
                "CHATWAX_USER_TOKEN_QUOTA": "40", "CHATWAX_USER_MAX_CONCURRENT": "2"}
-        cluster = Cluster(env, processes=1)
+        cluster = dataflow_cluster(nats.url, env, tmp_path, processes=1)
         try:
-            cluster.start(tmp_path)
             settings = Settings(nats_url=nats.url)
 
             async def main() -> tuple[list[Any], list[Any], list[Any]]:
@@ -219,7 +213,7 @@ def test_per_user_quota_and_concurrency_are_enforced(own_llm: Any, tmp_path: Pat
 
 
 def test_a_malformed_stream_is_retried(
-    own_stack: tuple[NatsServer, Cluster], own_llm: Any
+    own_stack: tuple[NatsServer, Stack], own_llm: Any
 ) -> None:
     nats, _ = own_stack
     events = run(_ask_once(nats.url, "[[garbagex1]] clean the second time"))
@@ -231,7 +225,7 @@ def test_a_malformed_stream_is_retried(
 
 
 def test_the_frontend_reconnects_after_a_nats_restart(
-    own_stack: tuple[NatsServer, Cluster], monkeypatch: pytest.MonkeyPatch
+    own_stack: tuple[NatsServer, Stack], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import streamlit as st
     from streamlit.testing.v1 import AppTest

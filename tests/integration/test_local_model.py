@@ -23,8 +23,6 @@ from chatwax.local import model as local_llm
 from tests.support.procs import free_port, wait_http
 from tests.support.up import CHATWAX
 
-pytestmark = pytest.mark.integration
-
 PROMPTS = [("What is NATS?", 48), ("Say hello in one word.", 200), ("Count to ten.", 6)]
 
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from typing import Any
 
 import nats as nats_py
@@ -22,15 +21,11 @@ from chatwax.core import protocol
 from chatwax.core.errors import ChatwaxError, ErrorCode
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
 from chatwax.core.settings import Settings
-from tests.conftest import run
-from tests.support.procs import Cluster
+from chatwax.dev.stack import Stack
+from tests.support.asks import ask_all, run, uid
 
 
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def scrape(cluster: Cluster) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(cluster: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of every process, summed over processes."""
     totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for url in cluster.metrics_urls():
@@ -54,16 +49,8 @@ async def collect(pending: Any, timeout: float = 30.0) -> list[ReplyEvent]:
     return [e async for e in pending.events(timeout)]
 
 
-async def ask_all(settings: Settings, user: str, conv: str, prompt: str) -> list[ReplyEvent]:
-    client = await ChatClient.connect(settings)
-    try:
-        return [e async for e in client.ask(user, conv, prompt, timeout=30)]
-    finally:
-        await client.close()
-
-
 def test_concurrent_users_stream_in_order_with_their_own_history(
-    cluster: Cluster, llm: Any, settings: Settings
+    cluster: Stack, llm: Any, settings: Settings
 ) -> None:
     """3 users x 3 turns in flight at once: ordered chunks, right history, no leaks."""
     users = [uid("user") for _ in range(3)]
@@ -110,7 +97,7 @@ def test_concurrent_users_stream_in_order_with_their_own_history(
             assert not any(o in c for o in others for c in contents)
 
 
-def test_transcripts_reload_a_conversation(cluster: Cluster, settings: Settings) -> None:
+def test_transcripts_reload_a_conversation(cluster: Stack, settings: Settings) -> None:
     user, conv = uid("reload"), uid("conv")
 
     async def main() -> tuple[list[protocol.Transcript], list[Any]]:
@@ -138,7 +125,7 @@ def test_transcripts_reload_a_conversation(cluster: Cluster, settings: Settings)
 
 
 def test_token_metrics_add_up_to_the_llm_servers_usage(
-    cluster: Cluster, llm: Any, settings: Settings
+    cluster: Stack, llm: Any, settings: Settings
 ) -> None:
     run(ask_all(settings, uid("metrics"), uid("conv"), "count my tokens please"))
     usage = llm.usage()
@@ -155,7 +142,7 @@ def test_token_metrics_add_up_to_the_llm_servers_usage(
 
 
 def test_rate_limit_is_retried_then_answered(
-    cluster: Cluster, llm: Any, settings: Settings
+    cluster: Stack, llm: Any, settings: Settings
 ) -> None:
     before = metric(scrape(cluster), "chatwax_llm_retries_total", reason="rate_limited")
     events = run(ask_all(settings, uid("rl"), uid("conv"), "[[429x1]] after a retry"))
@@ -168,7 +155,7 @@ def test_rate_limit_is_retried_then_answered(
 
 
 def test_persistent_server_error_gives_an_error_reply(
-    cluster: Cluster, settings: Settings
+    cluster: Stack, settings: Settings
 ) -> None:
     user, conv = uid("err"), uid("conv")
     events = run(ask_all(settings, user, conv, "[[500]] never works"))
@@ -182,14 +169,14 @@ def test_persistent_server_error_gives_an_error_reply(
 
 
 def test_hung_llm_attempt_times_out_and_is_retried(
-    cluster: Cluster, llm: Any, settings: Settings
+    cluster: Stack, llm: Any, settings: Settings
 ) -> None:
     events = run(ask_all(settings, uid("hang"), uid("conv"), "[[hangx1]] eventually"))
     assert isinstance(events[-1], FinalEvent) and events[-1].text == "echo: eventually"
 
 
 def test_malformed_messages_get_error_replies_and_the_flow_keeps_going(
-    cluster: Cluster, settings: Settings
+    cluster: Stack, settings: Settings
 ) -> None:
     user, conv = uid("bad"), uid("conv")
     rejected_before = metric(scrape(cluster), "chatwax_rejected_inputs_total")
@@ -239,7 +226,7 @@ def test_malformed_messages_get_error_replies_and_the_flow_keeps_going(
     assert rejected >= len(replies) + 1
 
 
-def test_a_conversation_belongs_to_its_first_user(cluster: Cluster, settings: Settings) -> None:
+def test_a_conversation_belongs_to_its_first_user(cluster: Stack, settings: Settings) -> None:
     conv, owner, intruder = uid("conv"), uid("owner"), uid("intruder")
     assert isinstance(run(ask_all(settings, owner, conv, "mine"))[-1], FinalEvent)
     err = run(ask_all(settings, intruder, conv, "let me in"))[-1]
@@ -264,7 +251,7 @@ def test_a_conversation_belongs_to_its_first_user(cluster: Cluster, settings: Se
 
 
 def test_tutorial_style_request_on_prompts(
-    cluster: Cluster, llm: Any, settings: Settings
+    cluster: Stack, llm: Any, settings: Settings
 ) -> None:
     user = uid("tut")
 
@@ -294,7 +281,7 @@ def test_tutorial_style_request_on_prompts(
 
 
 def test_usage_command_totals_equal_the_llm_servers_usage(
-    cluster: Cluster, llm: Any, settings: Settings
+    cluster: Stack, llm: Any, settings: Settings
 ) -> None:
     """`chatwax usage` (from transcripts) matches what the LLM server reported, exactly."""
     for i in range(2):

@@ -21,8 +21,8 @@ from chatwax.client.chat import ChatClient
 from chatwax.core import protocol
 from chatwax.core.protocol import ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
-from tests.conftest import run
-from tests.integration.test_up import children_of
+from tests.support.asks import run
+from tests.support.procs import children_of
 
 USERS, TURNS = 6, 4
 

@@ -6,25 +6,19 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.support.procs import free_port, wait_http
+from tests.support.procs import children_of, free_port, wait_http
 from tests.support.up import CHATWAX, Up
+from tests.support.waiting import wait_until
 
 
 def ask(u: Up, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CHATWAX, "ask", *args], env=u.env, capture_output=True, text=True,
                           timeout=60)
-
-
-def children_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True)
-    return [int(p) for p in out.stdout.split()]
 
 
 def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, own_llm: Any) -> None:
@@ -57,22 +51,19 @@ def test_up_serves_ask_with_history_and_stops_cleanly(up: Any, own_llm: Any) -> 
     # The local Prometheus scrapes both dataflow processes.
     prom = f"http://127.0.0.1:{u.prom_port}"
     assert prom in text
-    deadline = time.monotonic() + 20
-    while True:
+    def targets_up() -> bool:
         with urllib.request.urlopen(f"{prom}/api/v1/targets", timeout=5) as resp:
             targets = json.loads(resp.read())["data"]["activeTargets"]
-        if len(targets) == 2 and all(t["health"] == "up" for t in targets):
-            break
-        assert time.monotonic() < deadline, targets
-        time.sleep(0.5)
+        return len(targets) == 2 and all(t["health"] == "up" for t in targets)
+
+    wait_until(targets_up, 20, "Prometheus scraping both processes", poll=0.5)
 
     kids = children_of(u.proc.pid)
     assert len(kids) == 5  # nats-server, 2 dataflow processes, prometheus, streamlit
     u.proc.send_signal(signal.SIGTERM)
     assert u.proc.wait(30) == 0
-    time.sleep(0.5)
-    alive = [k for k in kids if Path(f"/proc/{k}").exists()]
-    assert alive == []
+    wait_until(lambda: not [k for k in kids if Path(f"/proc/{k}").exists()], 10,
+               "every child gone")
     # The dataflow processes stop together: none outlives its peers and panics.
     assert "panicked" not in u.output() and "PanicException" not in u.output()
 
@@ -85,8 +76,8 @@ def test_a_dead_child_brings_the_stack_down_without_restarts(up: Any) -> None:
     os.kill(kids[1], signal.SIGKILL)  # dataflow process 0
     assert u.proc.wait(30) == 1
     assert "exited with code" in u.output()
-    time.sleep(0.5)
-    assert [k for k in kids if Path(f"/proc/{k}").exists()] == []
+    wait_until(lambda: not [k for k in kids if Path(f"/proc/{k}").exists()], 10,
+               "every child gone")
 
 
 def test_ask_fails_plainly_when_nothing_runs() -> None:
@@ -104,10 +95,8 @@ def test_children_do_not_outlive_a_killed_up(up: Any) -> None:
     assert len(kids) == 3
     u.proc.kill()
     u.proc.wait()
-    deadline = time.monotonic() + 15
-    while [k for k in kids if Path(f"/proc/{k}").exists()]:
-        assert time.monotonic() < deadline, "children outlived chatwax up"
-        time.sleep(0.2)
+    wait_until(lambda: not [k for k in kids if Path(f"/proc/{k}").exists()], 15,
+               "children outlived chatwax up")
 
 
 def test_up_with_nats_auth_admits_only_clients_with_credentials(up: Any, tmp_path: Path) -> None:

@@ -1,18 +1,17 @@
-"""Real processes for tests: nats-server, a bytewax cluster of `chatwax dataflow`."""
+"""Real processes for tests: nats-server, and a Bytewax cluster of `chatwax dataflow`
+started by `chatwax up`'s own code."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatwax.dev.stack import nats_server_binary, port_free, wait_http
+from chatwax.dev.stack import Stack, StackOptions, nats_server_binary, port_free, wait_http
 
 
 def free_port() -> int:
@@ -74,43 +73,39 @@ def nats_server(store: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-@dataclass
-class Cluster:
-    """A real N-process bytewax cluster running `chatwax dataflow`, as pods would."""
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True)
+    return [int(p) for p in out.stdout.split()]
 
-    env: dict[str, str]
-    processes: int
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    metrics_ports: list[int] = field(default_factory=list)
-    logs: list[Path] = field(default_factory=list)
 
-    def metrics_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}/metrics" for p in self.metrics_ports]
+def dataflow_env(llm_url: str, model: str) -> dict[str, str]:
+    """What the tests' dataflow processes run with, beyond what `chatwax up` gives them:
+    the test's LLM server, and short timeouts so that fault tests end quickly."""
+    return {
+        "OPENAI_BASE_URL": llm_url,
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "CHATWAX_MODEL": model,
+        "CHATWAX_LLM_TIMEOUT": "2",
+        "CHATWAX_LLM_RETRY_MAX_TIME": "3",
+        "CHATWAX_POLL_MS": "2",
+    }
 
-    def start(self, log_dir: Path) -> None:
-        ports = [free_port() for _ in range(self.processes)]
-        self.metrics_ports = [free_port() for _ in range(self.processes)]
-        addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
-        for i in range(self.processes):
-            log = log_dir / f"dataflow-{i}.log"
-            self.logs.append(log)
-            env = {
-                **os.environ, **self.env,
-                "BYTEWAX_PROCESS_ID": str(i), "BYTEWAX_ADDRESSES": addresses,
-                "BYTEWAX_DATAFLOW_API_ENABLED": "true",
-                "BYTEWAX_DATAFLOW_API_PORT": str(self.metrics_ports[i]),
-            }
-            with log.open("wb") as out:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "chatwax", "dataflow"], env=env,
-                    stdout=out, stderr=subprocess.STDOUT,
-                ))
-        for proc, url in zip(self.procs, self.metrics_urls(), strict=True):
-            wait_http(url, 60, proc)
 
-    def stop(self) -> None:
-        for proc in self.procs:
-            stop(proc)
-
-    def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+def dataflow_cluster(nats_url: str, env: dict[str, str], work: Path,
+                     processes: int = 2) -> Stack:
+    """A real N-process Bytewax cluster of `chatwax dataflow` on an existing NATS, started
+    by the same code as `chatwax up` (and stopped together, as it stops them)."""
+    opts = StackOptions(
+        processes=processes, ui=False, data_dir=work, external_nats=nats_url,
+        cluster_port=free_port_run(processes), metrics_port=free_port_run(processes),
+        health_port=free_port_run(processes), snapshot_interval=2, restart=False,
+        extra_env=env, log_dir=work / "logs", llm="openai",
+    )
+    stack = Stack(opts)
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

@@ -19,7 +19,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from chatwax.core.intake import Accepted, parse_inbound
 from chatwax.core.protocol import ChunkEvent, FinalEvent, PromptRequest, Usage
-from chatwax.core.settings import Settings
+from chatwax.core.settings import Settings, secret
 from chatwax.core.threads import LoopThread
 from chatwax.dataflow.link import NatsLink
 from chatwax.dataflow.metrics import Metrics
@@ -30,7 +30,7 @@ History = list[dict[str, str]]
 
 
 def build_baseline(settings: Settings, link: NatsLink) -> Dataflow:
-    client = openai.OpenAI(api_key=settings.openai_api_key or "unused",
+    client = openai.OpenAI(api_key=secret(settings.openai_api_key) or "unused",
                            base_url=settings.openai_base_url, max_retries=0)
 
     def answer(history: History | None, req: PromptRequest) -> tuple[History, None]:

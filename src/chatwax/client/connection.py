@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chatwax.core.settings import Settings
+from chatwax.core.settings import Settings, secret
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,9 @@ def connect_options(settings: Settings, name: str, quiet: bool = False) -> dict[
     }
     if settings.nats_user:
         opts["user"] = settings.nats_user
-        opts["password"] = settings.nats_password or ""
+        opts["password"] = secret(settings.nats_password) or ""
     if settings.nats_token:
-        opts["token"] = settings.nats_token
+        opts["token"] = secret(settings.nats_token)
     return opts
 
 

@@ -13,7 +13,7 @@ from chatwax.core.errors import ErrorCode
 from chatwax.core.history import Message, Turn, build_messages, estimate_tokens, trim_history
 from chatwax.core.intake import Accepted
 from chatwax.core.limits import Release
-from chatwax.core.protocol import ErrorEvent, PromptRequest, Reply, Transcript, Usage
+from chatwax.core.protocol import PromptRequest, Reply, Transcript, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,20 +74,20 @@ class Conversation:
         req = item.request
         done = Release(req.user_id, req.request_id, 0)
         if req.user_id != self.owner:
-            return [Reply(req.reply_to, ErrorEvent(
-                req.request_id, ErrorCode.CONVERSATION_FORBIDDEN,
+            return [Reply.error(
+                req.reply_to, req.request_id, ErrorCode.CONVERSATION_FORBIDDEN,
                 f"conversation '{req.conversation_id}' belongs to another user",
-            )), done]
+            ), done]
         if any(p.request.request_id == req.request_id for p in self.pending):
             return []  # a re-delivered prompt, already queued
         if any(t.request_id == req.request_id for t in self.history):
             return [done]  # a re-delivered prompt, already answered
         needed = estimate_tokens(req.prompt) + estimate_tokens(cfg.system_prompt)
         if needed > cfg.input_limit:
-            return [Reply(req.reply_to, ErrorEvent(
-                req.request_id, ErrorCode.PROMPT_TOO_LARGE,
+            return [Reply.error(
+                req.reply_to, req.request_id, ErrorCode.PROMPT_TOO_LARGE,
                 f"the prompt needs about {needed} tokens; the model takes {cfg.input_limit}",
-            )), done]
+            ), done]
         self.pending.append(item)
         return self._start_next(cfg)
 

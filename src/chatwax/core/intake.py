@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from chatwax.core import protocol
 from chatwax.core.errors import ErrorCode, ProtocolError
-from chatwax.core.protocol import ErrorEvent, Inbound, PromptRequest, Reply
+from chatwax.core.protocol import Inbound, PromptRequest, Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Rejected:
     def reply(self) -> Reply | None:
         if self.reply_to is None:
             return None
-        return Reply(self.reply_to, ErrorEvent(self.request_id, self.code, self.message))
+        return Reply.error(self.reply_to, self.request_id, self.code, self.message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted
-from chatwax.core.protocol import ErrorEvent, Reply
+from chatwax.core.protocol import Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +44,17 @@ class UserLimits:
         used = sum(n for _, n in self.spent)
         if cfg.token_quota and used >= cfg.token_quota:
             retry_in = self.spent[0][0] + cfg.window_s - now if self.spent else cfg.window_s
-            return Reply(req.reply_to, ErrorEvent(
-                req.request_id, ErrorCode.QUOTA_EXCEEDED,
+            return Reply.error(
+                req.reply_to, req.request_id, ErrorCode.QUOTA_EXCEEDED,
                 f"token quota used up: {used} of {cfg.token_quota} tokens in the last "
                 f"{_duration(cfg.window_s)}; try again in {_duration(retry_in)}",
-            ))
+            )
         if cfg.max_concurrent and len(self.in_flight) >= cfg.max_concurrent:
-            return Reply(req.reply_to, ErrorEvent(
-                req.request_id, ErrorCode.TOO_MANY_REQUESTS,
+            return Reply.error(
+                req.reply_to, req.request_id, ErrorCode.TOO_MANY_REQUESTS,
                 f"{len(self.in_flight)} prompts are still being answered; the limit is "
                 f"{cfg.max_concurrent} at once",
-            ))
+            )
         self.in_flight[req.request_id] = now
         return item
 

@@ -103,6 +103,18 @@ def check_id(value: object, name: str, max_len: int) -> str:
     return value
 
 
+def check_prompt(value: object, max_chars: int) -> str:
+    """A prompt is non-empty text within the length limit."""
+    if not isinstance(value, str) or not value.strip():
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "'prompt' must be a non-empty string")
+    if len(value) > max_chars:
+        raise ProtocolError(
+            ErrorCode.PROMPT_TOO_LARGE,
+            f"'prompt' has {len(value)} characters; the limit is {max_chars}",
+        )
+    return value
+
+
 def check_reply_to(value: object) -> str:
     """Replies may only go to inboxes or the replies namespace, never to internal subjects."""
     if not isinstance(value, str) or not value:
@@ -152,14 +164,7 @@ def decode_prompt(data: bytes, max_prompt_chars: int) -> PromptRequest:
     if v != VERSION:
         raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION,
                             f"protocol version {v!r} is not supported (use {VERSION})")
-    prompt = obj.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "'prompt' must be a non-empty string")
-    if len(prompt) > max_prompt_chars:
-        raise ProtocolError(
-            ErrorCode.PROMPT_TOO_LARGE,
-            f"'prompt' has {len(prompt)} characters; the limit is {max_prompt_chars}",
-        )
+    prompt = check_prompt(obj.get("prompt"), max_prompt_chars)
     created_at = obj.get("created_at", time.time())
     if not isinstance(created_at, int | float) or isinstance(created_at, bool):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'created_at' must be a number (unix seconds)")
@@ -263,6 +268,11 @@ class Reply:
     subject: str
     event: ReplyEvent
 
+    @classmethod
+    def error(cls, subject: str, request_id: str, code: ErrorCode, message: str) -> Reply:
+        """The one way a prompt is refused: an `error` event to its reply subject."""
+        return cls(subject, ErrorEvent(request_id, code, message))
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
@@ -359,14 +369,7 @@ class CompatPrompt:
 def decode_compat(data: bytes, max_prompt_chars: int) -> CompatPrompt:
     """The tutorial frontend's payload: `{"user_id": ..., "prompt": ...}`."""
     obj = load_object(data)
-    prompt = obj.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "'prompt' must be a non-empty string")
-    if len(prompt) > max_prompt_chars:
-        raise ProtocolError(
-            ErrorCode.PROMPT_TOO_LARGE,
-            f"'prompt' has {len(prompt)} characters; the limit is {max_prompt_chars}",
-        )
+    prompt = check_prompt(obj.get("prompt"), max_prompt_chars)
     user_id = obj.get("user_id")
     if isinstance(user_id, int) and not isinstance(user_id, bool):
         user_id = str(user_id)

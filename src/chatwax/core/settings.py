@@ -1,16 +1,23 @@
-"""The one settings object, read from environment variables once at an entry point.
+"""The one settings object, read from environment variables once, at an entry point.
 
-Steps, the LLM client and the NATS adapters receive a `Settings`; none of them reads
-`os.environ`. The README's configuration table is checked against `FIELDS` by a test.
+Each setting is declared once below: its type, environment variable, default, one-line doc
+and its limits. Steps, the LLM client and the NATS adapters receive a `Settings`; none of
+them reads `os.environ`, and constructing a `Settings` in code reads no environment
+either: only `Settings.from_env` does. Secrets are `SecretStr`: they print as `**********`
+in reprs, logs and error messages. The README's configuration table is generated from
+these declarations (`python scripts/settings_table.py --write`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
 from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chatwax.core.errors import ConfigError
 from chatwax.core.pricing import PriceTable, parse_prices
@@ -18,166 +25,162 @@ from chatwax.core.pricing import PriceTable, parse_prices
 DEFAULT_SYSTEM_PROMPT: Final = "You are a helpful assistant. Answer clearly and concisely."
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
-    env: str
-    attr: str
-    default: Any
-    parse: Callable[[str], Any]
-    doc: str
+def env(name: str, doc: str, **limits: Any) -> Any:
+    """A setting's declaration: its environment variable, its doc and its limits."""
+    return Field(validation_alias=name, description=doc, **limits)
 
 
-def _float(s: str) -> float:
-    return float(s)
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True,
+                                      extra="forbid", case_sensitive=True)
 
-
-def _int(s: str) -> int:
-    return int(s)
-
-
-def _str(s: str) -> str:
-    return s
-
-
-def _opt_str(s: str) -> str | None:
-    return s or None
-
-
-FIELDS: Final[tuple[Field, ...]] = (
-    Field("NATS_URL", "nats_url", "nats://127.0.0.1:4222", _str,
-          "NATS server(s), comma-separated."),
-    Field("NATS_USER", "nats_user", None, _opt_str, "NATS user name, if the server wants one."),
-    Field("NATS_PASSWORD", "nats_password", None, _opt_str, "NATS password (keep it in a Secret)."),
-    Field("NATS_TOKEN", "nats_token", None, _opt_str, "NATS token, instead of user/password."),
-    Field("OPENAI_API_KEY", "openai_api_key", None, _opt_str,
-          "API key for the LLM server. Never logged."),
-    Field("OPENAI_BASE_URL", "openai_base_url", None, _opt_str,
-          "Any OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...); unset means OpenAI."),
-    Field("CHATWAX_MODEL", "model", "gpt-4o-mini", _str, "Model name sent to the LLM server."),
-    Field("CHATWAX_PROVIDER", "provider_override", None, _opt_str,
-          "Provider label for metrics; derived from the base URL when unset."),
-    Field("CHATWAX_SYSTEM_PROMPT", "system_prompt", DEFAULT_SYSTEM_PROMPT, _str,
-          "System prompt placed before every conversation's history."),
-    Field("CHATWAX_TEMPERATURE", "temperature", 0.7, _float, "Sampling temperature."),
-    Field("CHATWAX_MAX_OUTPUT_TOKENS", "max_output_tokens", 1024, _int,
-          "Upper bound on tokens in one answer."),
-    Field("CHATWAX_CONTEXT_TOKENS", "context_tokens", 128_000, _int,
-          "The model's context window; history never exceeds it."),
-    Field("CHATWAX_HISTORY_TOKEN_BUDGET", "history_token_budget", 4000, _int,
-          "Tokens of system prompt + history + prompt sent per call (newest turns kept)."),
-    Field("CHATWAX_MAX_PROMPT_CHARS", "max_prompt_chars", 32_000, _int,
-          "Longer prompts are refused with `prompt_too_large`."),
-    Field("CHATWAX_LLM_TIMEOUT", "llm_timeout_s", 60.0, _float,
-          "Seconds one LLM attempt may take from request to last token."),
-    Field("CHATWAX_LLM_CONNECT_TIMEOUT", "llm_connect_timeout_s", 5.0, _float,
-          "Seconds to open a connection to the LLM server."),
-    Field("CHATWAX_LLM_RETRY_MAX_TIME", "retry_max_time_s", 30.0, _float,
-          "Total seconds spent retrying rate limits, timeouts and 5xx before giving up."),
-    Field("CHATWAX_LLM_MAX_TRIES", "retry_max_tries", 6, _int, "Attempts per prompt at most."),
-    Field("CHATWAX_LLM_MAX_CONCURRENCY", "llm_max_concurrency", 256, _int,
-          "LLM calls in flight per dataflow process at most; more wait their turn."),
-    Field("CHATWAX_USER_TOKEN_QUOTA", "user_token_quota", 0, _int,
-          "Tokens one user may spend per quota window (0: no quota)."),
-    Field("CHATWAX_USER_QUOTA_WINDOW", "user_quota_window_s", 86_400.0, _float,
-          "The rolling quota window, in seconds."),
-    Field("CHATWAX_USER_MAX_CONCURRENT", "user_max_concurrent", 16, _int,
-          "Prompts one user may have unanswered at once (0: no limit)."),
-    Field("CHATWAX_PROMPT_PARTITIONS", "partitions", 8, _int,
-          "Partitions of the prompts stream (fixed once the stream exists)."),
-    Field("CHATWAX_PROMPT_MAX_AGE", "prompt_max_age_s", 86_400.0, _float,
-          "Seconds the prompts stream keeps a prompt."),
-    Field("CHATWAX_TRANSCRIPT_MAX_AGE", "transcript_max_age_s", 90 * 86_400.0, _float,
-          "Seconds the transcripts stream keeps a turn (0 keeps forever)."),
-    Field("CHATWAX_STREAM_REPLICAS", "stream_replicas", 1, _int,
-          "JetStream replicas of both streams (3 on a clustered NATS)."),
-    Field("CHATWAX_COMPAT_SUBJECT", "compat_subject", "prompts", _str,
-          "Core NATS subject of the tutorial-style request adapter (empty disables it)."),
-    Field("CHATWAX_CHUNK_FLUSH_MS", "chunk_flush_ms", 20.0, _float,
-          "Tokens arriving faster than this are joined into one chunk event (0: one per token)."),
-    Field("CHATWAX_POLL_MS", "poll_ms", 5.0, _float,
-          "How often idle sources look for new messages, in milliseconds."),
-    Field("CHATWAX_PRICES", "prices", "", _str,
-          "Extra or overriding prices, `model=input:output;...` in USD per million tokens."),
-    Field("CHATWAX_LOG_LEVEL", "log_level", "INFO", _str, "Python log level."),
-    Field("CHATWAX_HEALTH_PORT", "health_port", 0, _int,
-          "Port of the dataflow's health endpoint (`/readyz`, `/livez`); 0 turns it off."),
-    Field("CHATWAX_HEALTH_HOST", "health_host", "0.0.0.0", _str,
-          "Address the health endpoint listens on."),
-)
-
-
-@dataclass(frozen=True)
-class Settings:
-    nats_url: str = "nats://127.0.0.1:4222"
-    nats_user: str | None = None
-    nats_password: str | None = None
-    nats_token: str | None = None
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    model: str = "gpt-4o-mini"
-    provider_override: str | None = None
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    temperature: float = 0.7
-    max_output_tokens: int = 1024
-    context_tokens: int = 128_000
-    history_token_budget: int = 4000
-    max_prompt_chars: int = 32_000
-    llm_timeout_s: float = 60.0
-    llm_connect_timeout_s: float = 5.0
-    retry_max_time_s: float = 30.0
-    retry_max_tries: int = 6
-    llm_max_concurrency: int = 256
-    user_token_quota: int = 0
-    user_quota_window_s: float = 86_400.0
-    user_max_concurrent: int = 16
-    partitions: int = 8
-    prompt_max_age_s: float = 86_400.0
-    transcript_max_age_s: float = 90 * 86_400.0
-    stream_replicas: int = 1
-    compat_subject: str = "prompts"
-    chunk_flush_ms: float = 20.0
-    poll_ms: float = 5.0
-    prices: str = ""
-    log_level: str = "INFO"
-    health_port: int = 0
-    health_host: str = "0.0.0.0"
-
-    def __post_init__(self) -> None:
-        _positive(self, "max_output_tokens", "history_token_budget", "context_tokens",
-                  "max_prompt_chars", "llm_max_concurrency", "partitions", "retry_max_tries",
-                  "stream_replicas")
-        _positive(self, "llm_timeout_s", "llm_connect_timeout_s", "poll_ms")
-        if min(self.user_token_quota, self.user_max_concurrent) < 0:
-            raise ConfigError("per-user limits must not be negative (0 turns a limit off)")
-        _positive(self, "user_quota_window_s")
-        if not 0 <= self.health_port <= 65535:
-            raise ConfigError("CHATWAX_HEALTH_PORT must be a port number (0 turns it off)")
-        if self.chunk_flush_ms < 0:
-            raise ConfigError("CHATWAX_CHUNK_FLUSH_MS must not be negative")
-        if self.retry_max_time_s < 0:
-            raise ConfigError("CHATWAX_LLM_RETRY_MAX_TIME must not be negative")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ConfigError("CHATWAX_TEMPERATURE must be between 0 and 2")
-        if self.max_output_tokens >= self.context_tokens:
-            raise ConfigError("CHATWAX_MAX_OUTPUT_TOKENS must be below CHATWAX_CONTEXT_TOKENS")
-        parse_prices(self.prices)
-        if self.openai_base_url and urlparse(self.openai_base_url).scheme not in ("http", "https"):
-            raise ConfigError("OPENAI_BASE_URL must be an http(s) URL")
+    nats_url: Annotated[str, env("NATS_URL", "NATS server(s), comma-separated.")] = \
+        "nats://127.0.0.1:4222"
+    nats_user: Annotated[str | None, env(
+        "NATS_USER", "NATS user name, if the server wants one.")] = None
+    nats_password: Annotated[SecretStr | None, env(
+        "NATS_PASSWORD", "NATS password (keep it in a Secret).")] = None
+    nats_token: Annotated[SecretStr | None, env(
+        "NATS_TOKEN", "NATS token, instead of user/password.")] = None
+    openai_api_key: Annotated[SecretStr | None, env(
+        "OPENAI_API_KEY", "API key for the LLM server. Never logged.")] = None
+    openai_base_url: Annotated[str | None, env(
+        "OPENAI_BASE_URL", "Any OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...); "
+        "unset means OpenAI.")] = None
+    model: Annotated[str, env("CHATWAX_MODEL", "Model name sent to the LLM server.")] = \
+        "gpt-4o-mini"
+    provider_override: Annotated[str | None, env(
+        "CHATWAX_PROVIDER", "Provider label for metrics; derived from the base URL when unset."
+    )] = None
+    system_prompt: Annotated[str, env(
+        "CHATWAX_SYSTEM_PROMPT", "System prompt placed before every conversation's history."
+    )] = DEFAULT_SYSTEM_PROMPT
+    temperature: Annotated[float, env(
+        "CHATWAX_TEMPERATURE", "Sampling temperature.", ge=0.0, le=2.0)] = 0.7
+    max_output_tokens: Annotated[int, env(
+        "CHATWAX_MAX_OUTPUT_TOKENS", "Upper bound on tokens in one answer.", gt=0)] = 1024
+    context_tokens: Annotated[int, env(
+        "CHATWAX_CONTEXT_TOKENS", "The model's context window; history never exceeds it.",
+        gt=0)] = 128_000
+    history_token_budget: Annotated[int, env(
+        "CHATWAX_HISTORY_TOKEN_BUDGET",
+        "Tokens of system prompt + history + prompt sent per call (newest turns kept).",
+        gt=0)] = 4000
+    max_prompt_chars: Annotated[int, env(
+        "CHATWAX_MAX_PROMPT_CHARS", "Longer prompts are refused with `prompt_too_large`.",
+        gt=0)] = 32_000
+    llm_timeout_s: Annotated[float, env(
+        "CHATWAX_LLM_TIMEOUT", "Seconds one LLM attempt may take from request to last token.",
+        gt=0)] = 60.0
+    llm_connect_timeout_s: Annotated[float, env(
+        "CHATWAX_LLM_CONNECT_TIMEOUT", "Seconds to open a connection to the LLM server.",
+        gt=0)] = 5.0
+    retry_max_time_s: Annotated[float, env(
+        "CHATWAX_LLM_RETRY_MAX_TIME",
+        "Total seconds spent retrying rate limits, timeouts and 5xx before giving up.",
+        ge=0)] = 30.0
+    retry_max_tries: Annotated[int, env(
+        "CHATWAX_LLM_MAX_TRIES", "Attempts per prompt at most.", gt=0)] = 6
+    llm_max_concurrency: Annotated[int, env(
+        "CHATWAX_LLM_MAX_CONCURRENCY",
+        "LLM calls in flight per dataflow process at most; more wait their turn.", gt=0)] = 256
+    user_token_quota: Annotated[int, env(
+        "CHATWAX_USER_TOKEN_QUOTA", "Tokens one user may spend per quota window (0: no quota).",
+        ge=0)] = 0
+    user_quota_window_s: Annotated[float, env(
+        "CHATWAX_USER_QUOTA_WINDOW", "The rolling quota window, in seconds.", gt=0)] = 86_400.0
+    user_max_concurrent: Annotated[int, env(
+        "CHATWAX_USER_MAX_CONCURRENT",
+        "Prompts one user may have unanswered at once (0: no limit).", ge=0)] = 16
+    partitions: Annotated[int, env(
+        "CHATWAX_PROMPT_PARTITIONS",
+        "Partitions of the prompts stream (fixed once the stream exists).", gt=0)] = 8
+    prompt_max_age_s: Annotated[float, env(
+        "CHATWAX_PROMPT_MAX_AGE", "Seconds the prompts stream keeps a prompt.",
+        gt=0)] = 86_400.0
+    transcript_max_age_s: Annotated[float, env(
+        "CHATWAX_TRANSCRIPT_MAX_AGE",
+        "Seconds the transcripts stream keeps a turn (0 keeps forever).", ge=0)] = 90 * 86_400.0
+    stream_replicas: Annotated[int, env(
+        "CHATWAX_STREAM_REPLICAS", "JetStream replicas of both streams (3 on a clustered NATS).",
+        gt=0)] = 1
+    compat_subject: Annotated[str, env(
+        "CHATWAX_COMPAT_SUBJECT",
+        "Core NATS subject of the tutorial-style request adapter (empty disables it).")] = \
+        "prompts"
+    chunk_flush_ms: Annotated[float, env(
+        "CHATWAX_CHUNK_FLUSH_MS",
+        "Tokens arriving faster than this are joined into one chunk event (0: one per token).",
+        ge=0)] = 20.0
+    poll_ms: Annotated[float, env(
+        "CHATWAX_POLL_MS", "How often idle sources look for new messages, in milliseconds.",
+        gt=0)] = 5.0
+    prices: Annotated[str, env(
+        "CHATWAX_PRICES",
+        "Extra or overriding prices, `model=input:output;...` in USD per million tokens.")] = ""
+    log_level: Annotated[str, env("CHATWAX_LOG_LEVEL", "Python log level.")] = "INFO"
+    health_port: Annotated[int, env(
+        "CHATWAX_HEALTH_PORT",
+        "Port of the dataflow's health endpoint (`/readyz`, `/livez`); 0 turns it off.",
+        ge=0, le=65535)] = 0
+    health_host: Annotated[str, env(
+        "CHATWAX_HEALTH_HOST", "Address the health endpoint listens on.")] = "0.0.0.0"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every documented variable; a malformed value names its variable."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in FIELDS:
-            raw = env.get(f.env)
-            if raw is None:
-                continue
-            try:
-                values[f.attr] = f.parse(raw.strip() if f.parse is not _str else raw)
-            except ValueError as exc:
-                raise ConfigError(f"{f.env}={raw!r} is not valid: {exc}") from exc
-        return cls(**values)
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what is passed in: the environment is read in from_env, at an entry point.
+        return (init_settings,)
+
+    @field_validator("nats_user", "openai_base_url", "provider_override", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("nats_password", "nats_token", "openai_api_key", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: str) -> str:
+        parse_prices(value)  # a ConfigError names the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _output_fits_the_context(self) -> Settings:
+        if self.max_output_tokens >= self.context_tokens:
+            raise ValueError("CHATWAX_MAX_OUTPUT_TOKENS must be below CHATWAX_CONTEXT_TOKENS")
+        return self
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, values)) from None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every declared variable; a malformed value names its variable."""
+        environ = os.environ if environ is None else environ
+        found: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            var = variable(info)
+            if var in environ:
+                raw = environ[var]
+                found[name] = raw if info.annotation in (str, str | None) else raw.strip()
+        return cls(**found)
 
     @property
     def llm_configured(self) -> bool:
@@ -206,21 +209,49 @@ class Settings:
         return min(self.history_token_budget, self.context_tokens - self.max_output_tokens)
 
     def redacted(self) -> dict[str, Any]:
-        """Settings safe to log: secrets are replaced by whether they are set."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in _SECRETS:
-                value = "<set>" if value else None
-            out[f.name] = value
-        return out
+        """Settings safe to log: secrets show only whether they are set."""
+        return {name: (("<set>" if value else None) if name in SECRETS else value)
+                for name, value in self.model_dump().items()}
 
 
-_SECRETS: Final = frozenset({"openai_api_key", "nats_password", "nats_token"})
+def variable(info: FieldInfo) -> str:
+    """The environment variable a field is read from."""
+    return str(info.validation_alias)
 
 
-def _positive(settings: Settings, *names: str) -> None:
-    for name in names:
-        if getattr(settings, name) <= 0:
-            env = next(f.env for f in FIELDS if f.attr == name)
-            raise ConfigError(f"{env} must be greater than 0")
+SECRETS: Final = frozenset(name for name, info in Settings.model_fields.items()
+                           if SecretStr in getattr(info.annotation, "__args__", (info.annotation,)))
+
+
+def secret(value: SecretStr | None) -> str | None:
+    """The plain text of a secret setting, for the one place that sends it."""
+    return value.get_secret_value() if value is not None else None
+
+
+def _describe(exc: ValidationError, values: Mapping[str, Any]) -> str:
+    """The first problem, in terms of environment variables."""
+    err = exc.errors()[0]
+    fields = Settings.model_fields
+    name = str(err["loc"][0]) if err["loc"] else ""
+    if name in fields:
+        var = variable(fields[name])
+    elif any(variable(info) == name for info in fields.values()):
+        var = name
+    else:
+        return str(err["msg"]).removeprefix("Value error, ")
+    raw = values.get(name, values.get(var))
+    shown = "<secret>" if name in SECRETS or var in {variable(fields[s]) for s in SECRETS} \
+        else repr(raw)
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        limit = next(iter(ctx.values()), "")
+        word = {"greater_than": "greater than", "greater_than_equal": "at least",
+                "less_than": "less than", "less_than_equal": "at most"}[kind]
+        if var == "CHATWAX_TEMPERATURE":
+            return "CHATWAX_TEMPERATURE must be between 0 and 2"
+        return f"{var} must be {word} {limit}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{var} {message}"
+    return f"{var}={shown} is not valid: {message}"

@@ -35,7 +35,7 @@ async def _serve(link: NatsLink, subject: str, max_prompt_chars: int, timeout: f
         try:
             req = protocol.decode_compat(msg.data, max_prompt_chars)
         except ChatwaxError as exc:
-            link.metrics.rejected.labels(exc.code.value).inc()
+            link.metrics.refused(exc.code)
             await msg.respond(error_text(exc.message))
             return
         reply = error_text("no answer")

