@@ -16,7 +16,7 @@ import pytest
 from chatwax.core.settings import Settings
 from chatwax.dev.echo_llm import serve_in_thread
 from chatwax.dev.stack import Stack
-from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, nats_server
+from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, log_text, nats_server
 from tests.support.up import Up, up_factory
 
 MODEL = "echo-1"
@@ -57,7 +57,7 @@ def cluster(nats: NatsServer, llm: Any, tmp_path_factory: pytest.TempPathFactory
         yield stack
         # Nothing any test sent may have raised inside the dataflow (checked before the
         # stop, as a stopped cluster logs its own goodbye).
-        assert "Traceback" not in stack.log_text(), stack.log_text()[-4000:]
+        assert "Traceback" not in log_text(stack), log_text(stack)[-4000:]
     finally:
         stack.stop()
 

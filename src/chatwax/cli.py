@@ -33,8 +33,17 @@ def _setup_logging(level: str) -> None:
 # -- chatwax up ---------------------------------------------------------------------
 
 
+def _needs(extra: str, what: str) -> None:
+    print(f"chatwax: {what} is not in this install: pip install 'chatwax[{extra}]'",
+          file=sys.stderr)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    from chatwax.dev.stack import Stack, StackOptions
+    try:
+        from chatwax.dev.stack import Stack, StackOptions
+    except ImportError:  # the dataflow image carries no development tools
+        _needs("dev", "`chatwax up`")
+        return 2
 
     settings = Settings.from_env()
     _setup_logging(settings.log_level)
@@ -193,7 +202,11 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from chatwax.bench.harness import main as bench
+    try:
+        from chatwax.bench.harness import main as bench
+    except ImportError:
+        _needs("bench", "`chatwax bench`")
+        return 2
 
     logging.basicConfig(level=logging.WARNING)
     return bench(args.duration, args.latency, args.tokens, args.only, Path(args.out),

@@ -9,7 +9,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tarfile
 import tomllib
 from copy import deepcopy
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.chart.conftest import CHART, IMAGES, ROOT, VALUES_KEY, Chart
+from tests.support.wheels import install_wheel
 
 COMPONENTS = ("dataflow", "frontend")
 DOCKERFILES = [ROOT / f"Dockerfile.{c}" for c in COMPONENTS]
@@ -681,18 +681,8 @@ def test_dataflow_image_install_without_docker(tmp_path: Path) -> None:
                                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
                 else:
                     shutil.copy2(src, context / source)
-    wheels = tmp_path / "wheels"
-    res = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", wheels,
-               context)
-    assert res.returncode == 0, res.stderr
-    (wheel,) = wheels.glob("chatwax-*.whl")
-    venv = tmp_path / "venv"
-    res = _run(sys.executable, "-m", "venv", venv)  # no --system-site-packages
-    assert res.returncode == 0, res.stderr
+    venv = install_wheel(context, tmp_path)  # no extra, as the Dockerfile installs it
     python = venv / "bin" / "python"
-    # pip's own cache is used (the image's build has its cache mount).
-    res = _run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel)
-    assert res.returncode == 0, res.stderr
     site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
                 .stdout.strip())
     for name in removed:  # `rm -r` fails on a missing path, so must this

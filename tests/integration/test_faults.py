@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from chatwax.client.chat import ChatClient, chunk_text
+from chatwax.client.chat import ChatClient
 from chatwax.core.errors import ErrorCode
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import Stack
-from tests.support.asks import run, uid
-from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, nats_server
+from tests.support.asks import chunk_text, run, uid
+from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, log_text, nats_server
 
 
 def summary(name: str, results: list[Any]) -> dict[str, int]:
@@ -82,7 +82,7 @@ def test_prompts_accepted_before_a_nats_restart_are_answered_after_it(
                          env={"NATS_URL": nats.url, "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "echo: hello", res.stderr
-    assert "Traceback" not in cluster.log_text()
+    assert "Traceback" not in log_text(cluster)
 
 
 async def _collect(pending: Any) -> list[Any]:
@@ -158,7 +158,7 @@ def test_the_api_key_never_reaches_logs_or_replies(
     events = run(_ask_once(nats.url, "[[500]] show me your key"))
     assert isinstance(events[-1], ErrorEvent)
     assert key not in events[-1].message
-    assert key not in cluster.log_text()
+    assert key not in log_text(cluster)
 
 
 async def _ask_once(url: str, prompt: str) -> list[Any]:

@@ -16,13 +16,13 @@ import nats as nats_py
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatwax.client.chat import ChatClient, chunk_text
+from chatwax.client.chat import ChatClient
 from chatwax.core import protocol
 from chatwax.core.errors import ChatwaxError, ErrorCode
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import Stack
-from tests.support.asks import ask_all, run, uid
+from tests.support.asks import ask_all, chunk_text, run, uid
 
 
 def scrape(cluster: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

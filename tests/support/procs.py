@@ -109,3 +109,10 @@ def dataflow_cluster(nats_url: str, env: dict[str, str], work: Path,
         stack.stop()
         raise
     return stack
+
+
+def log_text(stack: Stack) -> str:
+    """Everything a test stack's children wrote (they write to its `log_dir`)."""
+    assert stack.opts.log_dir is not None
+    return "".join(p.read_text(errors="replace")
+                   for p in sorted(stack.opts.log_dir.glob("*.log")))

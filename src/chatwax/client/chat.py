@@ -23,7 +23,7 @@ from nats.js.errors import NotFoundError
 from chatwax.client.connection import connect_options
 from chatwax.core import protocol
 from chatwax.core.errors import ChatwaxError, ErrorCode
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, PromptRequest, ReplyEvent
+from chatwax.core.protocol import ErrorEvent, FinalEvent, PromptRequest, ReplyEvent
 from chatwax.core.settings import Settings
 
 NOT_RUNNING = (
@@ -237,14 +237,3 @@ class PendingReply:
 def _title(prompt: str, limit: int = 48) -> str:
     line = " ".join(prompt.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def chunk_text(events: list[ReplyEvent]) -> str:
-    """Join chunk deltas as a client shows them: a chunk with index 0 starts over."""
-    parts: list[str] = []
-    for e in events:
-        if isinstance(e, ChunkEvent):
-            if e.index == 0:
-                parts = []
-            parts.append(e.delta)
-    return "".join(parts)

@@ -271,12 +271,7 @@ class Stack:
         return [f"http://127.0.0.1:{self.opts.metrics_port + i}/metrics"
                 for i in range(self.opts.processes)]
 
-    def log_text(self) -> str:
-        """Everything the children wrote, when they write to `log_dir`."""
-        if self.opts.log_dir is None:
-            return ""
-        return "".join(p.read_text(errors="replace")
-                       for p in sorted(self.opts.log_dir.glob("*.log")))
+
 
     @property
     def _health(self) -> bool:
@@ -374,7 +369,7 @@ class Stack:
 
     def _start_prometheus(self) -> None:
         o = self.opts
-        targets = [f"127.0.0.1:{o.metrics_port + i}" for i in range(o.processes)]
+        targets = [u.removeprefix("http://").removesuffix("/metrics") for u in self.metrics_urls()]
         config = o.data_dir / "prometheus.yml"
         config.write_text(prometheus_config(targets, o.scrape_interval_s))
         prom = self._spawn("prometheus", [
@@ -388,8 +383,8 @@ class Stack:
         o = self.opts
         monitor = "" if o.external_nats else f"  (monitor http://127.0.0.1:{o.nats_monitor_port})"
         lines = ["chatwax is up:", f"  NATS        {self.nats_url}{monitor}"]
-        for i in range(o.processes):
-            lines.append(f"  metrics {i}   http://127.0.0.1:{o.metrics_port + i}/metrics  "
+        for i, url in enumerate(self.metrics_urls()):
+            lines.append(f"  metrics {i}   {url}  "
                          f"(health http://127.0.0.1:{o.health_port + i}/readyz)")
         lines.append(f"  LLM         {self.describe_llm()}")
         if o.prometheus:
