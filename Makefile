@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test bench soak test-fast lint fmt clean
+.PHONY: help install system-deps run test bench bench-export soak test-fast lint fmt clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ test: $(STAMP) system-deps ## lint, types and package boundaries, then every tes
 bench: $(STAMP) ## benchmark scenarios vs the tutorial's design (table + artifacts/bench/bench.png)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/chatwax bench $(ARGS)
+
+bench-export: $(STAMP) ## rate and memory of `chatwax export` on a large transcripts stream
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/chatwax bench --only export --out artifacts/bench-export $(ARGS)
 
 soak: $(STAMP) ## 2-minute soak with faults injected (SOAK_SECONDS=600 for longer)
 	$(BIN)/python -m tests.soak --duration $${SOAK_SECONDS:-120}

@@ -1,7 +1,9 @@
-"""Chat page: pick a user and a conversation, chat, watch the answer stream in.
+"""Chat page: pick a conversation, chat, watch the answer stream in.
 
-All NATS work goes through the one shared `BackgroundClient` (see shared.py), so reruns
-and sessions share a single connection.
+The user is the signed-in identity's chatwax id with sign-in on (no user id box: a session
+can only ever list, load and continue its own conversations), or a typed user id in open
+mode. All NATS work goes through the one shared `BackgroundClient` (see shared.py), so
+reruns and sessions share a single connection.
 """
 
 from __future__ import annotations
@@ -13,28 +15,39 @@ import streamlit as st
 
 from chatwax.client.background import BackgroundClient
 from chatwax.core.errors import ChatwaxError
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, check_id
+from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, Usage, check_id
 from chatwax.core.settings import Settings
-from chatwax.frontend.shared import connect, model_label
+from chatwax.frontend.shared import connect, model_label, signed_in
 
 NEW = "+ New conversation"
 
+def tokens_text(u: Usage) -> str:
+    """Token counts, marked when chatwax counted them (the server reported none)."""
+    how = "" if not u.estimated else (
+        " (counted by chatwax)" if u.counted == "tokenizer" else " (estimated)")
+    return f"{u.input_tokens} in / {u.output_tokens} out tokens{how}"
+
+
 def usage_caption(final: FinalEvent) -> str:
-    u = final.usage
     ttft = f" · first token {final.ttft_ms:.0f} ms" if final.ttft_ms is not None else ""
-    return (f"{final.model} · {u.input_tokens} in / {u.output_tokens} out tokens · "
-            f"{final.latency_ms:.0f} ms{ttft}")
+    return f"{final.model} · {tokens_text(final.usage)} · {final.latency_ms:.0f} ms{ttft}"
 
 
+settings = Settings.from_env()
+identity = signed_in(settings)
 st.title("chatwax")
-st.caption(model_label(Settings.from_env()))
+st.caption(model_label(settings))
 client = connect()
 if client is None:
     st.stop()
 assert client is not None  # st.stop() ends the script run
 
 with st.sidebar:
-    user = st.text_input("User id", value=st.session_state.get("user", "guest"), key="user")
+    if identity is not None:  # sign-in on: the identity's id, never a typed one
+        user = identity.user_id
+    else:
+        user = st.text_input("User id", value=st.session_state.get("user", "guest"),
+                             key="user")
     try:
         check_id(user, "user id", 64)
     except ChatwaxError as exc:
@@ -55,8 +68,11 @@ if picked == NEW:
         st.session_state["new_conv"] = f"c-{uuid.uuid4().hex[:12]}"
         st.session_state["new_for"] = user
     conversation = st.session_state["new_conv"]
-else:
+elif picked in labels:
     conversation = str(picked)
+else:  # only ever one of this user's own conversations, whatever the browser sends
+    st.error("That conversation is not one of yours.")
+    st.stop()
 st.caption(f"user `{user}` · conversation `{conversation}`")
 
 # What this session has shown for the conversation, on top of what the stream reloads.
@@ -71,8 +87,8 @@ if key not in st.session_state:
     for t in turns:
         msgs.append({"role": "user", "content": t.prompt})
         msgs.append({"role": "assistant", "content": t.answer,
-                     "caption": f"{t.model} · {t.usage.input_tokens} in / "
-                                f"{t.usage.output_tokens} out tokens · {t.latency_ms:.0f} ms"})
+                     "caption": f"{t.model} · {tokens_text(t.usage)} · "
+                                f"{t.latency_ms:.0f} ms"})
     st.session_state[key] = msgs
 
 for m in st.session_state[key]:
@@ -92,7 +108,7 @@ if prompt := st.chat_input("Ask anything"):
             for event in chat.ask(user, conversation, text):
                 if isinstance(event, ChunkEvent):
                     yield event.delta
-                else:
+                elif isinstance(event, FinalEvent | ErrorEvent):
                     outcome["end"] = event
 
         try:

@@ -1,4 +1,4 @@
-"""The `chatwax` command: up, dataflow, ask.
+"""The `chatwax` command: up, dataflow, ask, usage, export, forget, ui, bench.
 
 Settings come from the environment (see the README's table); flags only say what to run.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from chatwax.core.errors import ChatwaxError, ConfigError
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.units import parse_duration, parse_size
 
 log = logging.getLogger("chatwax")
 
@@ -47,6 +48,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     _setup_logging(settings.log_level)
+    extra_env = {}
+    if args.transcript_max_age is not None:
+        extra_env["CHATWAX_TRANSCRIPT_MAX_AGE"] = str(
+            parse_duration(args.transcript_max_age, "--transcript-max-age"))
+    if args.transcript_max_bytes is not None:
+        extra_env["CHATWAX_TRANSCRIPT_MAX_BYTES"] = str(
+            parse_size(args.transcript_max_bytes, "--transcript-max-bytes"))
     opts = StackOptions(
         processes=args.processes, workers=args.workers, ui=not args.no_ui,
         data_dir=Path(args.data_dir), nats_port=args.nats_port,
@@ -55,7 +63,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         snapshot_interval=args.snapshot_interval, prometheus=args.with_prometheus,
         prometheus_port=args.prometheus_port, restart=not args.no_restart,
         nats_auth=args.nats_auth, llm=args.llm, llm_port=args.llm_port,
-        external_nats=args.nats_url,
+        external_nats=args.nats_url, auth=args.auth or settings.auth,
+        auth_file=Path(args.auth_file) if args.auth_file else None, extra_env=extra_env,
     )
     try:
         stack = Stack(opts)
@@ -198,6 +207,42 @@ def cmd_usage(args: argparse.Namespace) -> int:
         return 1
 
 
+# -- chatwax export / forget ---------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from chatwax.client.commands import run_export
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+    return asyncio.run(run_export(settings, Path(args.out), args.format, args.since, args.until,
+                                  args.user, args.min_turns, args.scrub_pii))
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from chatwax.client.commands import run_forget
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+    return asyncio.run(run_forget(settings, args.user, args.timeout))
+
+
+# -- chatwax ui ---------------------------------------------------------------------
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The Streamlit pages, with sign-in when CHATWAX_AUTH=oidc (what the frontend runs)."""
+    if importlib.util.find_spec("streamlit") is None:
+        _needs("ui", "`chatwax ui`")
+        return 2
+    from chatwax.frontend import launch
+
+    extra = args.streamlit_args[1:] if args.streamlit_args[:1] == ["--"] else \
+        args.streamlit_args
+    secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
+    launch.run(args.port, args.address, args.base_url_path, secrets_dir, extra)
+
+
 # -- chatwax bench ------------------------------------------------------------------
 
 
@@ -210,7 +255,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     return bench(args.duration, args.latency, args.tokens, args.only, Path(args.out),
-                 args.restart_conversations)
+                 args.restart_conversations, args.export_conversations)
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -250,12 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--prometheus-port", type=int, default=9090)
     up.add_argument("--nats-auth", action="store_true",
                     help="require NATS user/password (made once, kept in the data dir); "
-                    "clients use NATS_USER=frontend and NATS_PASSWORD")
+                    "the CLI uses NATS_USER=operator and its NATS_PASSWORD")
+    up.add_argument("--auth", choices=["none", "oidc"],
+                    help="sign-in on the pages: none (open mode, anyone picks a user id) or oidc "
+                    "(OpenID Connect; provider from CHATWAX_OIDC_* or --auth-file); default "
+                    "CHATWAX_AUTH, else none. oidc also turns the tutorial's `prompts` subject "
+                    "off unless CHATWAX_COMPAT_SUBJECT is set")
+    up.add_argument("--auth-file", help="NAME=value lines of CHATWAX_OIDC_*/CHATWAX_AUTH_* "
+                    "settings (they win over the environment)")
     up.add_argument("--llm", default="auto",
                     help="local (the packaged SmolLM2 model), openai (OPENAI_API_KEY and "
                     "OPENAI_BASE_URL as set), or an OpenAI-compatible base URL; default auto: "
                     "local when neither variable is set")
     up.add_argument("--llm-port", type=int, default=8400, help="port of the local model server")
+    up.add_argument("--transcript-max-age",
+                    help="keep transcripts this long: 90d, 12h, ... (0: forever); default "
+                    "CHATWAX_TRANSCRIPT_MAX_AGE, else 90 days. Applied to the stream at start, "
+                    "also when it exists")
+    up.add_argument("--transcript-max-bytes",
+                    help="bound the transcripts stream: 500MB, 10GiB, ... (0: no bound); the "
+                    "oldest go first; default CHATWAX_TRANSCRIPT_MAX_BYTES, else none")
     up.add_argument("--no-restart", action="store_true",
                     help="stop the stack when a dataflow process dies instead of restarting "
                     "the dataflow cluster")
@@ -298,6 +357,37 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--by", choices=["user", "model", "conversation"], default="user")
     usage.set_defaults(func=cmd_usage)
 
+    exit_codes = ("exit codes: 0 done, 1 failed, 2 bad arguments, 3 NATS unreachable, "
+                  "4 output not writable, 5 not confirmed by the dataflow in time")
+    exp = sub.add_parser(
+        "export", help="write transcripts to a file for fine-tuning or analysis",
+        description="Read the transcripts stream a conversation at a time (constant memory) "
+        "and write OUT: openai-jsonl is one conversation per line in OpenAI's chat "
+        "fine-tuning format (system prompt from CHATWAX_SYSTEM_PROMPT); jsonl is one stored "
+        "record (turn or summary) per line with its usage. OUT appears only when complete.",
+        epilog=exit_codes)
+    exp.add_argument("--format", choices=["openai-jsonl", "jsonl"], default="openai-jsonl")
+    exp.add_argument("--since", help="turns stored from: 24h, 7d, ... back, or an ISO date/time")
+    exp.add_argument("--until", help="turns stored before: a span back or an ISO date/time")
+    exp.add_argument("--user", help="only this user's conversations")
+    exp.add_argument("--min-turns", type=int, default=1,
+                     help="leave out conversations with fewer turns in the window (default 1)")
+    exp.add_argument("--scrub-pii", action="store_true",
+                     help="replace e-mail addresses and phone numbers with [email] and [phone]")
+    exp.add_argument("out", help="the file to write")
+    exp.set_defaults(func=cmd_export)
+
+    forget = sub.add_parser(
+        "forget", help="delete everything of one user: transcripts, prompts, dataflow state",
+        description="Tells the dataflow to drop the user's conversations (history, summary, "
+        "waiting prompts) and quota window, waits for it to confirm, then purges the user's "
+        "transcripts and deletes their stored prompts. Logs an audit line with ids and counts "
+        "only. With NATS auth on, run it as NATS_USER=operator.", epilog=exit_codes)
+    forget.add_argument("--user", required=True, help="the user id to forget")
+    forget.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the dataflow to confirm (default 60)")
+    forget.set_defaults(func=cmd_forget)
+
     # The dataflow and frontend images drop chatwax.local: no local-llm command there.
     if importlib.util.find_spec("chatwax.local") is not None:
         local = sub.add_parser("local-llm", help="serve the packaged local model (SmolLM2) "
@@ -307,6 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
         local_cli.add_arguments(local)
         local.set_defaults(func=local_cli.serve)
 
+    ui = sub.add_parser(
+        "ui", help="run the Streamlit pages (what the frontend image and `chatwax up` run); "
+        "CHATWAX_AUTH=oidc and the CHATWAX_OIDC_* variables turn sign-in on")
+    ui.add_argument("--port", type=int, default=8501)
+    ui.add_argument("--address", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    ui.add_argument("--base-url-path", default="",
+                    help="serve under this path (Streamlit's server.baseUrlPath)")
+    ui.add_argument("--secrets-dir", help="private folder for Streamlit's secrets.toml when "
+                    "sign-in is on (default: a new temporary folder)")
+    ui.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                    help="after --: more `streamlit run` options")
+    ui.set_defaults(func=cmd_ui)
+
     bench = sub.add_parser("bench", help="benchmark a local stack (and the tutorial's design)")
     bench.add_argument("--duration", type=float, default=15.0, help="seconds per scenario")
     bench.add_argument("--latency", type=float, default=0.5, help="LLM latency in seconds")
@@ -315,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(`restart` for the restart measurement alone)")
     bench.add_argument("--restart-conversations", type=int, default=100_000,
                        help="conversations in recovery for the restart measurement (0: skip)")
+    bench.add_argument("--export-conversations", type=int, default=20_000,
+                       help="conversations (5 turns each) in the stream `--only export` "
+                       "exports, and a tenth of that (0: skip)")
     bench.add_argument("--out", default="artifacts/bench", help="where bench.json/png go")
     bench.set_defaults(func=cmd_bench)
     return parser

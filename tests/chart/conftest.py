@@ -27,6 +27,12 @@ IMAGES = {"dataflow": ("Dockerfile.dataflow", None), "frontend": ("Dockerfile.fr
           "local-llm": ("Dockerfile.dataflow", "local-llm")}
 # Where each image's repository and tag are set in the chart's values.
 VALUES_KEY = {"dataflow": "dataflow", "frontend": "frontend", "local-llm": "llm.local"}
+# Sign-in on (frontend.auth), the least it takes: a provider, a client, an existing Secret
+# with the client secret, and an ingress to derive the redirect URI from.
+SIGN_IN = ("frontend.auth.enabled=true",
+           "frontend.auth.metadataUrl=https://idp.example.com/.well-known/openid-configuration",
+           "frontend.auth.clientId=chatwax", "frontend.auth.existingSecret=chatwax-oidc",
+           "frontend.ingress.enabled=true")
 
 
 class Rendered(list[dict[str, Any]]):

@@ -351,32 +351,23 @@ def test_each_image_installs_its_extra_and_drops_the_code_it_never_runs(
     assert all(i > install_at for i, line in enumerate(lines) if line.startswith("RUN rm -r "))
 
 
-def test_the_frontend_image_runs_the_installed_pages(monkeypatch: pytest.MonkeyPatch,
-                                                     tmp_path: Path) -> None:
-    """The frontend image has no second copy of frontend/: /app/frontend links to the
-    installed chatwax/frontend, and Streamlit runs the chart's `frontend/app.py` through
-    that link (the pages resolve; unreachable NATS is reported, not raised)."""
+def test_the_frontend_image_runs_the_installed_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frontend image has no copy of frontend/: its entrypoint, `chatwax ui`, runs the
+    installed chatwax/frontend/app.py (the pages resolve; unreachable NATS is reported, not
+    raised)."""
     from streamlit.testing.v1 import AppTest
 
     import chatwax.frontend
+    from chatwax.frontend import launch
 
     final = _lines(_stage("frontend"))
     assert not [line for line in final if line.startswith("COPY ") and "--from=" not in line]
-    workdir = [line for line in final if line.startswith("WORKDIR ")]
-    assert workdir == ["WORKDIR /app"]
-    link = next(line for line in final if line.startswith("RUN ln -s "))
-    assert final.index(link) > final.index(workdir[0])
-    target, name = link.removeprefix("RUN ln -s ").split()
-    assert target == f"{_site_packages(ROOT / 'Dockerfile.frontend')}/chatwax/frontend"
-    script = _exec_form(_stage("frontend"), "ENTRYPOINT")[2]
-    assert script == f"{name}/app.py"
-    # The same layout here: /app/frontend -> the installed package's frontend.
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / name).symlink_to(Path(chatwax.frontend.__file__).parent, target_is_directory=True)
+    assert _exec_form(_stage("frontend"), "ENTRYPOINT")[:2] == ["chatwax", "ui"]
+    assert Path(chatwax.frontend.__file__).parent / "app.py" == launch.APP
+    assert launch.streamlit_command(8501, "0.0.0.0")[3:5] == ["run", str(launch.APP)]
     monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:1")
-    # `streamlit run` makes the script path absolute (not resolved), as here.
-    at = AppTest.from_file(str(app / script), default_timeout=60).run()
+    monkeypatch.setenv("CHATWAX_AUTH", "none")
+    at = AppTest.from_file(str(launch.APP), default_timeout=60).run()
     assert not at.exception  # a page that does not resolve raises StreamlitPageNotFoundError
     # The chat page ran: it says NATS cannot be reached (or, with a client another test
     # left in Streamlit's resource cache, shows its input).

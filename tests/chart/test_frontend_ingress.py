@@ -92,14 +92,14 @@ def _frontend(docs: Rendered) -> dict[str, Any]:
 
 
 def _base_flags(container: dict[str, Any]) -> list[str]:
-    return [a for a in container["command"] if a.startswith("--server.baseUrlPath")]
+    return [a for a in container["command"] if a.startswith("--base-url-path")]
 
 
 def test_a_non_root_ingress_path_becomes_streamlits_base_path(chart: Chart,
                                                               helm_major: str) -> None:
     docs = chart.render(values=(BASE_PATH,), major=helm_major)
     container = _frontend(docs)
-    assert _base_flags(container) == ["--server.baseUrlPath=chat"]
+    assert _base_flags(container) == ["--base-url-path=chat"]
     for probe in PROBES:
         assert container[probe]["httpGet"] == {"path": "/chat/_stcore/health", "port": "http"}
     ingress_path = docs.find("Ingress", "-frontend")["spec"]["rules"][0]["http"]["paths"][0]
@@ -110,9 +110,9 @@ def test_a_non_root_ingress_path_becomes_streamlits_base_path(chart: Chart,
     ((), (), [], "/_stcore/health"),
     (("frontend.ingress.enabled=true",), (), [], "/_stcore/health"),  # the default path is /
     (("frontend.baseUrlPath=/",), (BASE_PATH,), [], "/_stcore/health"),  # "/": the root
-    (("frontend.baseUrlPath=/apps/chat/",), (BASE_PATH,), ["--server.baseUrlPath=apps/chat"],
+    (("frontend.baseUrlPath=/apps/chat/",), (BASE_PATH,), ["--base-url-path=apps/chat"],
      "/apps/chat/_stcore/health"),
-    (("frontend.baseUrlPath=chat",), (), ["--server.baseUrlPath=chat"],
+    (("frontend.baseUrlPath=chat",), (), ["--base-url-path=chat"],
      "/chat/_stcore/health"),  # no ingress: the value alone
     (("frontend.ingress.enabled=false",), (BASE_PATH,), [], "/_stcore/health"),
 ], ids=["default", "ingress-at-root", "override-root", "override-nested", "no-ingress-value",

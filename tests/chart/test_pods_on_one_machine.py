@@ -15,7 +15,6 @@ import asyncio
 import base64
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from chatwax.client.chat import ChatClient
 from chatwax.core.protocol import FinalEvent
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import nats_server_binary
+from chatwax.kube.secrets import new_value
 from tests.chart.conftest import NAMESPACE, Chart, Rendered
 from tests.support.procs import free_port, stop, wait_http
 from tests.support.waiting import eventually
@@ -61,7 +61,7 @@ def _pod_env(docs: Rendered, workload: dict[str, Any], ordinal: int = 0) -> dict
             name, key = ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
             if name in _hook_secrets(docs):  # made in the cluster by the chart's hook Job
                 env[e["name"]] = _GENERATED.setdefault((id(docs), name, key),
-                                                       secrets.token_urlsafe(24))
+                                                       new_value())
             else:
                 secret = docs.find("Secret", name)
                 env[e["name"]] = base64.b64decode(secret["data"][key]).decode()
@@ -205,7 +205,7 @@ def test_rendered_nats_config_is_valid_for_nats_server(chart: Chart, values: str
     conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
     (workdir / "nats.conf").write_text(conf)
     env = {**os.environ, "SERVER_NAME": "chatwax-nats-0", "DATAFLOW_PASSWORD": "a",
-           "FRONTEND_PASSWORD": "b"}
+           "FRONTEND_PASSWORD": "b", "OPERATOR_PASSWORD": "c"}
     res = subprocess.run([nats_server_binary(), "--config", str(workdir / "nats.conf"), "-t"],
                          env=env, capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -245,3 +245,53 @@ def test_rendered_frontend_pod_answers_its_probes(chart: Chart, workdir: Path,
     finally:
         stop(proc)
         log.close()
+
+
+def test_rendered_frontend_pod_signs_in_with_the_provider(chart: Chart, workdir: Path) -> None:
+    """frontend.auth on: the rendered command (`chatwax ui`) with the pod's environment
+    (the client secret from the chart's Secret, the cookie secret as the hook makes it)
+    writes Streamlit's secrets.toml 0600 into the pod's memory volume, keeps the secrets out
+    of Streamlit's environment, and a browser signs in at a real provider."""
+    from tests.support.oidc import oidc_provider
+    from tests.support.signin import chromium, lines, sign_in
+
+    port = free_port()
+    with oidc_provider() as idp:
+        redirect = f"http://localhost:{port}/oauth2callback"
+        idp.register(redirect)
+        docs = chart.render(
+            f"frontend.port={port}", "frontend.auth.enabled=true",
+            f"frontend.auth.metadataUrl={idp.metadata_url}",
+            f"frontend.auth.clientId={idp.client.client_id}",
+            f"frontend.auth.clientSecret={idp.client.client_secret}",
+            f"frontend.auth.redirectUri={redirect}")
+        deployment = docs.find("Deployment", "-frontend")
+        container = docs.container("Deployment", "-frontend")
+        env = {**_pod_env(docs, deployment, 0), "HOME": str(workdir),
+               "NATS_URL": "nats://127.0.0.1:1"}
+        assert env["CHATWAX_OIDC_CLIENT_SECRET"] == idp.client.client_secret
+        memory = workdir / "run-chatwax-ui"  # the pod's memory-backed emptyDir
+        command = [a.replace("/run/chatwax-ui", str(memory)) for a in container["command"]]
+        assert command != container["command"]
+        binary = str(Path(sys.executable).parent / command[0])
+        log = (workdir / "frontend.log").open("wb")
+        proc = subprocess.Popen([binary, *command[1:]], cwd=workdir,
+                                env={"PATH": os.environ["PATH"], **env}, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            probe = container["readinessProbe"]["httpGet"]["path"]
+            wait_http(f"http://127.0.0.1:{port}{probe}", 60, proc, name="the frontend")
+            secrets_file = memory / "secrets.toml"
+            assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
+            assert idp.client.client_secret in secrets_file.read_text()
+            environ = Path(f"/proc/{proc.pid}/environ").read_bytes()  # exec'd Streamlit
+            assert b"streamlit" in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+            assert idp.client.client_secret.encode() not in environ
+            assert env["CHATWAX_OIDC_COOKIE_SECRET"].encode() not in environ
+            with chromium() as browser:
+                page = browser.new_page()
+                sign_in(page, f"http://localhost:{port}", "alice")
+                assert "Signed in as Alice Example (alice@example.com)" in lines(page)
+        finally:
+            stop(proc)
+            log.close()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from chatwax.cli import build_parser
-from tests.chart.conftest import Chart, Rendered, env_of
+from tests.chart.conftest import SIGN_IN, Chart, Rendered, env_of
 
 SENTINEL = "sk-chatwax-sentinel-0123456789abcdef"
 
@@ -216,18 +216,20 @@ def test_nats_auth_is_on_by_default_and_passwords_are_made_in_the_cluster(chart:
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     args = build_parser().parse_args(command[1:])
     assert (args.kube_command, args.namespace) == ("ensure-secret", chart.namespace)
-    assert sorted(args.key) == ["dataflow-password", "frontend-password"]
+    assert sorted(args.key) == ["dataflow-password", "frontend-password", "operator-password"]
     role = docs.find("Role", "-nats-auth-init")
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [args.name],
          "verbs": ["get", "patch"]}]
     conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
-    assert "password: $FRONTEND_PASSWORD" in conf and "password: $DATAFLOW_PASSWORD" in conf
+    for user in ("dataflow", "frontend", "operator"):
+        assert f"password: ${user.upper()}_PASSWORD" in conf
     nats_env = docs.env("StatefulSet", "-nats")
-    for workload, kind, user in (("-dataflow", "StatefulSet", "dataflow"),
-                                 ("-frontend", "Deployment", "frontend")):
-        env = docs.env(kind, workload)
+    test_pod = env_of(docs.find("Pod", "-test-ask")["spec"]["containers"][0])
+    for env, user in ((docs.env("StatefulSet", "-dataflow"), "dataflow"),
+                      (docs.env("Deployment", "-frontend"), "frontend"),
+                      (test_pod, "operator")):  # `helm test` asks as the CLI does
         assert env["NATS_USER"] == user
         ref = {"secretKeyRef": {"name": args.name, "key": f"{user}-password"}}
         assert env["NATS_PASSWORD"] == ref
@@ -247,14 +249,26 @@ def test_nats_auth_is_on_by_default_and_passwords_are_made_in_the_cluster(chart:
     assert not [d for d in off if d["kind"] == "Job" and "auth" in d["metadata"]["name"]]
 
 
-def test_chart_client_permissions_match_the_protocol(chart: Chart) -> None:
+@pytest.mark.parametrize(("sets", "compat"), [
+    ((), True),
+    (("dataflow.compatAdapter=false",), False),
+    (SIGN_IN, False),  # sign-in on: the identity-less `prompts` subject is off...
+    ((*SIGN_IN, "dataflow.compatAdapter=true"), True),  # ...unless explicitly enabled
+], ids=["open", "compat-off", "sign-in", "sign-in-compat-on"])
+def test_chart_client_permissions_match_the_protocol(chart: Chart, sets: tuple[str, ...],
+                                                     compat: bool) -> None:
+    """frontend and operator (the CLI) hold the protocol's client allow-list; `prompts` is
+    in it exactly when the dataflow serves it."""
     from chatwax.core import protocol
 
-    conf = chart.render().find("ConfigMap", "-nats-config")["data"]["nats.conf"]
-    frontend = conf[conf.index("user: frontend"):]
-    allowed = re.findall(r'"([^"]+)",', frontend[frontend.index("allow: ["):
-                                                 frontend.index("]")])
-    assert tuple(allowed) == protocol.CLIENT_PUBLISH_ALLOW
+    docs = chart.render(*sets)
+    conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
+    for user in protocol.CLIENT_USERS:
+        block = conf[conf.index(f"user: {user}"):]
+        allowed = re.findall(r'"([^"]+)",', block[block.index("allow: ["):block.index("]")])
+        assert tuple(allowed) == protocol.client_publish_allow(compat, user), user
+    subject = docs.find("ConfigMap", "-dataflow-env")["data"]["CHATWAX_COMPAT_SUBJECT"]
+    assert subject == (protocol.COMPAT_SUBJECT if compat else "")
 
 
 # -- references between objects ---------------------------------------------------------
@@ -304,7 +318,8 @@ def test_every_selector_and_reference_points_at_something(chart: Chart,
     # Secrets the user makes (named in the values file) are not rendered, nor those a hook
     # Job makes (`chatwax kube ensure-secret --name ...`).
     external = {_value(ci_values, "llm", "existingSecret"),
-                _value(ci_values, "nats", "auth", "existingSecret")} - {None}
+                _value(ci_values, "nats", "auth", "existingSecret"),
+                _value(ci_values, "frontend", "auth", "existingSecret")} - {None}
     for job in docs.of_kind("Job"):
         for c in job["spec"]["template"]["spec"]["containers"]:
             if c["command"][1:3] == ["kube", "ensure-secret"]:
@@ -380,9 +395,9 @@ def test_probes_hit_the_paths_the_processes_serve(chart: Chart) -> None:
 def test_the_frontend_listens_where_the_chart_says(chart: Chart) -> None:
     docs = chart.render("frontend.port=8600")
     frontend = docs.container("Deployment", "-frontend")
-    assert "--server.port=8600" in frontend["command"]
+    assert "--port=8600" in frontend["command"]
     assert _container_ports([docs.find("Deployment", "-frontend")])["http"] == 8600
-    assert frontend["command"][:3] == ["streamlit", "run", "frontend/app.py"]
+    assert frontend["command"][:2] == ["chatwax", "ui"]  # Streamlit through the launcher
     mounts = {m["mountPath"] for m in frontend["volumeMounts"]}
     assert "/tmp" in mounts and env_of(frontend)["HOME"] == "/tmp"
 
@@ -462,7 +477,7 @@ def test_helm_test_pod_asks_through_the_pipeline(chart: Chart) -> None:
     assert container["image"] == docs.container("StatefulSet", "-dataflow")["image"]
     env = env_of(container)
     assert env["NATS_URL"] == docs.find("ConfigMap", "-frontend-env")["data"]["NATS_URL"]
-    assert env["NATS_USER"] == "frontend"
+    assert env["NATS_USER"] == "operator"  # the CLI's identity, not the frontend's
     assert pod["spec"]["restartPolicy"] == "Never"
 
 

@@ -27,12 +27,10 @@ ARTIFACTS = ROOT / "artifacts"
 def frontend(nats: NatsServer, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "streamlit.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "frontend" / "app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--client.toolbarMode", "minimal"],
-        env={**os.environ, "NATS_URL": nats.url}, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(  # as every deployment starts the pages: `chatwax ui`
+        [sys.executable, "-m", "chatwax", "ui", "--port", str(port)],
+        env={**os.environ, "NATS_URL": nats.url, "CHATWAX_AUTH": "none"}, stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60, proc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -198,3 +199,66 @@ def test_with_no_key_up_answers_with_the_local_model(up: Any) -> None:
     assert metrics == {"input": after["usage"]["prompt_tokens"],
                        "output": after["usage"]["completion_tokens"]}
     assert metrics["output"] > 0
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_server() -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server on the same model file: it streams
+    answers without usage, and counts tokens at /extras/tokenize/count."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(local_llm.model_file()),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+         "--model_alias", "smol-llama-cpp"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/v1/models", 120, proc)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _server_count(base: str, text: str) -> int:
+    request = urllib.request.Request(f"{base}/extras/tokenize/count",
+                                     data=json.dumps({"input": text}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return int(json.loads(resp.read())["count"])
+
+
+def test_a_server_that_reports_no_usage_is_counted_with_its_own_tokenizer(
+        up: Any, llama_cpp_server: str) -> None:
+    """llama-cpp-python's server sends no usage when streaming: chatwax counts the tokens
+    with the server's tokenizer, says so, and never records zeros."""
+    u = up("--no-ui", "--llm", f"{llama_cpp_server}/v1", env={
+        "CHATWAX_MODEL": "smol-llama-cpp", "CHATWAX_CONTEXT_TOKENS": "2048",
+        "CHATWAX_MAX_OUTPUT_TOKENS": "48", "CHATWAX_HISTORY_TOKEN_BUDGET": "1024"})
+    u.wait_ready(timeout=120)
+    settings = Settings.from_env({"NATS_URL": f"nats://127.0.0.1:{u.nats_port}"})
+    _, final = asyncio.run(_ask(settings, "carol", f"c-{uuid.uuid4().hex[:8]}",
+                                "Name a color."))
+    usage = final.usage
+    assert usage.counted == "tokenizer" and usage.estimated
+    system = Settings().system_prompt
+    framing = 4  # chatwax's per-message framing, as in its own counts
+    assert usage.input_tokens == sum(_server_count(llama_cpp_server, t) + framing
+                                     for t in (system, "Name a color."))
+    assert usage.output_tokens == _server_count(llama_cpp_server, final.text) > 0
+
+    counted: dict[str, float] = {}
+    for port in (u.metrics_port, u.metrics_port + 1):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            for family in text_string_to_metric_families(resp.read().decode()):
+                for s in family.samples:
+                    if s.name == "chatwax_llm_tokens_total":
+                        key = s.labels["counted"]
+                        counted[key] = counted.get(key, 0.0) + s.value
+    assert counted["tokenizer"] == usage.total_tokens
+    assert counted["server"] == 0 and counted["estimate"] == 0
+    report = subprocess.run([*CHATWAX, "usage", "--since", "all"], env=u.env,
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    row = next(line.split() for line in report.stdout.splitlines() if line.startswith("carol"))
+    assert row[5:7] == [str(usage.total_tokens), str(usage.total_tokens)]  # all estimated

@@ -9,12 +9,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from typing import Any
 
 import nats as nats_py
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from chatwax.client.chat import ChatClient
 from chatwax.core import protocol
@@ -23,26 +21,7 @@ from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import Stack
 from tests.support.asks import ask_all, chunk_text, run, uid
-
-
-def scrape(cluster: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of every process, summed over processes."""
-    totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for url in cluster.metrics_urls():
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                key = (s.name, tuple(sorted(s.labels.items())))
-                totals[key] = totals.get(key, 0.0) + s.value
-    return totals
-
-
-def metric(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return sum(
-        v for (n, lbls), v in samples.items()
-        if n == name and all(dict(lbls).get(k) == val for k, val in labels.items())
-    )
+from tests.support.metrics import metric, scrape
 
 
 async def collect(pending: Any, timeout: float = 30.0) -> list[ReplyEvent]:
@@ -129,7 +108,7 @@ def test_token_metrics_add_up_to_the_llm_servers_usage(
 ) -> None:
     run(ask_all(settings, uid("metrics"), uid("conv"), "count my tokens please"))
     usage = llm.usage()
-    samples = scrape(cluster)
+    samples = scrape(cluster.metrics_urls())
     name = "chatwax_llm_tokens_total"
     assert metric(samples, name, type="input", model="echo-1") == usage["prompt_tokens"]
     assert metric(samples, name, type="output", model="echo-1") == usage["completion_tokens"]
@@ -144,13 +123,14 @@ def test_token_metrics_add_up_to_the_llm_servers_usage(
 def test_rate_limit_is_retried_then_answered(
     cluster: Stack, llm: Any, settings: Settings
 ) -> None:
-    before = metric(scrape(cluster), "chatwax_llm_retries_total", reason="rate_limited")
+    retries = "chatwax_llm_retries_total"
+    before = metric(scrape(cluster.metrics_urls()), retries, reason="rate_limited")
     events = run(ask_all(settings, uid("rl"), uid("conv"), "[[429x1]] after a retry"))
     final = events[-1]
     assert isinstance(final, FinalEvent) and final.text == "echo: after a retry"
     attempts = [r for r in llm.requests() if "after a retry" in r["messages"][-1]["content"]]
     assert [a["status"] for a in attempts] == [429, 200]
-    after = metric(scrape(cluster), "chatwax_llm_retries_total", reason="rate_limited")
+    after = metric(scrape(cluster.metrics_urls()), retries, reason="rate_limited")
     assert after == before + 1
 
 
@@ -179,7 +159,7 @@ def test_malformed_messages_get_error_replies_and_the_flow_keeps_going(
     cluster: Stack, settings: Settings
 ) -> None:
     user, conv = uid("bad"), uid("conv")
-    rejected_before = metric(scrape(cluster), "chatwax_rejected_inputs_total")
+    rejected_before = metric(scrape(cluster.metrics_urls()), "chatwax_rejected_inputs_total")
 
     async def main() -> list[Any]:
         nc = await nats_py.connect(settings.nats_url)
@@ -220,7 +200,7 @@ def test_malformed_messages_get_error_replies_and_the_flow_keeps_going(
     # Every bad message is counted, the silent one too (on another partition, so it may be
     # read a moment after the others were answered).
     deadline = time.monotonic() + 15
-    while (rejected := metric(scrape(cluster), "chatwax_rejected_inputs_total")
+    while (rejected := metric(scrape(cluster.metrics_urls()), "chatwax_rejected_inputs_total")
            - rejected_before) < len(replies) + 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert rejected >= len(replies) + 1
@@ -295,11 +275,13 @@ def test_usage_command_totals_equal_the_llm_servers_usage(
         assert res.returncode == 0, res.stderr
         cells = res.stdout.strip().splitlines()[-1].split()
         usage = llm.usage()
-        got = (int(cells[1]), int(cells[2]), int(cells[3]))
+        # turns + summaries, input, output: the server counts both kinds of call
+        got = (int(cells[1]) + int(cells[2]), int(cells[3]), int(cells[4]))
         want = (usage["requests_ok"], usage["prompt_tokens"], usage["completion_tokens"])
         if got == want or time.monotonic() > deadline:
             break
         time.sleep(0.2)  # the last transcripts are stored just after their final reply
     assert cells[0] == "total"
     assert got == want, res.stdout
+    assert cells[6] == "0"  # the server reported every count: none estimated
     assert "echo-1" in res.stdout

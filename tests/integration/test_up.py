@@ -108,7 +108,10 @@ def test_up_with_nats_auth_admits_only_clients_with_credentials(up: Any, tmp_pat
     anonymous = subprocess.run([*CHATWAX, "ask", "--user", "anon", "hi"], env=u.env,
                                capture_output=True, text=True, timeout=60)
     assert anonymous.returncode != 0 and "cannot reach NATS" in anonymous.stderr
-    creds = {**u.env, "NATS_USER": "frontend", "NATS_PASSWORD": passwords["frontend"]}
+    # The CLI's identity is `operator`; it may ask and read usage for any user id.
+    assert set(passwords) == {"dataflow", "frontend", "operator"}
+    assert "NATS_USER=operator" in u.output()
+    creds = {**u.env, "NATS_USER": "operator", "NATS_PASSWORD": passwords["operator"]}
     ok = subprocess.run([*CHATWAX, "ask", "--user", "authed", "hi"], env=creds,
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.strip() == "echo: hi", ok.stderr

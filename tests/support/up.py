@@ -23,6 +23,7 @@ class Up:
         self.metrics_port, self.log = metrics_port, log
         self.prom_port = 0
         self.llm_port = 0
+        self.data_dir = Path()
 
     @property
     def env(self) -> dict[str, str]:
@@ -42,8 +43,10 @@ class Up:
 def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
     started: list[Up] = []
 
-    def start(*flags: str, local_model: bool = False) -> Up:
-        """`local_model`: no OpenAI variables set, so `chatwax up` serves the local model."""
+    def start(*flags: str, local_model: bool = False, env: dict[str, str] | None = None) -> Up:
+        """`local_model`: no OpenAI variables set, so `chatwax up` serves the local model;
+        `env`: more variables for `chatwax up`."""
+        extra = env or {}
         ports = {name: free_port() for name in ("nats", "mon", "ui", "prom", "llm")}
         # Process i listens on base + i, so these need two consecutive free ports.
         ports["cluster"], ports["metrics"] = free_port_run(2), free_port_run(2)
@@ -53,6 +56,7 @@ def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
         if local_model:
             env = {k: v for k, v in os.environ.items()
                    if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CHATWAX_MODEL")}
+        env.update(extra)
         with log.open("w") as out:
             proc = subprocess.Popen(
                 [*CHATWAX, "up", "--data-dir", str(tmp_path / "data"),
@@ -64,6 +68,7 @@ def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
             )
         u = Up(proc, ports["nats"], ports["ui"], ports["metrics"], log)
+        u.data_dir = tmp_path / "data"
         u.prom_port, u.llm_port = ports["prom"], ports["llm"]
         started.append(u)
         return u

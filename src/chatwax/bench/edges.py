@@ -23,13 +23,13 @@ from bytewax.inputs import (
 )
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
-from chatwax.core.conversation import LlmCall, LlmResult
+from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
 from chatwax.core.limits import Release
 from chatwax.core.protocol import Inbound, Reply, Transcript
 from chatwax.dataflow.flow import Edges
 
 T = TypeVar("T")
-Looped = LlmResult | Release
+Looped = LlmResult | SummaryResult | Release
 
 
 class _CallSink(DynamicSink[T]):
@@ -51,18 +51,31 @@ class _CallSink(DynamicSink[T]):
 
 
 class InstantLoop:
-    """Every `LlmCall` answered at once by `answer`; results and releases fed back."""
+    """Every `LlmCall` answered at once by `answer` (and every `SummaryCall` by
+    `summarize`); results and releases fed back. The feedback ends after `expected`
+    prompt results and releases (summaries and their releases are not counted)."""
 
-    def __init__(self, expected: int, answer: Callable[[LlmCall], LlmResult]) -> None:
+    def __init__(self, expected: int, answer: Callable[[LlmCall], LlmResult],
+                 summarize: Callable[[SummaryCall], SummaryResult] | None = None) -> None:
         self.expected = expected
         self.answer = answer
+        self.summarize = summarize
+        self.summaries: list[SummaryCall] = []
         self.calls: list[LlmCall] = []
         self.releases: list[Release] = []
         self._queue: queue.SimpleQueue[Looped] = queue.SimpleQueue()
         self._returned = 0
+        self._summary_ids: set[str] = set()
         self._lock = threading.Lock()
 
-    def _on_call(self, call: LlmCall) -> None:
+    def _on_call(self, call: LlmCall | SummaryCall) -> None:
+        if isinstance(call, SummaryCall):
+            with self._lock:
+                self.summaries.append(call)
+                self._summary_ids.add(call.call_id)
+            if self.summarize is not None:
+                self._queue.put(self.summarize(call))
+            return
         with self._lock:
             self.calls.append(call)
         self._queue.put(self.answer(call))
@@ -72,7 +85,7 @@ class InstantLoop:
             self.releases.append(release)
         self._queue.put(release)
 
-    def llm(self) -> DynamicSink[LlmCall]:
+    def llm(self) -> DynamicSink[LlmCall | SummaryCall]:
         return _CallSink(self._on_call)
 
     def loopback(self) -> DynamicSink[Release]:
@@ -98,8 +111,12 @@ class InstantLoop:
                     out.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._returned += len(out)
+            self._returned += sum(1 for x in out if not self._about_summary(x))
             return out
+
+    def _about_summary(self, item: Looped) -> bool:
+        return isinstance(item, SummaryResult) or (
+            isinstance(item, Release) and item.request_id in self._summary_ids)
 
     def edges(self, prompts: Source[Inbound], replies: Sink[Reply | Transcript]) -> Edges:
         """The flow's edges with this loop in place of the answerer."""

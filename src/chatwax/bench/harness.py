@@ -279,8 +279,18 @@ def plot(results: list[Result], path: Path) -> bool:
     return True
 
 
+def export_table(runs: list[Any]) -> str:
+    lines = ["format        conversations  records  seconds  records/s  MB/s  output MB  "
+             "peak RSS MB"]
+    for r in runs:
+        lines.append(f"{r.format:<13} {r.conversations:>13,} {r.records:>8,} {r.seconds:>8} "
+                     f"{r.records_per_s:>10,} {r.mb_per_s:>5} {r.output_mb:>10} "
+                     f"{r.peak_rss_mb:>12}")
+    return "\n".join(lines)
+
+
 def main(duration: float, latency: float, tokens: int, only: str | None, out: Path,
-         restart_conversations: int = 100_000) -> int:
+         restart_conversations: int = 100_000, export_conversations: int = 20_000) -> int:
     results = []
     for sc in SCENARIOS:
         if only and only not in sc.name:
@@ -300,10 +310,19 @@ def main(duration: float, latency: float, tokens: int, only: str | None, out: Pa
         print(f"restart: answered {restart.answered_after_s} s after start (turn "
               f"{restart.turn} of a seeded conversation); recovery store {restart.store_mb} MB; "
               f"peak RSS per process {' + '.join(map(str, restart.peak_rss_mb))} MB")
+    exports = []
+    if export_conversations and only and only in "export":
+        from chatwax.bench.export import export_rate
+
+        print(f"running: chatwax export of {export_conversations:,} conversations",
+              flush=True)
+        exports = export_rate(export_conversations)
+        print(export_table(exports))
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(
         {"scenarios": [asdict(r) for r in results], "bytes_per_idle_conversation": memory,
-         "restart": asdict(restart) if restart else None}, indent=2))
+         "restart": asdict(restart) if restart else None,
+         "export": [asdict(e) for e in exports]}, indent=2))
     if plot(results, out / "bench.png"):
         print(f"plot: {out / 'bench.png'}")
     return 0

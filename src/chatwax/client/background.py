@@ -41,9 +41,16 @@ class BackgroundClient:
     def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
         return list(self._call(self.client.history(user_id, conversation_id), 15))
 
-    def transcripts(self, since_s: float | None) -> list[protocol.Transcript]:
-        """Every turn of the last `since_s` seconds (all when None), for usage views."""
-        return list(self._call(read_transcripts(self.client.js, since_s), 60))
+    def transcripts(self, since_s: float | None,
+                    user_id: str | None = None) -> list[protocol.Transcript]:
+        """Every record (turns and summaries) of the last `since_s` seconds (all when None),
+        for usage views; only `user_id`'s when given (read through that user's subject
+        filter, so no other user's turn reaches this process)."""
+        if user_id is None:
+            return list(self._call(read_transcripts(self.client.js, since_s), 60))
+        protocol.check_id(user_id, "user_id", protocol.MAX_USER_ID)
+        subject = protocol.user_records_filter(user_id)
+        return list(self._call(read_transcripts(self.client.js, since_s, subject), 60))
 
     def ask(self, user_id: str, conversation_id: str, prompt: str,
             timeout: float = 120.0) -> Iterator[ReplyEvent]:

@@ -22,7 +22,7 @@ from nats.js.errors import NotFoundError
 
 from chatwax.client.connection import connect_options
 from chatwax.core import protocol
-from chatwax.core.errors import ChatwaxError, ErrorCode
+from chatwax.core.errors import ChatwaxError, ErrorCode, NatsUnavailable
 from chatwax.core.protocol import ErrorEvent, FinalEvent, PromptRequest, ReplyEvent
 from chatwax.core.settings import Settings
 
@@ -56,13 +56,16 @@ class ChatClient:
             nc = await asyncio.wait_for(nats.connect(**opts), timeout)
         except (NatsError, OSError, TimeoutError) as exc:
             why = str(exc) or "timed out"
-            raise ChatwaxError(
-                ErrorCode.LLM_UNAVAILABLE, f"cannot reach NATS at {settings.nats_url} ({why})"
-            ) from exc
+            raise NatsUnavailable(f"cannot reach NATS at {settings.nats_url} ({why})") from exc
         return cls(nc)
 
     async def close(self) -> None:
-        await self.nc.drain()
+        """Drain (deliver what is pending), or just close a connection that cannot drain."""
+        try:
+            await self.nc.drain()
+        except (NatsError, TimeoutError):
+            with contextlib.suppress(NatsError):
+                await self.nc.close()
 
     async def partitions(self) -> int:
         """The prompt partition count, read once from the stream's metadata."""

@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     PROMPT_TOO_LARGE = "prompt_too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
     CONVERSATION_FORBIDDEN = "conversation_forbidden"
+    CONVERSATION_DELETED = "conversation_deleted"
     QUOTA_EXCEEDED = "quota_exceeded"
     TOO_MANY_REQUESTS = "too_many_requests"
     LLM_NOT_CONFIGURED = "llm_not_configured"
@@ -54,6 +55,13 @@ class ChatwaxError(Exception):
 
 class ProtocolError(ChatwaxError):
     """A message that does not follow docs/protocol.md."""
+
+
+class NatsUnavailable(ChatwaxError):
+    """NATS cannot be reached (or stopped answering): nothing chatwax keeps can be read."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.LLM_UNAVAILABLE, message)
 
 
 class LlmError(ChatwaxError):

@@ -1,28 +1,37 @@
 """A conversation's history and the messages one LLM call sends.
 
-History is kept in whole turns and trimmed to a token budget, newest first, so the model
-never sees half an exchange. Token counts before a call are estimates.
+History is kept in whole turns; a call sends the system prompt, the running summary of
+older turns (when there is one), the newest turns that fit the token budget, and the new
+prompt. A turn is kept or left out whole, so the model never sees half an exchange.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Final
 
-CHARS_PER_TOKEN: Final = 4
-MESSAGE_OVERHEAD_TOKENS: Final = 4
-"""Every chat message costs a few tokens of framing on top of its text."""
+from chatwax.core.tokens import ESTIMATE, TokenCounter, message_tokens
 
 Message = dict[str, str]
 
+SUMMARY_PREFIX: Final = "Summary of the earlier conversation:\n"
+"""How the running summary reaches the model: a system message before the recent turns."""
 
-def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate (~4 characters a token) used only for trimming.
 
-    Usage metrics never use it: they come from the LLM server's own counts.
+def restore_defaults(obj: Any, state: Any) -> None:
+    """Unpickle a slotted dataclass from a snapshot made before it had all its fields.
+
+    Recovery stores outlive upgrades: a field added later takes its default.
     """
-    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN + MESSAGE_OVERHEAD_TOKENS
+    values = state[1] if isinstance(state, tuple) else state
+    for f in fields(obj):
+        if f.name in values:
+            object.__setattr__(obj, f.name, values[f.name])
+        elif f.default is not MISSING:
+            object.__setattr__(obj, f.name, f.default)
+        elif f.default_factory is not MISSING:
+            object.__setattr__(obj, f.name, f.default_factory())
 
 
 @dataclass(slots=True)
@@ -30,38 +39,47 @@ class Turn:
     request_id: str
     prompt: str
     answer: str
+    tokens: int = -1
+    """Both messages' tokens as counted when the turn ended; -1: not counted (estimate)."""
 
-    @property
-    def tokens(self) -> int:
-        return estimate_tokens(self.prompt) + estimate_tokens(self.answer)
+    def size(self, counter: TokenCounter = ESTIMATE) -> int:
+        if self.tokens >= 0:
+            return self.tokens
+        return message_tokens(counter, self.prompt) + message_tokens(counter, self.answer)
+
+    def __setstate__(self, state: Any) -> None:
+        restore_defaults(self, state)
 
 
 @dataclass(frozen=True, slots=True)
 class BuiltPrompt:
     messages: list[Message]
-    est_tokens: int
+    tokens: int
     dropped_turns: int
 
 
-def build_messages(
-    system_prompt: str, history: Sequence[Turn], prompt: str, budget: int
-) -> BuiltPrompt:
-    """System prompt, then the newest past turns that fit the budget, then the prompt.
-
-    Older turns go first; a turn is kept or dropped whole so the model never sees half
-    an exchange. The system prompt and the new prompt are always sent.
-    """
-    used = estimate_tokens(prompt) + (estimate_tokens(system_prompt) if system_prompt else 0)
+def build_messages(system_prompt: str, history: Sequence[Turn], prompt: str, budget: int,
+                   counter: TokenCounter = ESTIMATE, summary: str = "") -> BuiltPrompt:
+    """System prompt, summary, then the newest past turns that fit the budget, then the
+    prompt. Older turns go first. The system prompt, summary and prompt are always sent."""
+    used = message_tokens(counter, prompt)
+    if system_prompt:
+        used += message_tokens(counter, system_prompt)
+    if summary:
+        used += message_tokens(counter, SUMMARY_PREFIX + summary)
     kept: list[Turn] = []
     for turn in reversed(history):
-        if used + turn.tokens > budget:
+        size = turn.size(counter)
+        if used + size > budget:
             break
-        used += turn.tokens
+        used += size
         kept.append(turn)
     kept.reverse()
     messages: list[Message] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
+    if summary:
+        messages.append({"role": "system", "content": SUMMARY_PREFIX + summary})
     for turn in kept:
         messages.append({"role": "user", "content": turn.prompt})
         messages.append({"role": "assistant", "content": turn.answer})
@@ -69,12 +87,13 @@ def build_messages(
     return BuiltPrompt(messages, used, len(history) - len(kept))
 
 
-def trim_history(history: list[Turn], budget: int) -> list[Turn]:
+def trim_history(history: list[Turn], budget: int,
+                 counter: TokenCounter = ESTIMATE) -> list[Turn]:
     """Keep only the newest turns that could ever be sent again; the rest is transcript."""
     used = 0
     start = len(history)
     for i in range(len(history) - 1, -1, -1):
-        used += history[i].tokens
+        used += history[i].size(counter)
         if used > budget:
             break
         start = i

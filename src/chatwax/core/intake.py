@@ -1,4 +1,5 @@
-"""Intake: a prompt as stored in the stream becomes `Accepted`, or `Rejected` with a reason.
+"""Intake: a message of the prompts stream becomes `Accepted` (a prompt), `Forget` (a
+command), or `Rejected` with a reason.
 
 Malformed input is data here, never an exception: the dataflow answers it with an error
 reply (when it knows where to) and counts it.
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from chatwax.core import protocol
 from chatwax.core.errors import ErrorCode, ProtocolError
-from chatwax.core.protocol import Inbound, PromptRequest, Reply
+from chatwax.core.protocol import ForgetRequest, Inbound, PromptRequest, Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +35,22 @@ class Accepted:
     stored_at: float
 
 
-def parse_inbound(msg: Inbound, max_prompt_chars: int) -> Accepted | Rejected:
-    """Decode one stored prompt; malformed input becomes a `Rejected`, never an exception."""
+@dataclass(frozen=True, slots=True)
+class Forget:
+    request: ForgetRequest
+
+
+def parse_inbound(msg: Inbound, max_prompt_chars: int) -> Accepted | Forget | Rejected:
+    """Decode one stored message; malformed input becomes a `Rejected`, never an exception."""
     try:
-        request = protocol.decode_prompt(msg.data, max_prompt_chars)
+        request = protocol.decode_inbound(msg.data, max_prompt_chars, msg.command)
     except ProtocolError as exc:
         return Rejected(
             protocol.safe_reply_to(msg.reply_to), _salvage_request_id(msg.data), exc.code,
             exc.message,
         )
+    if isinstance(request, ForgetRequest):
+        return Forget(request)
     return Accepted(request, msg.stored_at)
 
 

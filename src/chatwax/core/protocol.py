@@ -63,6 +63,26 @@ CLIENT_PUBLISH_ALLOW: Final = (
 """What a client (frontend, `chatwax ask`) may publish when NATS auth is on: prompts, and
 the JetStream API calls that read transcripts. Never a transcript or a reply subject."""
 CLIENT_SUBSCRIBE_ALLOW: Final = ("_INBOX.>",)
+CLIENT_USERS: Final = ("frontend", "operator")
+"""NATS users with the client permissions: the frontend, and `operator` for the CLI (`chatwax
+ask`, `usage`, ...). Both may publish prompts for any user id (docs/security.md)."""
+OPERATOR_PUBLISH_ALLOW: Final = (
+    f"{PROMPTS_PREFIX}.*.command",
+    f"$JS.API.STREAM.PURGE.{TRANSCRIPTS_STREAM}",
+    f"$JS.API.STREAM.MSG.DELETE.{PROMPTS_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{PROMPTS_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{PROMPTS_STREAM}.>",
+    f"$JS.API.CONSUMER.DELETE.{PROMPTS_STREAM}.>",
+)
+"""What only `operator` may do besides: `chatwax forget` sends commands, reads the prompts
+stream for a user's prompts, deletes them, and purges a user's transcripts."""
+
+
+def client_publish_allow(compat: bool = True, user: str = "frontend") -> tuple[str, ...]:
+    """A client's allow-list; without `compat`, the tutorial's `prompts` subject is not in
+    it (it carries no identity, so with sign-in on nobody may use it unless enabled)."""
+    extra = OPERATOR_PUBLISH_ALLOW if user == "operator" else ()
+    return tuple(s for s in (*CLIENT_PUBLISH_ALLOW, *extra) if compat or s != COMPAT_SUBJECT)
 
 
 def partition_for(conversation_id: str, partitions: int) -> int:
@@ -74,13 +94,28 @@ def prompt_subject(partition: int) -> str:
     return f"{PROMPTS_PREFIX}.{partition}"
 
 
+COMMAND_TOKEN: Final = "command"
+
+
+def command_subject(partition: int) -> str:
+    """Commands (forget) share their partition's order with its prompts, on a subject of
+    their own: clients may publish `chatwax.prompts.*`, which does not match it."""
+    return f"{PROMPTS_PREFIX}.{partition}.{COMMAND_TOKEN}"
+
+
 def transcript_subject(user_id: str, conversation_id: str) -> str:
     """Per-conversation subject; the user token lets one filter list a user's conversations."""
     return f"{TRANSCRIPTS_PREFIX}.{user_id}.{conversation_id}"
 
 
 def user_transcripts_filter(user_id: str) -> str:
+    """A user's turns: one subject per conversation."""
     return f"{TRANSCRIPTS_PREFIX}.{user_id}.*"
+
+
+def user_records_filter(user_id: str) -> str:
+    """Everything stored of a user: turns and summaries (usage, export, forget)."""
+    return f"{TRANSCRIPTS_PREFIX}.{user_id}.>"
 
 
 def new_id() -> str:
@@ -157,13 +192,39 @@ class PromptRequest:
         return _dump(asdict(self))
 
 
-def decode_prompt(data: bytes, max_prompt_chars: int) -> PromptRequest:
-    """Parse and validate a prompt; every failure is a ProtocolError with a clear message."""
+def decode_inbound(data: bytes, max_prompt_chars: int, command: bool = False
+                   ) -> PromptRequest | ForgetRequest:
+    """What the prompts stream holds: a prompt on a partition's subject, or a command on
+    its command subject (only `"type": "forget"` so far)."""
     obj = load_object(data)
+    _check_version(obj)
+    if command:
+        if obj.get("type") != "forget":
+            raise ProtocolError(ErrorCode.BAD_REQUEST,
+                                f"unknown command {obj.get('type')!r} (known: 'forget')")
+        return decode_forget(obj)
+    kind = obj.get("type", "prompt")
+    if kind != "prompt":
+        raise ProtocolError(ErrorCode.BAD_REQUEST,
+                            f"a prompt subject takes prompts, not {kind!r} messages")
+    return _prompt(obj, max_prompt_chars)
+
+
+def _check_version(obj: dict[str, Any]) -> None:
     v = obj.get("v", VERSION)
     if v != VERSION:
         raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION,
                             f"protocol version {v!r} is not supported (use {VERSION})")
+
+
+def decode_prompt(data: bytes, max_prompt_chars: int) -> PromptRequest:
+    """Parse and validate a prompt; every failure is a ProtocolError with a clear message."""
+    obj = load_object(data)
+    _check_version(obj)
+    return _prompt(obj, max_prompt_chars)
+
+
+def _prompt(obj: dict[str, Any], max_prompt_chars: int) -> PromptRequest:
     prompt = check_prompt(obj.get("prompt"), max_prompt_chars)
     created_at = obj.get("created_at", time.time())
     if not isinstance(created_at, int | float) or isinstance(created_at, bool):
@@ -182,27 +243,45 @@ def decode_prompt(data: bytes, max_prompt_chars: int) -> PromptRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens one call spent, and who counted them.
+
+    `counted` is "server" when the LLM server reported usage (exact), "tokenizer" when
+    chatwax counted with the model's own tokenizer because the server sent none, and
+    "estimate" when no tokenizer was at hand (about 4 characters a token).
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
+    counted: str = "server"
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def to_json(self) -> dict[str, int]:
+    @property
+    def estimated(self) -> bool:
+        return self.counted != "server"
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
+            "counted": self.counted,
         }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any] | None) -> Usage:
         obj = obj or {}
-        return cls(int(obj.get("input_tokens", 0)), int(obj.get("output_tokens", 0)))
+        counted = obj.get("counted", "server")
+        return cls(int(obj.get("input_tokens", 0)), int(obj.get("output_tokens", 0)),
+                   counted if counted in USAGE_SOURCES else "estimate")
 
 
-EventType = Literal["chunk", "final", "error"]
+USAGE_SOURCES: Final = ("server", "tokenizer", "estimate")
+
+
+EventType = Literal["chunk", "final", "error", "ack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +337,20 @@ class ErrorEvent:
         return _dump(obj)
 
 
-ReplyEvent = ChunkEvent | FinalEvent | ErrorEvent
+@dataclass(frozen=True, slots=True)
+class AckEvent:
+    """A command (not a prompt) was carried out: `message` says what was done."""
+
+    request_id: str
+    message: str
+    type: Literal["ack"] = "ack"
+    v: int = VERSION
+
+    def encode(self) -> bytes:
+        return _dump(asdict(self))
+
+
+ReplyEvent = ChunkEvent | FinalEvent | ErrorEvent | AckEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,13 +368,16 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """A raw prompt as stored in the prompts stream; decoding happens in the dataflow."""
+    """A raw prompt (or command) as stored in the prompts stream; decoding happens in the
+    dataflow."""
 
     partition: int
     seq: int
     data: bytes
     reply_to: str | None
     stored_at: float
+    command: bool = False
+    """Stored on the partition's command subject (so only the operator can have sent it)."""
 
 
 def decode_event(data: bytes) -> ReplyEvent:
@@ -308,12 +403,19 @@ def decode_event(data: bytes) -> ReplyEvent:
             code=ErrorCode.parse(obj.get("code")),
             message=str(obj.get("message", "")),
         )
+    if kind == "ack":
+        return AckEvent(request_id=str(obj["request_id"]), message=str(obj.get("message", "")))
     raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown event type {kind!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
-    """One completed turn in the transcripts stream: what was asked, answered and spent."""
+    """One completed turn in the transcripts stream: what was asked, answered and spent.
+
+    A record of kind "summary" is the running summary of a long conversation (its
+    `answer`), kept for its usage: it sits on the conversation's summary subject, apart
+    from the turns a history reload reads.
+    """
 
     request_id: str
     user_id: str
@@ -329,7 +431,13 @@ class Transcript:
     created_at: float
     finished_at: float
     cost_usd: float = 0.0
+    kind: str = "turn"
     v: int = VERSION
+
+    @property
+    def subject(self) -> str:
+        base = transcript_subject(self.user_id, self.conversation_id)
+        return base if self.kind == "turn" else f"{base}.{self.kind}"
 
     def encode(self) -> bytes:
         obj = asdict(self)
@@ -354,7 +462,42 @@ class Transcript:
             created_at=float(obj.get("created_at", 0.0)),
             finished_at=float(obj.get("finished_at", 0.0)),
             cost_usd=float(obj.get("cost_usd", 0.0)),
+            kind=str(obj.get("kind", "turn")),
         )
+
+
+# -- Commands ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetRequest:
+    """Forget a conversation of a user: its history, summary and waiting prompts in the
+    dataflow's state, and the user's quota window. Only the operator sends it (`chatwax
+    forget`); the frontend's NATS user may not (docs/security.md).
+
+    Sent into the prompts stream on the conversation's partition, after every prompt of it,
+    by `chatwax forget`; answered with an `ack` (or an `error`) on `reply_to`.
+    """
+
+    request_id: str
+    user_id: str
+    conversation_id: str
+    reply_to: str
+    type: Literal["forget"] = "forget"
+    v: int = VERSION
+
+    def encode(self) -> bytes:
+        return _dump(asdict(self))
+
+
+def decode_forget(obj: dict[str, Any]) -> ForgetRequest:
+    return ForgetRequest(
+        request_id=check_id(obj.get("request_id"), "request_id", MAX_REQUEST_ID),
+        user_id=check_id(obj.get("user_id"), "user_id", MAX_USER_ID),
+        conversation_id=check_id(obj.get("conversation_id"), "conversation_id",
+                                 MAX_CONVERSATION_ID),
+        reply_to=check_reply_to(obj.get("reply_to")),
+    )
 
 
 # -- Tutorial compatibility ---------------------------------------------------------------

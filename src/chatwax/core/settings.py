@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Final
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -101,6 +108,33 @@ class Settings(BaseSettings):
     transcript_max_age_s: Annotated[float, env(
         "CHATWAX_TRANSCRIPT_MAX_AGE",
         "Seconds the transcripts stream keeps a turn (0 keeps forever).", ge=0)] = 90 * 86_400.0
+    transcript_max_bytes: Annotated[int, env(
+        "CHATWAX_TRANSCRIPT_MAX_BYTES",
+        "Bytes the transcripts stream may hold; the oldest turns go first (0: no limit).",
+        ge=0)] = 0
+    summaries: Annotated[bool, env(
+        "CHATWAX_SUMMARIES",
+        "Fold turns that outgrow the history budget into a running summary, made off the "
+        "request path (false: drop them).")] = True
+    summary_model: Annotated[str, env(
+        "CHATWAX_SUMMARY_MODEL", "Model that writes summaries; empty: CHATWAX_MODEL.")] = ""
+    summary_trigger: Annotated[float, env(
+        "CHATWAX_SUMMARY_TRIGGER",
+        "Summarize when the unsummarized turns need more than this share of the history "
+        "budget.", gt=0, le=1)] = 0.75
+    summary_keep: Annotated[float, env(
+        "CHATWAX_SUMMARY_KEEP",
+        "After summarizing, the newest turns that fit this share of the budget stay as they "
+        "are.", gt=0, lt=1)] = 0.5
+    summary_max_tokens: Annotated[int, env(
+        "CHATWAX_SUMMARY_MAX_TOKENS", "Upper bound on a summary's length, in tokens (never "
+        "more than the history budget's share above the trigger).",
+        gt=0)] = 256
+    token_counter: Annotated[str, env(
+        "CHATWAX_TOKEN_COUNTER",
+        "How chatwax counts tokens the server does not report: auto (the model's tokenizer "
+        "where one is available, else an estimate) or estimate.",
+        pattern="^(auto|estimate)$")] = "auto"
     stream_replicas: Annotated[int, env(
         "CHATWAX_STREAM_REPLICAS", "JetStream replicas of both streams (3 on a clustered NATS).",
         gt=0)] = 1
@@ -125,6 +159,78 @@ class Settings(BaseSettings):
         ge=0, le=65535)] = 0
     health_host: Annotated[str, env(
         "CHATWAX_HEALTH_HOST", "Address the health endpoint listens on.")] = "0.0.0.0"
+
+    # -- Sign-in on the pages (read by `chatwax ui` and the pages; docs/security.md) --------
+    auth: Annotated[str, env(
+        "CHATWAX_AUTH",
+        "Sign-in on the pages: none (open mode: anyone picks a user id) or oidc (OpenID "
+        "Connect; the user id comes from the signed-in identity).",
+        pattern="^(none|oidc)$")] = "none"
+    oidc_metadata_url: Annotated[str | None, env(
+        "CHATWAX_OIDC_METADATA_URL",
+        "The provider's discovery document (`.../.well-known/openid-configuration`).")] = None
+    oidc_client_id: Annotated[str | None, env(
+        "CHATWAX_OIDC_CLIENT_ID", "Client id chatwax is registered with at the provider.")] = None
+    oidc_client_secret: Annotated[SecretStr | None, env(
+        "CHATWAX_OIDC_CLIENT_SECRET", "Client secret from the provider (keep it in a Secret).")
+    ] = None
+    oidc_cookie_secret: Annotated[SecretStr | None, env(
+        "CHATWAX_OIDC_COOKIE_SECRET",
+        "Signs the sign-in cookie; 32+ random characters, the same on every frontend pod.")
+    ] = None
+    oidc_redirect_uri: Annotated[str | None, env(
+        "CHATWAX_OIDC_REDIRECT_URI",
+        "Where the provider sends the browser back: `<page URL>/oauth2callback`, registered "
+        "at the provider.")] = None
+    oidc_scopes: Annotated[str, env(
+        "CHATWAX_OIDC_SCOPES", "Scopes asked of the provider (add `groups` where groups need "
+        "it).")] = "openid profile email"
+    auth_user_claim: Annotated[str, env(
+        "CHATWAX_AUTH_USER_CLAIM",
+        "The ID-token claim the chatwax user id is made from; stable per person.",
+        min_length=1)] = "sub"
+    auth_groups_claim: Annotated[str, env(
+        "CHATWAX_AUTH_GROUPS_CLAIM", "The ID-token claim that lists the user's groups.",
+        min_length=1)] = "groups"
+    auth_allowed_domains: Annotated[str, env(
+        "CHATWAX_AUTH_ALLOWED_DOMAINS",
+        "Comma-separated e-mail domains that may sign in (empty: any).")] = ""
+    auth_allowed_groups: Annotated[str, env(
+        "CHATWAX_AUTH_ALLOWED_GROUPS",
+        "Comma-separated groups that may sign in (empty: any).")] = ""
+    auth_admins: Annotated[str, env(
+        "CHATWAX_AUTH_ADMINS",
+        "Comma-separated admins (see every user's usage): claim values, user ids, verified "
+        "e-mails or `group:<name>`.")] = ""
+    auth_session_max_age_s: Annotated[float, env(
+        "CHATWAX_AUTH_SESSION_MAX_AGE",
+        "Seconds a sign-in lasts (from the ID token's issue time); then sign in again.",
+        gt=0)] = 8 * 3600.0
+
+    @field_validator("oidc_metadata_url", "oidc_client_id", "oidc_redirect_uri",
+                     "oidc_client_secret", "oidc_cookie_secret", mode="before")
+    @classmethod
+    def _empty_auth_value_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("oidc_metadata_url", "oidc_redirect_uri")
+    @classmethod
+    def _auth_urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        url = urlparse(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("must be an http(s) URL")
+        if info.field_name == "oidc_redirect_uri" and not url.path.endswith("/oauth2callback"):
+            raise ValueError("must end with /oauth2callback (Streamlit's callback path)")
+        return value
+
+    @field_validator("oidc_cookie_secret")
+    @classmethod
+    def _long_cookie_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -base64 32`)")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -162,6 +268,8 @@ class Settings(BaseSettings):
     def _output_fits_the_context(self) -> Settings:
         if self.max_output_tokens >= self.context_tokens:
             raise ValueError("CHATWAX_MAX_OUTPUT_TOKENS must be below CHATWAX_CONTEXT_TOKENS")
+        if self.summary_keep >= self.summary_trigger:
+            raise ValueError("CHATWAX_SUMMARY_KEEP must be below CHATWAX_SUMMARY_TRIGGER")
         return self
 
     def __init__(self, **values: Any) -> None:
@@ -181,6 +289,14 @@ class Settings(BaseSettings):
                 raw = environ[var]
                 found[name] = raw if info.annotation in (str, str | None) else raw.strip()
         return cls(**found)
+
+    @property
+    def summary_tokens(self) -> int:
+        """A summary's length at most: CHATWAX_SUMMARY_MAX_TOKENS, but never more than the
+        budget's share above the trigger (the summary rides on every call, and must leave
+        the recent turns their room)."""
+        room = int(self.prompt_token_budget * (1 - self.summary_trigger))
+        return max(1, min(self.summary_max_tokens, room))
 
     @property
     def llm_configured(self) -> bool:

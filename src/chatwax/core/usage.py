@@ -7,27 +7,28 @@ aggregation is pure; `chatwax.client.transcripts` reads the stream.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from chatwax.core.errors import ConfigError
 from chatwax.core.protocol import Transcript
+from chatwax.core.units import parse_duration
 
 GroupBy = Literal["user", "model", "conversation"]
-_SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def parse_since(text: str) -> float | None:
     """`30m`, `24h`, `7d`, ... as seconds; `all` means no limit (None)."""
     if text == "all":
         return None
-    m = _SINCE.match(text.strip())
-    if not m:
-        raise ConfigError(f"--since {text!r} is not like 30m, 24h, 7d or all")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
+    problem = ConfigError(f"--since {text!r} is not like 30m, 24h, 7d or all")
+    if not text.strip()[-1:].isalpha():
+        raise problem  # a bare number is ambiguous here
+    try:
+        return parse_duration(text)
+    except ConfigError:
+        raise problem from None
 
 
 @dataclass(slots=True)
@@ -38,6 +39,10 @@ class UsageRow:
     output_tokens: int = 0
     cost_usd: float = 0.0
     latency_ms_sum: float = 0.0
+    summaries: int = 0
+    """Summary calls: their tokens and cost count, they are not turns."""
+    estimated_tokens: int = 0
+    """Of the tokens, those chatwax estimated because the server reported none."""
 
     @property
     def total_tokens(self) -> int:
@@ -65,11 +70,16 @@ def aggregate(transcripts: Iterable[Transcript], by: GroupBy) -> list[UsageRow]:
             continue
         seen.add(t.request_id)
         row = rows.setdefault(_key(t, by), UsageRow(_key(t, by)))
-        row.turns += 1
+        if t.kind == "turn":
+            row.turns += 1
+            row.latency_ms_sum += t.latency_ms
+        else:
+            row.summaries += 1
         row.input_tokens += t.usage.input_tokens
         row.output_tokens += t.usage.output_tokens
+        if t.usage.estimated:
+            row.estimated_tokens += t.usage.total_tokens
         row.cost_usd += t.cost_usd
-        row.latency_ms_sum += t.latency_ms
     return sorted(rows.values(), key=lambda r: (-r.total_tokens, r.key))
 
 
@@ -81,13 +91,19 @@ def total(rows: Iterable[UsageRow]) -> UsageRow:
         out.output_tokens += r.output_tokens
         out.cost_usd += r.cost_usd
         out.latency_ms_sum += r.latency_ms_sum
+        out.summaries += r.summaries
+        out.estimated_tokens += r.estimated_tokens
     return out
 
 
 def format_table(rows: list[UsageRow], by: GroupBy) -> str:
-    header = (by, "turns", "input", "output", "total", "cost USD", "avg ms")
-    lines = [(r.key, str(r.turns), str(r.input_tokens), str(r.output_tokens),
-              str(r.total_tokens), f"{r.cost_usd:.6f}", f"{r.avg_latency_ms:.0f}")
+    """A plain table; `estimated` is the part of `total` chatwax counted itself because
+    the server reported no usage."""
+    header = (by, "turns", "summaries", "input", "output", "total", "estimated", "cost USD",
+              "avg ms")
+    lines = [(r.key, str(r.turns), str(r.summaries), str(r.input_tokens), str(r.output_tokens),
+              str(r.total_tokens), str(r.estimated_tokens), f"{r.cost_usd:.6f}",
+              f"{r.avg_latency_ms:.0f}")
              for r in [*rows, total(rows)]]
     widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=True)]
 

@@ -15,19 +15,20 @@ import queue
 import time
 from collections.abc import Awaitable, Callable
 
-from chatwax.core.conversation import LlmCall, LlmResult
+from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
 from chatwax.core.errors import ErrorCode, LlmError
 from chatwax.core.limits import Release
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, Usage
 from chatwax.core.settings import Settings
 from chatwax.dataflow.link import NatsLink
 from chatwax.dataflow.metrics import Metrics
-from chatwax.llm.client import LlmClient
+from chatwax.llm.client import Completion, LlmClient
 from chatwax.llm.failures import RetryReason
+from chatwax.llm.tokenizers import UsageCounter
 
 log = logging.getLogger(__name__)
 
-Feedback = queue.SimpleQueue[LlmResult | Release]
+Feedback = queue.SimpleQueue[LlmResult | SummaryResult | Release]
 """Finished calls and ended requests of this process, on their way back into the flow."""
 
 
@@ -67,11 +68,12 @@ class Answerer:
     """Per process: the LLM client, the concurrency bound, and the feedback queue."""
 
     def __init__(self, settings: Settings, link: NatsLink, metrics: Metrics,
-                 feedback: Feedback) -> None:
+                 feedback: Feedback, counter: UsageCounter) -> None:
         self.settings = settings
         self.link = link
         self.metrics = metrics
         self.feedback = feedback
+        self.counter = counter
         self.labels = (metrics.model_label(settings.model), settings.provider)
         self.llm = LlmClient(settings, on_retry=self._count_retry)
         self.prices = settings.price_table()
@@ -80,10 +82,57 @@ class Answerer:
     def _count_retry(self, reason: RetryReason) -> None:
         self.metrics.retries.labels(*self.labels, reason.value).inc()
 
-    def submit(self, calls: list[LlmCall]) -> None:
+    def submit(self, calls: list[LlmCall | SummaryCall]) -> None:
         """Thread-safe and non-blocking: called from a Bytewax worker."""
         for call in calls:
-            self.link.thread.spawn(self._run(call), f"LLM call {call.request.request_id}")
+            if isinstance(call, SummaryCall):
+                self.link.thread.spawn(self._summarize(call), f"summary {call.call_id}")
+            else:
+                self.link.thread.spawn(self._run(call), f"LLM call {call.request.request_id}")
+
+    async def _usage(self, completion: Completion, messages: list[dict[str, str]]
+                     ) -> tuple[Usage, int | None]:
+        """The server's usage; counted here when it sent none (and labelled so), with the
+        new prompt's own count for the turn's size in history."""
+        if completion.usage is not None:
+            return completion.usage, None
+        counted = await self.counter.usage(messages, completion.text)
+        return counted.usage, counted.last_message
+
+    def _count_tokens(self, labels: tuple[str, str], usage: Usage) -> None:
+        m = self.metrics
+        m.tokens.labels(*labels, "input", usage.counted).inc(usage.input_tokens)
+        m.tokens.labels(*labels, "output", usage.counted).inc(usage.output_tokens)
+
+    async def _summarize(self, call: SummaryCall) -> None:
+        """A summary nobody waits for: its result goes back to the conversation only.
+
+        It takes a concurrency slot like any call; a failure is a result too (the
+        conversation falls back to trimming), never an error for the user.
+        """
+        model = self.settings.summary_model or self.settings.model
+        labels = (self.metrics.model_label(model), self.settings.provider)
+        started = time.monotonic()
+        summary: str | None = None
+        usage = Usage()
+        async with self._slots:
+            try:
+                result = await self.llm.stream(call.messages, _ignore, model=model,
+                                               max_tokens=self.settings.summary_tokens)
+                usage, _ = await self._usage(result, call.messages)
+                summary = result.text.strip() or None
+            except LlmError as exc:
+                log.warning("summary %s failed (%s); the conversation falls back to trimming",
+                            call.call_id, exc.code.value)
+            except Exception:
+                log.exception("summary %s failed unexpectedly", call.call_id)
+        cost = self.prices.cost(model, usage)
+        self._count_tokens(labels, usage)
+        self.metrics.cost.labels(*labels).inc(cost)
+        self.feedback.put(SummaryResult(
+            call_id=call.call_id, conversation_id=call.conversation_id, summary=summary,
+            usage=usage, model=model, latency_ms=(time.monotonic() - started) * 1000,
+            finished_at=time.time(), cost_usd=cost))
 
     async def _run(self, call: LlmCall) -> None:
         req = call.request
@@ -114,19 +163,19 @@ class Answerer:
                 return
             finally:
                 m.in_flight.labels(*labels).dec()
+        usage, prompt_tokens = await self._usage(result, call.messages)
         finished_at = time.time()
         latency_ms = result.duration_s * 1000
         ttft_ms = None if result.ttft_s is None else result.ttft_s * 1000
-        cost = self.prices.cost(self.llm.model, result.usage)
+        cost = self.prices.cost(self.llm.model, usage)
         await nc.publish(reply_to, FinalEvent(
             request_id=req.request_id, conversation_id=req.conversation_id, text=result.text,
-            model=result.model, usage=result.usage, latency_ms=round(latency_ms, 3),
+            model=result.model, usage=usage, latency_ms=round(latency_ms, 3),
             ttft_ms=None if ttft_ms is None else round(ttft_ms, 3), turn=call.turn,
             cost_usd=cost,
         ).encode())
         m.cost.labels(*labels).inc(cost)
-        m.tokens.labels(*labels, "input").inc(result.usage.input_tokens)
-        m.tokens.labels(*labels, "output").inc(result.usage.output_tokens)
+        self._count_tokens(labels, usage)
         m.llm_duration.labels(*labels).observe(result.duration_s)
         if result.ttft_s is not None:
             m.ttft.labels(*labels).observe(result.ttft_s)
@@ -134,8 +183,8 @@ class Answerer:
         m.e2e.labels("ok").observe(max(0.0, finished_at - call.stored_at))
         self.feedback.put(LlmResult(
             request_id=req.request_id, conversation_id=req.conversation_id, answer=result.text,
-            usage=result.usage, model=result.model, latency_ms=latency_ms, ttft_ms=ttft_ms,
-            finished_at=finished_at, cost_usd=cost,
+            usage=usage, model=result.model, latency_ms=latency_ms, ttft_ms=ttft_ms,
+            finished_at=finished_at, cost_usd=cost, prompt_tokens=prompt_tokens,
         ))
 
     async def _finish_error(self, call: LlmCall, code: ErrorCode, message: str) -> None:
@@ -149,3 +198,7 @@ class Answerer:
             usage=Usage(), model=self.llm.model, latency_ms=0.0, ttft_ms=None,
             finished_at=time.time(), error=code,
         ))
+
+
+async def _ignore(index: int, text: str) -> None:
+    """A summary's tokens go to no client."""

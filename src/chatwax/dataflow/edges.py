@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from chatwax.core.conversation import LlmCall, LlmResult
+from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
 from chatwax.core.limits import Release
 from chatwax.core.protocol import Reply, Transcript
 from chatwax.dataflow.answerer import Answerer, Feedback
@@ -44,8 +44,8 @@ class _ReplyPart(StatelessSinkPartition[Reply | Transcript]):
         self._link.publish_transcripts(i for i in items if isinstance(i, Transcript))
 
 
-class LlmSink(DynamicSink[LlmCall]):
-    """Where the conversation step's `LlmCall`s go: straight to this process's answerer."""
+class LlmSink(DynamicSink[LlmCall | SummaryCall]):
+    """Where the conversation step's calls and summaries go: to this process's answerer."""
 
     def __init__(self, answerer: Answerer) -> None:
         self.answerer = answerer
@@ -54,11 +54,11 @@ class LlmSink(DynamicSink[LlmCall]):
         return _LlmPart(self.answerer)
 
 
-class _LlmPart(StatelessSinkPartition[LlmCall]):
+class _LlmPart(StatelessSinkPartition[LlmCall | SummaryCall]):
     def __init__(self, answerer: Answerer) -> None:
         self._answerer = answerer
 
-    def write_batch(self, items: list[LlmCall]) -> None:
+    def write_batch(self, items: list[LlmCall | SummaryCall]) -> None:
         self._answerer.submit(items)
 
 
@@ -81,7 +81,7 @@ class _FeedbackSinkPart(StatelessSinkPartition[Release]):
             self._queue.put(item)
 
 
-class FeedbackSource(DynamicSource[LlmResult | Release]):
+class FeedbackSource(DynamicSource[LlmResult | SummaryResult | Release]):
     """Finished calls and ended requests of this process, fed back into the dataflow.
 
     Every worker drains the same process-wide queue; Bytewax routes each item by its key
@@ -99,7 +99,7 @@ class FeedbackSource(DynamicSource[LlmResult | Release]):
         return _FeedbackPart(self.feedback, self.poll_ms, worker_index, self.on_poll)
 
 
-class _FeedbackPart(StatelessSourcePartition[LlmResult | Release]):
+class _FeedbackPart(StatelessSourcePartition[LlmResult | SummaryResult | Release]):
     def __init__(self, feedback: Feedback, poll_ms: float, worker: int,
                  on_poll: Callable[[int], None] | None) -> None:
         self._results = feedback
@@ -107,10 +107,10 @@ class _FeedbackPart(StatelessSourcePartition[LlmResult | Release]):
         self._worker = worker
         self._on_poll = on_poll
 
-    def next_batch(self) -> list[LlmResult | Release]:
+    def next_batch(self) -> list[LlmResult | SummaryResult | Release]:
         if self._on_poll is not None:
             self._on_poll(self._worker)
-        batch: list[LlmResult | Release] = []
+        batch: list[LlmResult | SummaryResult | Release] = []
         try:
             while len(batch) < MAX_BATCH:
                 batch.append(self._results.get_nowait())

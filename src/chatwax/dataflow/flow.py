@@ -24,11 +24,19 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from chatwax.core.conversation import ConversationConfig, LlmCall, LlmResult
-from chatwax.core.intake import Accepted, Rejected, parse_inbound
+from chatwax.core.conversation import (
+    ConversationConfig,
+    LlmCall,
+    LlmResult,
+    SummaryCall,
+    SummaryResult,
+)
+from chatwax.core.intake import Accepted, Forget, Rejected, parse_inbound
 from chatwax.core.limits import LimitsConfig, Release
 from chatwax.core.protocol import Inbound, Reply, Transcript
 from chatwax.core.settings import Settings
+from chatwax.core.summary import SummaryConfig
+from chatwax.core.tokens import ESTIMATE, TokenCounter
 from chatwax.dataflow.logic import (
     ConversationLogic,
     LimitEvent,
@@ -45,18 +53,24 @@ class Edges:
     """Where the flow's data comes from and goes."""
 
     prompts: Source[Inbound]
-    feedback: Source[LlmResult | Release]
-    llm: Sink[LlmCall]
+    feedback: Source[LlmResult | SummaryResult | Release]
+    llm: Sink[LlmCall | SummaryCall]
     replies: Sink[Reply | Transcript]
     loopback: Sink[Release]
 
 
-def conversation_config(settings: Settings) -> ConversationConfig:
+def conversation_config(settings: Settings, counter: TokenCounter = ESTIMATE
+                        ) -> ConversationConfig:
     return ConversationConfig(
         system_prompt=settings.system_prompt,
         prompt_budget=settings.prompt_token_budget,
         provider=settings.provider,
         input_limit=settings.context_tokens - settings.max_output_tokens,
+        counter=counter,
+        summary=SummaryConfig(
+            enabled=settings.summaries, trigger=settings.summary_trigger,
+            keep=settings.summary_keep, max_tokens=settings.summary_tokens,
+            model=settings.summary_model or settings.model),
     )
 
 
@@ -69,34 +83,35 @@ def limits_config(settings: Settings) -> LimitsConfig:
 
 
 def _conversation_key(event: TurnEvent) -> str:
-    if isinstance(event, LlmResult):
+    if isinstance(event, LlmResult | SummaryResult):
         return event.conversation_id
     return event.request.conversation_id
 
 
-def _is_accepted(parsed: Accepted | Rejected) -> TypeGuard[Accepted]:
-    return isinstance(parsed, Accepted)
+def _is_valid(parsed: Accepted | Forget | Rejected) -> TypeGuard[Accepted | Forget]:
+    return isinstance(parsed, Accepted | Forget)
 
 
-def _is_release(item: LlmResult | Release) -> TypeGuard[Release]:
+def _is_release(item: LlmResult | SummaryResult | Release) -> TypeGuard[Release]:
     return isinstance(item, Release)
 
 
-def _is_admitted(item: Accepted | Reply) -> TypeGuard[Accepted]:
-    return isinstance(item, Accepted)
+def _is_admitted(item: Accepted | Forget | Reply) -> TypeGuard[Accepted | Forget]:
+    return isinstance(item, Accepted | Forget)
 
 
 def _user_key(event: LimitEvent) -> str:
     return event.user_id if isinstance(event, Release) else event.request.user_id
 
 
-def build_flow(settings: Settings, edges: Edges, metrics: Metrics) -> Dataflow:
-    """The chatwax dataflow on the given edges."""
-    cfg = conversation_config(settings)
+def build_flow(settings: Settings, edges: Edges, metrics: Metrics,
+               counter: TokenCounter = ESTIMATE) -> Dataflow:
+    """The chatwax dataflow on the given edges; `counter` counts tokens for trimming."""
+    cfg = conversation_config(settings, counter)
     limits = limits_config(settings)
     max_chars = settings.max_prompt_chars
 
-    def rejection_reply(rejected: Accepted | Rejected) -> Reply | None:
+    def rejection_reply(rejected: Accepted | Forget | Rejected) -> Reply | None:
         assert isinstance(rejected, Rejected)  # the `accepted` branch's falses
         metrics.refused(rejected.code)
         if rejected.reply_to is None:
@@ -107,7 +122,7 @@ def build_flow(settings: Settings, edges: Edges, metrics: Metrics) -> Dataflow:
     flow = Dataflow("chatwax")
     raw = op.input("prompts", flow, edges.prompts)
     parsed = op.map("parse", raw, lambda m: parse_inbound(m, max_chars))
-    checked = op.branch("accepted", parsed, _is_accepted)
+    checked = op.branch("accepted", parsed, _is_valid)
     rejections = op.filter_map("rejection_reply", checked.falses, rejection_reply)
     looped = op.branch("is_release", op.input("feedback", flow, edges.feedback), _is_release)
     admission = op.merge("limits_in", checked.trues, looped.trues)
@@ -115,15 +130,15 @@ def build_flow(settings: Settings, edges: Edges, metrics: Metrics) -> Dataflow:
         "user_limits", op.key_on("by_user", admission, _user_key),
         lambda s: UserLimitsLogic(limits, metrics, s)))
     admitted = op.branch("admitted", limited, _is_admitted)
-    finished = cast(op.Stream[LlmResult], looped.falses)
+    finished = cast(op.Stream[LlmResult | SummaryResult], looped.falses)
     turn_events = op.merge("turn_events", admitted.trues, finished)
     keyed = op.key_on("by_conversation", turn_events, _conversation_key)
     effects = op.key_rm(
         "effects",
         op.stateful("conversation", keyed, lambda s: ConversationLogic(cfg, metrics, s)),
     )
-    split = op.branch("is_llm_call", effects, lambda e: isinstance(e, LlmCall))
-    calls = cast(op.Stream[LlmCall], split.trues)
+    split = op.branch("is_llm_call", effects, lambda e: isinstance(e, LlmCall | SummaryCall))
+    calls = cast(op.Stream[LlmCall | SummaryCall], split.trues)
     ended = op.branch("is_release_effect", split.falses, lambda e: isinstance(e, Release))
     releases = cast(op.Stream[Release], ended.trues)
     outbound = cast(op.Stream[Reply | Transcript],

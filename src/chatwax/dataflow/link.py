@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
     """Create or update both streams; returns the prompt partition count in force.
 
-    The partition count of an existing prompts stream wins over the setting: bytewax's
-    recovery snapshots are keyed by partition, so it must never silently change.
+    Idempotent, and run at every start: changed limits (the transcripts' age and size)
+    apply to an existing stream. The partition count of an existing prompts stream wins
+    over the setting: bytewax's recovery snapshots are keyed by partition, so it must
+    never silently change.
     """
     partitions = settings.partitions
     try:
@@ -47,7 +49,9 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
         pass
     prompts = api.StreamConfig(
         name=protocol.PROMPTS_STREAM,
-        subjects=[f"{protocol.PROMPTS_PREFIX}.*"],
+        # <partition> for prompts, <partition>.command for the operator's commands.
+        subjects=[f"{protocol.PROMPTS_PREFIX}.*",
+                  f"{protocol.PROMPTS_PREFIX}.*.{protocol.COMMAND_TOKEN}"],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=settings.prompt_max_age_s,
@@ -57,10 +61,13 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
     )
     transcripts = api.StreamConfig(
         name=protocol.TRANSCRIPTS_STREAM,
-        subjects=[f"{protocol.TRANSCRIPTS_PREFIX}.*.*"],
+        # <user>.<conversation> for turns, <user>.<conversation>.summary for summaries.
+        subjects=[f"{protocol.TRANSCRIPTS_PREFIX}.>"],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=settings.transcript_max_age_s,
+        max_bytes=settings.transcript_max_bytes or -1,
+        discard=api.DiscardPolicy.OLD,
         duplicate_window=600.0,
         num_replicas=settings.stream_replicas,
         allow_direct=True,
@@ -133,7 +140,7 @@ class NatsLink:
 
     async def _store_transcript(self, t: protocol.Transcript, attempts: int = 20) -> None:
         """JetStream publish with retries; the request id makes a replayed turn a no-op."""
-        subject = protocol.transcript_subject(t.user_id, t.conversation_id)
+        subject = t.subject
         headers = {protocol.MSG_ID_HEADER: t.request_id}
         for attempt in range(attempts):
             try:

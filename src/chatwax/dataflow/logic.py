@@ -6,28 +6,39 @@ resumption after a restart, and metrics. The decisions live in `chatwax.core`.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 
 import bytewax.operators as op
 
-from chatwax.core.conversation import Conversation, ConversationConfig, Effect, LlmResult
-from chatwax.core.intake import Accepted
+from chatwax.core.conversation import (
+    Conversation,
+    ConversationConfig,
+    Effect,
+    LlmResult,
+    SummaryResult,
+)
+from chatwax.core.errors import ErrorCode
+from chatwax.core.intake import Accepted, Forget
 from chatwax.core.limits import LimitsConfig, Release, UserLimits
 from chatwax.core.protocol import ErrorEvent, Reply
 from chatwax.dataflow.metrics import Metrics
 
-TurnEvent = Accepted | LlmResult
-LimitEvent = Accepted | Release
+log = logging.getLogger("chatwax.audit")
+
+TurnEvent = Accepted | Forget | LlmResult | SummaryResult
+LimitEvent = Accepted | Forget | Release
 
 
-def count_refusals(metrics: Metrics, effects: list[Effect] | list[Accepted | Reply]) -> None:
+def count_refusals(metrics: Metrics,
+                   effects: list[Effect] | list[Accepted | Forget | Reply]) -> None:
     for e in effects:
         if isinstance(e, Reply) and isinstance(e.event, ErrorEvent):
             metrics.refused(e.event.code)
 
 
-class UserLimitsLogic(op.StatefulLogic[LimitEvent, Accepted | Reply, UserLimits]):
+class UserLimitsLogic(op.StatefulLogic[LimitEvent, Accepted | Forget | Reply, UserLimits]):
     """Per-user admission: token quota over a rolling window, concurrent prompts."""
 
     def __init__(self, cfg: LimitsConfig, metrics: Metrics, resume: UserLimits | None) -> None:
@@ -35,12 +46,14 @@ class UserLimitsLogic(op.StatefulLogic[LimitEvent, Accepted | Reply, UserLimits]
         self.metrics = metrics
         self.state = resume or UserLimits()
 
-    def on_item(self, value: LimitEvent) -> tuple[list[Accepted | Reply], bool]:
+    def on_item(self, value: LimitEvent) -> tuple[list[Accepted | Forget | Reply], bool]:
         now = time.time()
+        if isinstance(value, Forget):  # the user's quota window and slots go too
+            return [value], self.DISCARD
         if isinstance(value, Release):
             self.state.release(value, now)
             return [], self.DISCARD if self.state.idle else self.RETAIN
-        out = [self.state.admit(value, self.cfg, now)]
+        out: list[Accepted | Forget | Reply] = [self.state.admit(value, self.cfg, now)]
         count_refusals(self.metrics, out)
         return out, self.DISCARD if self.state.idle else self.RETAIN
 
@@ -56,15 +69,20 @@ class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, Conversation]):
         self.cfg = cfg
         self.metrics = metrics
         self.state = resume
-        # A resumed conversation had its call cut off by the restart: start it again.
-        self._restart = resume is not None and resume.in_flight is not None
+        # A resumed conversation had its call (or summary) cut off by the restart: start
+        # it again.
+        self._restart = resume is not None and resume.busy
         if resume is not None:
             metrics.active_conversations.inc()
 
     def on_item(self, value: TurnEvent) -> tuple[list[Effect], bool]:
-        if isinstance(value, LlmResult):
+        if isinstance(value, Forget):
+            return self._forget(value)
+        if isinstance(value, LlmResult | SummaryResult):
             if self.state is None:
                 return [], self.DISCARD
+            if isinstance(value, SummaryResult):
+                return self._summary(value), self.RETAIN
             return self.state.on_result(value, self.cfg), self.RETAIN
         if self.state is None:
             self.state = Conversation(owner=value.request.user_id)
@@ -72,6 +90,29 @@ class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, Conversation]):
         effects = self.state.on_prompt(value, self.cfg)
         count_refusals(self.metrics, effects)
         return effects, self.RETAIN
+
+    def _summary(self, result: SummaryResult) -> list[Effect]:
+        assert self.state is not None
+        before = self.state.folded
+        effects = self.state.on_summary(result, self.cfg)
+        self.metrics.summaries.labels("ok" if result.summary is not None else "error").inc()
+        self.metrics.summary_turns_folded.inc(self.state.folded - before)
+        return effects
+
+    def _forget(self, forget: Forget) -> tuple[list[Effect], bool]:
+        req = forget.request
+        if self.state is not None and self.state.owner != req.user_id:
+            return [Reply.error(req.reply_to, req.request_id, ErrorCode.CONVERSATION_FORBIDDEN,
+                                f"conversation '{req.conversation_id}' belongs to another "
+                                "user")], self.RETAIN
+        state = self.state or Conversation(owner=req.user_id)
+        effects = state.forget(req)
+        if self.state is not None:
+            self.metrics.active_conversations.dec()
+        self.state = None
+        # Ids only: what was said is gone, and the log must not keep it either.
+        log.info("forgot conversation %s of user %s", req.conversation_id, req.user_id)
+        return effects, self.DISCARD
 
     def on_notify(self) -> tuple[list[Effect], bool]:
         self._restart = False
@@ -86,4 +127,5 @@ class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, Conversation]):
         # Turns and queued prompts are immutable once made, so copying the lists suffices.
         assert self.state is not None
         s = self.state
-        return Conversation(s.owner, list(s.history), s.turns, list(s.pending), s.in_flight)
+        return Conversation(s.owner, list(s.history), s.turns, list(s.pending), s.in_flight,
+                            s.summary, s.folded, s.summarizing)

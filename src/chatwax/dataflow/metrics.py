@@ -13,6 +13,7 @@ from typing import Final
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from chatwax.core.errors import ErrorCode
+from chatwax.core.protocol import USAGE_SOURCES
 from chatwax.llm.failures import RetryReason
 
 LATENCY_BUCKETS: Final = (
@@ -30,8 +31,10 @@ class Metrics:
         self._known_models: set[str] = set()
         r = registry
         self.tokens = Counter(
-            "chatwax_llm_tokens", "Tokens reported by the LLM server (usage), by type.",
-            ["model", "provider", "type"], registry=r,
+            "chatwax_llm_tokens",
+            "Tokens spent, by type, and by who counted them: the LLM server's usage "
+            "(`server`), or chatwax when the server sent none (`tokenizer`, `estimate`).",
+            ["model", "provider", "type", "counted"], registry=r,
         )
         self.cost = Counter(
             "chatwax_llm_cost_usd", "Estimated cost in US dollars, from usage and the price table.",
@@ -92,6 +95,14 @@ class Metrics:
             "Prompts stored in JetStream but not yet taken by the dataflow (backlog).",
             ["partition"], registry=r,
         )
+        self.summaries = Counter(
+            "chatwax_summaries", "Conversation summaries made off the request path, by outcome.",
+            ["outcome"], registry=r,
+        )
+        self.summary_turns_folded = Counter(
+            "chatwax_summary_turns_folded", "Turns folded into a conversation's summary.",
+            registry=r,
+        )
         self.transcript_failures = Counter(
             "chatwax_transcript_failures", "Completed turns that could not be stored.", registry=r,
         )
@@ -118,7 +129,8 @@ class Metrics:
         """
         labels = (self.model_label(model), provider)
         for kind in ("input", "output"):
-            self.tokens.labels(*labels, kind)
+            for counted in USAGE_SOURCES:
+                self.tokens.labels(*labels, kind, counted)
         self.cost.labels(*labels)
         self.llm_duration.labels(*labels)
         self.ttft.labels(*labels)
@@ -131,4 +143,5 @@ class Metrics:
             self.rejected.labels(code)
         for outcome in ("ok", "error"):
             self.e2e.labels(outcome)
+            self.summaries.labels(outcome)
 

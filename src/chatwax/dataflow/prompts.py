@@ -67,6 +67,9 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
         return info.state.last_seq
 
     async def _subscribe(self, start_seq: int) -> Any:
+        prompts = protocol.prompt_subject(self._partition)
+        commands = protocol.command_subject(self._partition)
+
         async def on_msg(msg: Any) -> None:
             meta = msg.metadata
             stored = meta.timestamp.timestamp() if meta.timestamp else time.time()
@@ -74,16 +77,18 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
             self._pending_in_stream = meta.num_pending
             self._buffer.append(
                 Inbound(self._partition, meta.sequence.stream, msg.data,
-                        hdrs.get(protocol.REPLY_TO_HEADER), stored)
+                        hdrs.get(protocol.REPLY_TO_HEADER), stored,
+                        command=msg.subject == commands)
             )
 
         return await self._link.js.subscribe(
-            protocol.prompt_subject(self._partition),
+            prompts,
             stream=protocol.PROMPTS_STREAM,
             cb=on_msg,
             ordered_consumer=True,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            config=api.ConsumerConfig(opt_start_seq=max(start_seq, 1)),
+            config=api.ConsumerConfig(opt_start_seq=max(start_seq, 1),
+                                      filter_subjects=[prompts, commands]),
         )
 
     def next_batch(self) -> list[Inbound]:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 from chatwax.core.settings import Settings
 from chatwax.core.threads import LoopThread
+from chatwax.core.tokens import TokenCounter
 from chatwax.dataflow.answerer import Answerer, Feedback
 from chatwax.dataflow.edges import FeedbackSink, FeedbackSource, LlmSink, ReplySink
 from chatwax.dataflow.flow import Edges
 from chatwax.dataflow.link import NatsLink
 from chatwax.dataflow.metrics import Metrics
 from chatwax.dataflow.prompts import PromptSource
+from chatwax.llm.tokenizers import RemoteTokenizer, UsageCounter, local_counter
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,18 @@ class Runtime:
     feedback: Feedback
     answerer: Answerer
 
+    counter: TokenCounter
+
     @classmethod
     def start(cls, settings: Settings, metrics: Metrics, loop: LoopThread) -> Runtime:
         """Connect to NATS on `loop` and set up the streams; waits until NATS answers."""
         link = NatsLink.connect(settings, loop, metrics)
         feedback: Feedback = queue.SimpleQueue()
-        return cls(settings, metrics, loop, link, feedback,
-                   Answerer(settings, link, metrics, feedback))
+        counter = local_counter(settings.model, settings.token_counter)
+        remote = (RemoteTokenizer(settings.openai_base_url)
+                  if settings.token_counter == "auto" else None)
+        answerer = Answerer(settings, link, metrics, feedback, UsageCounter(counter, remote))
+        return cls(settings, metrics, loop, link, feedback, answerer, counter)
 
     def edges(self, *, from_start: bool, on_poll: Callable[[int], None] | None = None
               ) -> Edges:

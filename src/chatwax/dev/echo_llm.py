@@ -10,6 +10,12 @@ echo): `[[429xN]]`, `[[500xN]]`, `[[hangxN]]` fail the first N attempts of that 
 request; `[[500]]` always fails; `[[hang]]` never answers; `[[cut]]` drops the connection
 half-way through the stream; `[[slow:MS]]` waits before the first token;
 `[[tokens:N]]` answers exactly N words; `[[garbage]]` streams a chunk that is not JSON.
+
+Summary requests (the summarizer's system prompt) take no directives: they answer
+`summary: ` and the words of the folded user prompts, after `summary_latency_s`, or fail
+with a 500 while `summary_fail` is set. With `send_usage` off the server reports no usage,
+like several real servers; `/extras/tokenize/count` counts words, as llama-cpp-python's
+server counts tokens.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
+from chatwax.core.summary import SUMMARIZER_MARK
 from chatwax.core.threads import LoopThread
 
 _DIRECTIVE = re.compile(r"\[\[(\d{3}|[a-z]+)(?:x(\d+)|:(\d+))?\]\]")
@@ -42,6 +49,10 @@ class Knobs:
     tokens_per_s: float = 0.0
     answer_tokens_max: int = 200
     pad_to: int = 0
+    send_usage: bool = True
+    """False: no usage in any answer (streamed or not)."""
+    summary_latency_s: float = 0.0
+    summary_fail: bool = False
 
 
 @dataclass
@@ -94,6 +105,21 @@ def plan_for(last_user: str, attempt: int) -> Plan:
     return plan
 
 
+def is_summary(messages: list[dict[str, Any]]) -> bool:
+    return bool(messages) and str(messages[0].get("content") or "").startswith(SUMMARIZER_MARK)
+
+
+def summary_words(messages: list[dict[str, Any]]) -> list[str]:
+    """`summary:` and the words of every folded user prompt (and of the last summary)."""
+    body = str(messages[-1].get("content") or "")
+    kept = [line.removeprefix("User: ") for line in body.splitlines()
+            if line.startswith("User: ")]
+    previous = body.split("\n\n", 1)[0].splitlines()[1:] if body.startswith("Summary so far:") \
+        else []
+    return ["summary:", *(w for line in [*previous, *kept] for w in words(line)
+                          if w != "summary:")]
+
+
 def answer_words(plan: Plan, knobs: Knobs, max_tokens: int | None) -> list[str]:
     out = ["echo:", *words(plan.text)]
     if plan.tokens is not None:
@@ -125,6 +151,7 @@ class EchoLLM:
         app.router.add_get("/_test/requests", self.requests)
         app.router.add_post("/_test/reset", self.reset)
         app.router.add_get("/_test/usage", self.usage)
+        app.router.add_post("/extras/tokenize/count", self.tokenize_count)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -169,6 +196,11 @@ class EchoLLM:
     async def usage(self, request: web.Request) -> web.Response:
         return web.json_response(self.totals)
 
+    async def tokenize_count(self, request: web.Request) -> web.Response:
+        """llama-cpp-python's token count endpoint, in words."""
+        body = await request.json()
+        return web.json_response({"count": len(words(str(body.get("input") or "")))})
+
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         messages: list[dict[str, Any]] = body.get("messages") or []
@@ -178,10 +210,15 @@ class EchoLLM:
         self.attempts[key] = attempt
         last_user = next((str(m.get("content") or "") for m in reversed(messages)
                           if m.get("role") == "user"), "")
-        plan = plan_for(last_user, attempt)
+        summary = is_summary(messages)
+        plan = Plan(text="") if summary else plan_for(last_user, attempt)
+        if summary and self.knobs.summary_fail:
+            plan.fail_status = 500
         entry: dict[str, Any] = {"messages": messages, "model": model,
                                  "stream": bool(body.get("stream")), "status": 200,
-                                 "usage": None, "attempt_key": key,
+                                 "usage": None, "attempt_key": key, "summary": summary,
+                                 "max_tokens": body.get("max_completion_tokens")
+                                 or body.get("max_tokens"),
                                  "received_at": time.time()}
         self.log.append(entry)
         if plan.fail_status is not None:
@@ -195,11 +232,12 @@ class EchoLLM:
         if plan.hang:
             entry["status"] = 0
             await asyncio.sleep(3600)
-        delay = self.knobs.latency_s + plan.slow_s
+        delay = self.knobs.summary_latency_s if summary else self.knobs.latency_s + plan.slow_s
         if delay:
             await asyncio.sleep(delay)
-        out = answer_words(plan, self.knobs,
-                           body.get("max_completion_tokens") or body.get("max_tokens"))
+        out = answer_words(plan, self.knobs, entry["max_tokens"])
+        if summary:
+            out = summary_words(messages)[: entry["max_tokens"] or None]
         usage = {"prompt_tokens": count_tokens(messages), "completion_tokens": len(out)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         cid = f"chatcmpl-{uuid.uuid4().hex[:16]}"
@@ -210,7 +248,7 @@ class EchoLLM:
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "finish_reason": "stop", "message":
                              {"role": "assistant", "content": " ".join(out)}}],
-                "usage": usage,
+                **({"usage": usage} if self.knobs.send_usage else {}),
             })
         try:
             return await self._stream(request, entry, cid, created, model, out, usage, plan,
@@ -252,7 +290,7 @@ class EchoLLM:
                 request.transport.close()
             return resp
         await resp.write(chunk('[{"index":0,"delta":{},"finish_reason":"stop"}]'))
-        if include_usage:
+        if include_usage and self.knobs.send_usage:
             await resp.write(chunk("[]", f',"usage":{json.dumps(usage)}'))
         await resp.write(b"data: [DONE]\n\n")
         self._count(entry, usage)
@@ -261,6 +299,7 @@ class EchoLLM:
 
     def _count(self, entry: dict[str, Any], usage: dict[str, int]) -> None:
         entry["usage"] = usage
+        entry["finished_at"] = time.time()
         for k in ("prompt_tokens", "completion_tokens", "total_tokens"):
             self.totals[k] += usage[k]
         self.totals["requests_ok"] += 1

@@ -21,7 +21,6 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,13 +29,11 @@ from urllib.parse import urlparse
 from chatwax.core import protocol
 from chatwax.core.errors import ConfigError
 from chatwax.core.settings import Settings
+from chatwax.frontend import launch
 from chatwax.local import model as local_llm
 
-
-def frontend_app() -> Path:
-    """The Streamlit entry script, shipped in the package (a source checkout maps it too)."""
-    return Path(str(resources.files("chatwax.frontend").joinpath("app.py")))
-
+AUTH_FILE_PREFIXES = ("CHATWAX_AUTH", "CHATWAX_OIDC_")
+NATS_USERS = ("dataflow", *protocol.CLIENT_USERS)
 
 
 @dataclass
@@ -51,7 +48,6 @@ class StackOptions:
     metrics_port: int = 3030
     ui_port: int = 8501
     snapshot_interval: int = 5
-    frontend: Path = field(default_factory=frontend_app)
     prometheus: bool = False
     prometheus_port: int = 9090
     scrape_interval_s: float = 5.0
@@ -70,6 +66,11 @@ class StackOptions:
     """Use this NATS (with JetStream) instead of starting one."""
     log_dir: Path | None = None
     """Each child's output to <log_dir>/<child>.log instead of this process's."""
+    auth: str = "none"
+    """Sign-in on the pages: none (open mode) or oidc (`chatwax ui` with CHATWAX_OIDC_*)."""
+    auth_file: Path | None = None
+    """NAME=value lines of CHATWAX_AUTH*/CHATWAX_OIDC_* settings; they win over the
+    environment."""
 
 
 @dataclass
@@ -123,10 +124,20 @@ def prometheus_config(targets: list[str], interval_s: float) -> str:
 
 
 def nats_auth_config(client_port: int, monitor_port: int, store: Path,
-                     passwords: dict[str, str]) -> str:
-    """nats-server config with two users: `dataflow` (everything) and `frontend` (clients)."""
-    allow = ", ".join(json.dumps(s) for s in protocol.CLIENT_PUBLISH_ALLOW)
+                     passwords: dict[str, str], compat: bool = True) -> str:
+    """nats-server config with users `dataflow` (everything), and `frontend` and `operator`
+    (the CLI) with the client permissions (`operator` may also forget users); `prompts` only
+    while the compat adapter is on."""
     subscribe = ", ".join(json.dumps(s) for s in protocol.CLIENT_SUBSCRIBE_ALLOW)
+
+    def allow(user: str) -> str:
+        return ", ".join(json.dumps(s) for s in protocol.client_publish_allow(compat, user))
+
+    clients = "".join(
+        f"""    {{ user: {user}, password: {json.dumps(passwords[user])},
+      permissions: {{ publish: {{ allow: [{allow(user)}] }},
+                      subscribe: {{ allow: [{subscribe}] }}, allow_responses: true }} }}
+""" for user in protocol.CLIENT_USERS)
     return f"""listen: 127.0.0.1:{client_port}
 http: 127.0.0.1:{monitor_port}
 server_name: chatwax-local
@@ -134,22 +145,48 @@ jetstream {{ store_dir: {json.dumps(str(store))} }}
 authorization {{
   users: [
     {{ user: dataflow, password: {json.dumps(passwords["dataflow"])} }}
-    {{ user: frontend, password: {json.dumps(passwords["frontend"])},
-      permissions: {{ publish: {{ allow: [{allow}] }}, subscribe: {{ allow: [{subscribe}] }},
-                      allow_responses: true }} }}
-  ]
+{clients}  ]
 }}
 """
 
 
 def load_passwords(path: Path) -> dict[str, str]:
-    """The local NATS passwords, made once and kept (0600) in the data folder."""
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    passwords = {user: secrets.token_urlsafe(24) for user in ("dataflow", "frontend")}
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(passwords, indent=2) + "\n")
+    """The local NATS passwords, made once and kept (0600) in the data folder; a user added
+    since (operator) gets one, existing ones never change."""
+    passwords: dict[str, str] = dict(json.loads(path.read_text())) if path.exists() else {}
+    missing = [user for user in NATS_USERS if user not in passwords]
+    if missing:
+        passwords.update({user: secrets.token_urlsafe(24) for user in missing})
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(passwords, indent=2) + "\n")
     return passwords
+
+
+def read_auth_file(path: Path) -> dict[str, str]:
+    """CHATWAX_AUTH*/CHATWAX_OIDC_* settings from NAME=value lines (# comments, optional
+    `export ` and quotes), for `chatwax up --auth-file`."""
+    found: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name.startswith(AUTH_FILE_PREFIXES):
+            raise ConfigError(f"{path}:{number}: expected CHATWAX_AUTH*=... or "
+                              "CHATWAX_OIDC_*=... lines")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        found[name] = value
+    return found
+
+
+def cookie_secret(path: Path) -> str:
+    """A local sign-in cookie secret, made once and kept (0600) in the data folder."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -240,6 +277,7 @@ class Stack:
         self.children: list[Child] = []
         self._stopping = False
         self.passwords: dict[str, str] = {}
+        self.ui_env: dict[str, str] = {}
         self.llm = choose_llm(opts.llm, {**os.environ, **opts.extra_env})
 
     def credentials(self, user: str) -> dict[str, str]:
@@ -251,6 +289,34 @@ class Stack:
     @property
     def nats_url(self) -> str:
         return self.opts.external_nats or f"nats://127.0.0.1:{self.opts.nats_port}"
+
+    @property
+    def compat(self) -> bool:
+        """The tutorial's `prompts` adapter: on in open mode, off with sign-in (it carries no
+        identity) unless CHATWAX_COMPAT_SUBJECT is set."""
+        env = {**os.environ, **self.opts.extra_env}
+        if "CHATWAX_COMPAT_SUBJECT" in env:
+            return bool(env["CHATWAX_COMPAT_SUBJECT"])
+        return self.opts.auth == "none"
+
+    @property
+    def ui_url(self) -> str:
+        # With sign-in, the page's origin must be the redirect URI's: localhost.
+        host = "localhost" if self.opts.auth == "oidc" else "127.0.0.1"
+        return f"http://{host}:{self.opts.ui_port}"
+
+    def auth_env(self) -> dict[str, str]:
+        """The frontend's sign-in settings: the auth file's over the environment, and with
+        --auth oidc a redirect URI for this port and a kept cookie secret unless given."""
+        o = self.opts
+        env = {**(read_auth_file(o.auth_file) if o.auth_file else {}), "CHATWAX_AUTH": o.auth}
+        if o.auth == "oidc":
+            given = {**os.environ, **o.extra_env, **env}
+            if not given.get("CHATWAX_OIDC_REDIRECT_URI"):
+                env["CHATWAX_OIDC_REDIRECT_URI"] = f"{self.ui_url}/oauth2callback"
+            if not given.get("CHATWAX_OIDC_COOKIE_SECRET"):
+                env["CHATWAX_OIDC_COOKIE_SECRET"] = cookie_secret(o.data_dir / "cookie-secret")
+        return env
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
                dataflow: bool = False) -> Child:
@@ -280,9 +346,10 @@ class Stack:
 
     def _start_dataflow(self) -> None:
         o = self.opts
+        compat = {} if self.compat else {"CHATWAX_COMPAT_SUBJECT": ""}
         procs = [self._spawn(f"dataflow process {i}", [sys.executable, *o.dataflow_command],
-                             {**dataflow_env(o, i, self.nats_url), **self.credentials("dataflow")},
-                             dataflow=True)
+                             {**dataflow_env(o, i, self.nats_url), **self.credentials("dataflow"),
+                              **compat}, dataflow=True)
                  for i in range(o.processes)]
         for i, child in enumerate(procs):
             wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child.proc, child.name)
@@ -327,8 +394,14 @@ class Stack:
         if o.external_nats and o.nats_auth:
             raise ConfigError("--nats-auth configures the NATS chatwax starts; with --nats-url, "
                               "give that server's credentials in NATS_USER/NATS_PASSWORD")
+        if o.auth not in ("none", "oidc"):
+            raise ConfigError(f"--auth {o.auth!r}: use none or oidc")
         self.check_ports()
         o.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ui_env = {**os.environ, **o.extra_env, "NATS_URL": self.nats_url}
+        if o.ui:  # a sign-in that cannot work fails here, before anything starts
+            self.ui_env.update(self.auth_env())
+            launch.check_oidc(Settings.from_env(self.ui_env))
         if not o.external_nats:
             self._start_nats()
         o.extra_env = {**o.extra_env, **llm_env(self.llm, o.llm_port, os.environ)}
@@ -339,14 +412,11 @@ class Stack:
         self._start_dataflow()
         if o.prometheus:
             self._start_prometheus()
-        if o.ui:
+        if o.ui:  # `chatwax ui`, as the frontend image runs it
             ui = self._spawn("frontend", [
-                sys.executable, "-m", "streamlit", "run", str(o.frontend),
-                "--server.port", str(o.ui_port), "--server.address", "127.0.0.1",
-                "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                "--client.toolbarMode", "minimal",
-            ], {**os.environ, **o.extra_env, "NATS_URL": self.nats_url,
-                **self.credentials("frontend")})
+                sys.executable, "-m", "chatwax", "ui", "--port", str(o.ui_port),
+                "--address", "127.0.0.1", "--secrets-dir", str((o.data_dir / "ui").resolve()),
+            ], {**self.ui_env, **self.credentials("frontend")})
             wait_http(f"http://127.0.0.1:{o.ui_port}/_stcore/health", 60, ui.proc, ui.name)
 
     def _start_nats(self) -> None:
@@ -358,7 +428,7 @@ class Stack:
             conf = o.data_dir / "nats.conf"
             conf.touch(mode=0o600)
             conf.write_text(nats_auth_config(o.nats_port, o.nats_monitor_port, store,
-                                             self.passwords))
+                                             self.passwords, self.compat))
             cmd = [nats_server_binary(), "--config", str(conf.resolve()), *log]
         else:
             cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(o.nats_port),
@@ -390,10 +460,13 @@ class Stack:
         if o.prometheus:
             lines.append(f"  prometheus  http://127.0.0.1:{o.prometheus_port}")
         if o.ui:
-            lines.append(f"  frontend    http://127.0.0.1:{o.ui_port}")
+            lines.append(f"  frontend    {self.ui_url}")
+            lines.append(f"  sign-in     {launch.describe(Settings.from_env(self.ui_env))}")
+        if not self.compat:
+            lines.append("  compat      the tutorial's `prompts` subject is off (sign-in on)")
         lines.append(f"  data        {o.data_dir.resolve()}")
         if o.nats_auth:
-            lines.append(f"  NATS auth   user 'frontend', password in "
+            lines.append(f"  NATS auth   CLI: NATS_USER=operator, NATS_PASSWORD from "
                          f"{(o.data_dir / 'nats-auth.json').resolve()}")
         lines.append("Press Ctrl-C to stop.")
         return "\n".join(lines)

@@ -24,8 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def new_value() -> str:
-    """A random password: 32 URL-safe characters (192 bits)."""
-    return secrets.token_urlsafe(24)
+    """A random password: 32 URL-safe characters (about 191 bits) starting with a letter.
+
+    nats-server reads a `$VAR` in its config as a config value: one starting with '-' is
+    taken for a number and fails to parse, so the first character is never '-', '_' or a
+    digit.
+    """
+    while True:
+        value = secrets.token_urlsafe(24)
+        if value[0].isalpha():
+            return value
 
 
 def missing(existing: Mapping[str, object] | None, keys: Iterable[str]) -> list[str]:

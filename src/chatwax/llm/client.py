@@ -43,7 +43,8 @@ class _Retryable(Exception):
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
-    usage: Usage
+    usage: Usage | None
+    """As the server reported it; None when it reported none."""
     model: str
     ttft_s: float | None
     duration_s: float
@@ -72,13 +73,19 @@ class LlmClient:
                                        connect=settings.llm_connect_timeout_s),
             )
 
-    async def stream(self, messages: list[dict[str, str]], on_delta: OnDelta) -> Completion:
-        """Stream one answer, retrying transient failures within the retry budget."""
+    async def stream(self, messages: list[dict[str, str]], on_delta: OnDelta, *,
+                     model: str | None = None, max_tokens: int | None = None) -> Completion:
+        """Stream one answer, retrying transient failures within the retry budget.
+
+        `model` and `max_tokens` default to the settings' (summaries use their own).
+        """
         if self._client is None:
             raise LlmError(ErrorCode.LLM_NOT_CONFIGURED, NOT_CONFIGURED_MESSAGE)
         tries = [0]
+        request = (model or self.settings.model, max_tokens or self.settings.max_output_tokens)
         try:
-            return await self._with_retries(messages, on_delta, time.monotonic(), tries)
+            return await self._with_retries(messages, on_delta, time.monotonic(), tries,
+                                            request)
         except _Retryable as exc:
             raise LlmError(exc.failure.code,
                            f"{exc} (gave up after {tries[0]} attempts)") from None
@@ -100,22 +107,24 @@ class LlmClient:
         )(self._attempt)
 
     async def _attempt(
-        self, messages: list[dict[str, str]], on_delta: OnDelta, started: float, tries: list[int]
+        self, messages: list[dict[str, str]], on_delta: OnDelta, started: float, tries: list[int],
+        request: tuple[str, int],
     ) -> Completion:
         assert self._client is not None
         tries[0] += 1
         s = self.settings
+        requested, max_tokens = request
         parts: list[str] = []
         usage: Usage | None = None
-        model = s.model
+        model = requested
         ttft: float | None = None
         finished = False
         try:
             # The SDK sends the request and maps HTTP errors; the event stream is read raw.
             async with asyncio.timeout(s.llm_timeout_s), \
                     self._client.chat.completions.with_streaming_response.create(
-                        model=s.model, messages=messages,  # type: ignore[call-overload] # plain dicts are valid messages
-                        temperature=s.temperature, max_tokens=s.max_output_tokens,
+                        model=requested, messages=messages,  # type: ignore[call-overload] # plain dicts are valid messages
+                        temperature=s.temperature, max_tokens=max_tokens,
                         stream=True, stream_options={"include_usage": True},
                     ) as response:
                 events = SseEvents()
@@ -143,11 +152,8 @@ class LlmClient:
             raise _Retryable(failure) from None
         if not finished:
             raise _Retryable(CUT_STREAM)
-        text = "".join(parts)
-        if usage is None:
-            log.warning("LLM server reported no usage; token metrics for this call are zero")
-            usage = Usage()
-        return Completion(text, usage, model, ttft, time.monotonic() - started, tries[0])
+        return Completion("".join(parts), usage, model, ttft, time.monotonic() - started,
+                          tries[0])
 
     async def close(self) -> None:
         if self._client is not None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from chatwax.core.conversation import Conversation, ConversationConfig, LlmCall, LlmResult
 from chatwax.core.errors import ErrorCode
-from chatwax.core.history import Turn, build_messages, estimate_tokens, trim_history
+from chatwax.core.history import Turn, build_messages, trim_history
 from chatwax.core.intake import Accepted, Rejected, parse_inbound
 from chatwax.core.limits import Release
 from chatwax.core.protocol import ErrorEvent, Inbound, PromptRequest, Reply, Transcript, Usage
+from chatwax.core.tokens import ESTIMATE, message_tokens
 
 CFG = ConversationConfig(system_prompt="be brief", prompt_budget=200, provider="local")
 
@@ -20,20 +21,24 @@ def _ok(rid: str, answer: str, conv: str = "c1") -> LlmResult:
     return LlmResult(rid, conv, answer, Usage(3, 4), "m", 10.0, 2.0, 5.0)
 
 
+def estimate_tokens(text: str) -> int:
+    return message_tokens(ESTIMATE, text)
+
+
 def test_estimate_grows_with_text() -> None:
     assert estimate_tokens("") < estimate_tokens("a" * 40) < estimate_tokens("a" * 400)
 
 
 def test_build_messages_keeps_newest_turns_that_fit() -> None:
     history = [Turn(f"r{i}", "p" * 40, "a" * 40) for i in range(10)]
-    per_turn = history[0].tokens
+    per_turn = history[0].size()
     fixed = estimate_tokens("now") + estimate_tokens("sys")
     built = build_messages("sys", history, "now", budget=fixed + 3 * per_turn)
     assert built.dropped_turns == 7
     assert built.messages[0] == {"role": "system", "content": "sys"}
     assert built.messages[-1] == {"role": "user", "content": "now"}
     assert len(built.messages) == 1 + 3 * 2 + 1
-    assert built.est_tokens <= fixed + 3 * per_turn
+    assert built.tokens <= fixed + 3 * per_turn
 
 
 def test_build_messages_always_sends_system_and_prompt() -> None:
@@ -44,7 +49,7 @@ def test_build_messages_always_sends_system_and_prompt() -> None:
 
 def test_trim_history_drops_oldest_beyond_budget() -> None:
     history = [Turn(f"r{i}", "p" * 40, "a" * 40) for i in range(5)]
-    kept = trim_history(history, budget=2 * history[0].tokens)
+    kept = trim_history(history, budget=2 * history[0].size())
     assert [t.request_id for t in kept] == ["r3", "r4"]
 
 
@@ -133,3 +138,42 @@ def test_restart_reissues_the_head_of_the_queue() -> None:
     effects = conv.restart_in_flight(CFG)
     assert len(effects) == 1 and isinstance(effects[0], LlmCall)
     assert effects[0].request.request_id == "r1"
+
+
+def _forget(rid: str = "f1", user: str = "alice", conv: str = "c1", command: bool = True
+            ) -> Inbound:
+    from chatwax.core.protocol import ForgetRequest
+    return Inbound(0, 9, ForgetRequest(rid, user, conv, f"_INBOX.{rid}").encode(),
+                   f"_INBOX.{rid}", 1.0, command=command)
+
+
+def test_commands_are_read_only_from_the_command_subject() -> None:
+    from chatwax.core.intake import Forget
+    got = parse_inbound(_forget(), 100)
+    assert isinstance(got, Forget) and got.request.conversation_id == "c1"
+    # The same command on a prompt subject (where clients may publish) is refused...
+    refused = parse_inbound(_forget(command=False), 100)
+    assert isinstance(refused, Rejected) and "not 'forget'" in refused.message
+    # ...and a prompt on the command subject is not a command.
+    prompt = PromptRequest("r1", "alice", "c1", "hi", "_INBOX.r1", 1.0).encode()
+    odd = parse_inbound(Inbound(0, 1, prompt, "_INBOX.r1", 1.0, command=True), 100)
+    assert isinstance(odd, Rejected) and "unknown command None" in odd.message
+
+
+def test_forget_tells_waiting_prompts_and_frees_their_slots() -> None:
+    from chatwax.core.protocol import AckEvent, ForgetRequest
+    conv = Conversation(owner="alice")
+    conv.on_prompt(_req("r1"), CFG)
+    conv.on_result(_ok("r1", "a"), CFG)
+    conv.on_prompt(_req("r2"), CFG)  # in flight
+    conv.on_prompt(_req("r3"), CFG)  # waiting
+    effects = conv.forget(ForgetRequest("f1", "alice", "c1", "_INBOX.f1"))
+    replies = [e for e in effects if isinstance(e, Reply)]
+    assert [(r.subject, type(r.event)) for r in replies] == [
+        ("_INBOX.r2", ErrorEvent), ("_INBOX.r3", ErrorEvent), ("_INBOX.f1", AckEvent)]
+    assert all(r.event.code is ErrorCode.CONVERSATION_DELETED
+               for r in replies if isinstance(r.event, ErrorEvent))
+    assert [e for e in effects if isinstance(e, Release)] == [
+        Release("alice", "r2", 0), Release("alice", "r3", 0)]
+    ack = replies[-1].event
+    assert isinstance(ack, AckEvent) and "1 turns, 2 waiting" in ack.message

@@ -80,7 +80,7 @@ def test_events_round_trip_and_errors_say_if_retryable() -> None:
     assert json.loads(err.encode())["retryable"] is True
     assert json.loads(ErrorEvent("r", ErrorCode.BAD_REQUEST, "x").encode())["retryable"] is False
     assert json.loads(final.encode())["usage"] == {
-        "input_tokens": 3, "output_tokens": 2, "total_tokens": 5,
+        "input_tokens": 3, "output_tokens": 2, "total_tokens": 5, "counted": "server",
     }
 
 

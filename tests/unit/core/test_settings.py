@@ -95,3 +95,9 @@ def test_the_readme_table_is_generated_from_the_declarations() -> None:
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() in (ROOT / "README.md").read_text(), \
         "run: python scripts/settings_table.py --write"
+
+
+def test_a_summary_never_outgrows_the_room_the_budget_leaves_it() -> None:
+    assert Settings(history_token_budget=4000).summary_tokens == 256
+    small = Settings(history_token_budget=300, summary_trigger=0.75, summary_keep=0.5)
+    assert small.summary_tokens == 75  # 300 * (1 - 0.75)

@@ -50,7 +50,9 @@ def test_table_ends_with_the_total() -> None:
     text = format_table(aggregate([_t("1", "a", "m", 3, 4)], "user"), "user")
     lines = text.splitlines()
     assert lines[0].split()[:2] == ["user", "turns"]
-    assert lines[-1].split()[:6] == ["total", "1", "3", "4", "7", "0.000000"]
+    assert lines[0].split() == ["user", "turns", "summaries", "input", "output", "total",
+                                "estimated", "cost", "USD", "avg", "ms"]
+    assert lines[-1].split()[:8] == ["total", "1", "0", "3", "4", "7", "0", "0.000000"]
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("24h", 86400), ("7d", 604800),
@@ -62,3 +64,16 @@ def test_since_windows(text: str, seconds: float | None) -> None:
 def test_bad_since_is_refused() -> None:
     with pytest.raises(ConfigError, match="yesterday"):
         parse_since("yesterday")
+
+
+def test_summaries_spend_tokens_but_are_not_turns_and_estimates_are_told_apart() -> None:
+    turn = _t("1", "a", "m", 10, 5)
+    summary = Transcript("sum-1", "a", "c-a", 1, "", "s", "m", "p", Usage(40, 8), 900.0, None,
+                         0.0, 2.0, kind="summary")
+    guessed = Transcript("2", "a", "c-a", 2, "q", "a", "m", "p", Usage(6, 2, "estimate"), 50.0,
+                         None, 0.0, 3.0)
+    (row,) = aggregate([turn, summary, guessed], "user")
+    assert (row.turns, row.summaries) == (2, 1)
+    assert row.total_tokens == 15 + 48 + 8
+    assert row.estimated_tokens == 8
+    assert row.avg_latency_ms == pytest.approx(75.0)  # the summary's time is nobody's wait

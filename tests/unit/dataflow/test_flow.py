@@ -73,3 +73,33 @@ def test_conversations_keep_order_and_history_across_workers() -> None:
     assert errors["_INBOX.bad"].code is ErrorCode.BAD_REQUEST
     assert errors["_INBOX.x"].code is ErrorCode.CONVERSATION_FORBIDDEN
     assert json.loads(errors["_INBOX.bad"].encode())["retryable"] is False
+
+
+def test_long_conversations_are_summarized_beside_the_answers() -> None:
+    from chatwax.core.conversation import SummaryCall, SummaryResult
+    from chatwax.core.history import SUMMARY_PREFIX
+
+    def summarize(call: SummaryCall) -> SummaryResult:
+        return SummaryResult(call.call_id, call.conversation_id,
+                             f"summary of {len(call.folds)} turns", Usage(50, 5), "m", 1.0, 2.0)
+
+    turns = 30
+    items = [_inbound(i + 1, "ada", "long", f"turn {i} " + "words " * 30) for i in range(turns)]
+    llm = InstantLoop(2 * turns, _echo, summarize)
+    out: list[Reply | Transcript] = []
+    settings = Settings(system_prompt="sys", history_token_budget=300, summaries=True,
+                        user_max_concurrent=0,
+                        token_counter="estimate")
+    flow = build_flow(settings, llm.edges(TestingSource(items, 1), TestingSink(out)),
+                      Metrics(CollectorRegistry()))
+    cluster_main(flow, [], 0, worker_count_per_proc=2)
+
+    assert len(llm.calls) == turns
+    assert llm.summaries, "a conversation far past its budget is summarized"
+    assert all(c.est_tokens <= 300 for c in llm.calls), "every prompt stays within the budget"
+    summarized = [c for c in llm.calls if c.messages[1]["content"].startswith(SUMMARY_PREFIX)]
+    assert summarized and summarized[-1] is llm.calls[-1]
+    stored = [t for t in out if isinstance(t, Transcript) and t.kind == "summary"]
+    assert stored and all(t.subject == "chatwax.transcripts.ada.long.summary" for t in stored)
+    assert [t.turn for t in out if isinstance(t, Transcript) and t.kind == "turn"] == list(
+        range(1, turns + 1))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chatwax.core.errors import ConfigError
-from chatwax.kube.secrets import ensure_secret, missing
+from chatwax.kube.secrets import ensure_secret, missing, new_value
 from tests.support.apiserver import ApiServer
 
 NS, NAME = "chat", "rel-nats-auth"
@@ -113,3 +113,23 @@ def test_a_concurrent_writer_is_never_overwritten(apiserver: ApiServer) -> None:
         store.get = real_get  # type: ignore[method-assign]
     assert added == []  # on the second read, `b` was there
     assert values(apiserver)["b"] == "theirs"
+
+
+def test_generated_values_are_passwords_nats_server_can_read_from_its_environment(
+        tmp_path: Any) -> None:
+    """A `$VAR` value starting with '-' is parsed as a number by nats-server and fails; a
+    generated value always starts with a letter, and each is new."""
+    import subprocess
+
+    from chatwax.dev.stack import nats_server_binary
+
+    values = [new_value() for _ in range(2000)]
+    assert all(v[0].isalpha() and len(v) == 32 for v in values)
+    assert len(set(values)) == len(values)
+    conf = tmp_path / "nats.conf"
+    conf.write_text("listen: 127.0.0.1:4999\n"
+                    "authorization { users: [ { user: a, password: $P } ] }\n")
+    for value in ("-Fabc", values[0]):
+        res = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"], capture_output=True,
+                             text=True, env={"P": value}, timeout=30)
+        assert (res.returncode == 0) is (value != "-Fabc"), res.stderr

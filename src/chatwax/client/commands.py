@@ -1,0 +1,109 @@
+"""`chatwax export` and `chatwax forget`: what they print and the exit code of every outcome.
+
+    0  done
+    1  failed otherwise (the message says why)
+    2  bad arguments
+    3  NATS unreachable (or it stopped answering)
+    4  the output file cannot be written
+    5  forget: the dataflow did not confirm in time (the commands stay queued)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import IntEnum
+from pathlib import Path
+
+from nats.errors import Error as NatsError
+
+from chatwax.client.chat import ChatClient
+from chatwax.client.export import export, partial_path
+from chatwax.client.forget import forget_user
+from chatwax.core.errors import ChatwaxError, ConfigError, ErrorCode, NatsUnavailable
+from chatwax.core.export import Format, Selection, parse_time
+from chatwax.core.protocol import MAX_USER_ID, check_id
+from chatwax.core.settings import Settings
+
+
+class Exit(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NATS_UNREACHABLE = 3
+    OUTPUT_UNWRITABLE = 4
+    NOT_CONFIRMED = 5
+
+
+def _fail(code: Exit, message: str) -> int:
+    print(f"chatwax: {message}", file=sys.stderr)
+    return int(code)
+
+
+def selection(since: str | None, until: str | None, user: str | None, min_turns: int,
+              now: float) -> Selection:
+    if min_turns < 1:
+        raise ConfigError("--min-turns must be 1 or more")
+    return Selection(since=None if since is None else parse_time(since, now),
+                     until=None if until is None else parse_time(until, now),
+                     user=user, min_turns=min_turns)
+
+
+async def run_export(settings: Settings, out: Path, fmt: Format, since: str | None,
+                     until: str | None, user: str | None, min_turns: int, scrub: bool) -> int:
+    try:
+        chosen = selection(since, until, user, min_turns, time.time())
+        if user is not None:
+            check_id(user, "--user", MAX_USER_ID)
+    except ChatwaxError as exc:
+        return _fail(Exit.USAGE, exc.message)
+    if not out.parent.is_dir():
+        return _fail(Exit.OUTPUT_UNWRITABLE, f"cannot write {out}: {out.parent} is not a folder")
+    try:
+        client = await ChatClient.connect(settings, name="chatwax-export")
+    except NatsUnavailable as exc:
+        return _fail(Exit.NATS_UNREACHABLE, exc.message)
+    started = time.monotonic()
+    try:
+        report = await export(client.nc, out, fmt, chosen, settings.system_prompt, scrub)
+    except NatsUnavailable as exc:
+        return _fail(Exit.NATS_UNREACHABLE, f"{exc.message}; nothing written to {out}")
+    except OSError as exc:
+        return _fail(Exit.OUTPUT_UNWRITABLE,
+                     f"cannot write {partial_path(out)}: {exc.strerror or exc}")
+    except (ChatwaxError, NatsError) as exc:
+        why = exc.message if isinstance(exc, ChatwaxError) else f"NATS: {exc}"
+        return _fail(Exit.FAILED, f"{why}; nothing written to {out}")
+    finally:
+        await client.close()
+    took = time.monotonic() - started
+    print(f"chatwax: wrote {report.lines} lines ({report.conversations} conversations, "
+          f"{report.bytes:,} bytes) to {out} in {took:.1f}s; {report.records} records read, "
+          f"{report.skipped} conversations under --min-turns", file=sys.stderr)
+    return int(Exit.OK)
+
+
+async def run_forget(settings: Settings, user: str, timeout: float) -> int:
+    try:
+        client = await ChatClient.connect(settings, name="chatwax-forget")
+    except NatsUnavailable as exc:
+        return _fail(Exit.NATS_UNREACHABLE, exc.message)
+    try:
+        report = await forget_user(client, user, timeout)
+    except NatsUnavailable as exc:
+        return _fail(Exit.NATS_UNREACHABLE, exc.message)
+    except ChatwaxError as exc:
+        if exc.code is ErrorCode.BAD_REQUEST:
+            return _fail(Exit.USAGE, exc.message)
+        if exc.code is ErrorCode.LLM_TIMEOUT:
+            return _fail(Exit.NOT_CONFIRMED, exc.message)
+        return _fail(Exit.FAILED, exc.message)
+    except NatsError as exc:  # e.g. a permissions violation: only `operator` may forget
+        return _fail(Exit.FAILED, f"NATS refused a step of forgetting {user} ({exc}); with "
+                     "NATS auth on, forget runs as NATS_USER=operator")
+    finally:
+        await client.close()
+    print(f"chatwax: forgot user {user}: {len(report.conversations)} conversations "
+          f"(confirmed by the dataflow), {report.transcripts_deleted} transcript records and "
+          f"{report.prompts_deleted} stored prompts and commands deleted", file=sys.stderr)
+    return int(Exit.OK)

@@ -1,0 +1,81 @@
+"""`chatwax export`: the transcripts stream into a file, a conversation at a time.
+
+Memory holds one conversation (and one page of subject names), whatever the stream's
+size. The file is written beside its destination as `OUT.partial` and renamed into place
+only when complete, so a failed export never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nats.aio.client import Client as NATS
+
+from chatwax.client.transcripts import read_subject, subjects
+from chatwax.core import protocol
+from chatwax.core.export import Format, Selection, conversation_lines
+from chatwax.core.protocol import Transcript
+
+
+@dataclass(slots=True)
+class ExportReport:
+    conversations: int = 0
+    lines: int = 0
+    records: int = 0
+    """Records read from the stream (turns and summaries, duplicates included)."""
+    skipped: int = 0
+    """Conversations left out for having fewer than `min_turns` turns in the window."""
+    bytes: int = 0
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+async def export(nc: NATS, out: Path, fmt: Format, selection: Selection, system_prompt: str,
+                 scrub: bool) -> ExportReport:
+    """Write the selected conversations to `out`; on any failure nothing is at `out`."""
+    partial = partial_path(out)
+    report = ExportReport()
+    turns = (protocol.user_transcripts_filter(selection.user) if selection.user
+             else f"{protocol.TRANSCRIPTS_PREFIX}.*.*")
+    try:
+        with partial.open("w", encoding="utf-8") as f:
+            # Turn subjects only (`<user>.<conversation>`); a conversation's summaries
+            # sit on `<user>.<conversation>.summary` and only the raw format wants them.
+            async for subject, _count in subjects(nc, turns):
+                records: list[Transcript] = []
+                for each in (subject, f"{subject}.summary") if fmt == "jsonl" else (subject,):
+                    records += await _read(nc, each, selection)
+                report.records += len(records)
+                if not records:
+                    continue
+                lines = conversation_lines(fmt, system_prompt, records, selection, scrub)
+                if not lines:
+                    report.skipped += 1
+                    continue
+                report.conversations += 1
+                report.lines += len(lines)
+                for line in lines:
+                    report.bytes += f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        partial.replace(out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    return report
+
+
+async def _read(nc: NATS, subject: str, selection: Selection) -> list[Transcript]:
+    out: list[Transcript] = []
+    async with contextlib.aclosing(read_subject(nc, subject, since=selection.since)) as stored:
+        async for record in stored:
+            if not selection.keeps(record.stored_at):
+                break  # stored in time order: the rest is later still
+            out.append(Transcript.decode(record.data))
+    return out

@@ -1,0 +1,47 @@
+"""Retention, summaries and token counting: the chart's values reach the dataflow as the
+settings the code reads (parsed by the same declarations the process uses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from chatwax.core.settings import Settings
+from tests.chart.conftest import Chart
+
+
+def _dataflow_settings(chart: Chart, values: Path | None = None) -> Settings:
+    docs = chart.render(values=(values,) if values else ())
+    return Settings.from_env(docs.find("ConfigMap", "-dataflow-env")["data"])
+
+
+def test_defaults_match_the_settings_defaults(chart: Chart) -> None:
+    got, code = _dataflow_settings(chart), Settings()
+    for name in ("transcript_max_age_s", "transcript_max_bytes", "summaries", "summary_model",
+                 "summary_trigger", "summary_keep", "summary_max_tokens", "token_counter"):
+        assert getattr(got, name) == getattr(code, name), name
+
+
+def test_retention_summaries_and_counting_reach_the_dataflow(chart: Chart,
+                                                              tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"dataflow": {
+        "transcripts": {"maxAgeDays": 7, "maxBytes": 10 * 1024**3},
+        "summaries": {"enabled": False, "model": "gpt-4o-mini", "trigger": 0.9, "keep": 0.4,
+                      "maxTokens": 128},
+        "tokenCounter": "estimate",
+    }}))
+    s = _dataflow_settings(chart, values)
+    assert s.transcript_max_age_s == 7 * 86_400
+    assert s.transcript_max_bytes == 10 * 1024**3
+    assert (s.summaries, s.summary_model, s.summary_trigger, s.summary_keep,
+            s.summary_max_tokens, s.token_counter) == (False, "gpt-4o-mini", 0.9, 0.4, 128,
+                                                        "estimate")
+
+
+def test_nonsense_is_refused_by_the_schema(chart: Chart) -> None:
+    for bad in ("dataflow.transcripts.maxBytes=-1", "dataflow.summaries.trigger=2",
+                "dataflow.tokenCounter=exact"):
+        res = chart.helm("3", *chart.template_args(bad))
+        assert res.returncode != 0 and "schema" in res.stderr.lower(), (bad, res.stderr)
