@@ -224,8 +224,11 @@ def test_forget_leaves_nothing_of_the_user_and_touches_no_one_else(
     for user, cs in convs.items():
         for c in cs:
             converse(settings, user, c, [f"{user} says {secret}", "and more"])
-    kept_before = run(_subjects_of(settings, kept))
-    assert run(_subjects_of(settings, gone))
+    # Transcripts are stored just after their final reply: wait for all of them.
+    kept_before = wait_until(lambda: (got := run(_subjects_of(settings, kept)))
+                             and sum(got.values()) == 2 and got, 10, "kept's transcripts")
+    wait_until(lambda: sum(run(_subjects_of(settings, gone)).values()) == 4, 10,
+               "gone's transcripts")
 
     # The frontend's identity may not send commands: only the operator forgets.
     refused = chatwax("forget", "--user", gone, "--timeout", "5",

@@ -1,14 +1,18 @@
 """`chatwax export`: the transcripts stream into a file, a conversation at a time.
 
-Memory holds one conversation (and one page of subject names), whatever the stream's
-size. The file is written beside its destination as `OUT.partial` and renamed into place
-only when complete, so a failed export never leaves a file that looks finished.
+Memory holds a few conversations (16 are read at once) and one page of subject names,
+whatever the stream's size. The file is written beside its destination as `OUT.partial`
+and renamed into place only when complete, so a failed export never leaves a file that
+looks finished.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +22,9 @@ from chatwax.client.transcripts import read_subject, subjects
 from chatwax.core import protocol
 from chatwax.core.export import Format, Selection, conversation_lines
 from chatwax.core.protocol import Transcript
+
+WINDOW = 16
+"""Conversations read at once."""
 
 
 @dataclass(slots=True)
@@ -44,12 +51,7 @@ async def export(nc: NATS, out: Path, fmt: Format, selection: Selection, system_
              else f"{protocol.TRANSCRIPTS_PREFIX}.*.*")
     try:
         with partial.open("w", encoding="utf-8") as f:
-            # Turn subjects only (`<user>.<conversation>`); a conversation's summaries
-            # sit on `<user>.<conversation>.summary` and only the raw format wants them.
-            async for subject, _count in subjects(nc, turns):
-                records: list[Transcript] = []
-                for each in (subject, f"{subject}.summary") if fmt == "jsonl" else (subject,):
-                    records += await _read(nc, each, selection)
+            async for records in _conversations(nc, turns, fmt, selection):
                 report.records += len(records)
                 if not records:
                     continue
@@ -69,6 +71,34 @@ async def export(nc: NATS, out: Path, fmt: Format, selection: Selection, system_
             partial.unlink()
         raise
     return report
+
+
+async def _conversations(nc: NATS, turns: str, fmt: Format, selection: Selection
+                         ) -> AsyncIterator[list[Transcript]]:
+    """Each conversation's records, in the order of the subject list, with up to `WINDOW`
+    conversations read at once (round trips overlap; memory holds `WINDOW` of them)."""
+    window: collections.deque[asyncio.Task[list[Transcript]]] = collections.deque()
+    try:
+        # Turn subjects only (`<user>.<conversation>`); a conversation's summaries sit on
+        # `<user>.<conversation>.summary` and only the raw format wants them.
+        async for subject, _count in subjects(nc, turns):
+            window.append(asyncio.create_task(_conversation(nc, subject, fmt, selection)))
+            if len(window) >= WINDOW:
+                yield await window.popleft()
+        while window:
+            yield await window.popleft()
+    finally:
+        for task in window:
+            task.cancel()
+        await asyncio.gather(*window, return_exceptions=True)
+
+
+async def _conversation(nc: NATS, subject: str, fmt: Format, selection: Selection
+                        ) -> list[Transcript]:
+    records: list[Transcript] = []
+    for each in (subject, f"{subject}.summary") if fmt == "jsonl" else (subject,):
+        records += await _read(nc, each, selection)
+    return records
 
 
 async def _read(nc: NATS, subject: str, selection: Selection) -> list[Transcript]:
