@@ -254,8 +254,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
 
     logging.basicConfig(level=logging.WARNING)
+    if args.quick:  # a development loop: short runs, a smaller restart, no export
+        return bench(5.0, args.latency, args.tokens, args.only, Path(args.out), 100_000, 0,
+                     args.profile, args.before, sustained=10.0)
     return bench(args.duration, args.latency, args.tokens, args.only, Path(args.out),
-                 args.restart_conversations, args.export_conversations)
+                 args.restart_conversations, args.export_conversations, args.profile,
+                 args.before)
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -417,11 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tokens", type=int, default=50, help="tokens per answer")
     bench.add_argument("--only", help="run scenarios whose name contains this "
                        "(`restart` for the restart measurement alone)")
-    bench.add_argument("--restart-conversations", type=int, default=100_000,
+    bench.add_argument("--restart-conversations", type=int, default=1_000_000,
                        help="conversations in recovery for the restart measurement (0: skip)")
+    bench.add_argument("--before", metavar="REF",
+                       help="also run each scenario with the dataflow of this git commit "
+                       "(checked out beside this one), side by side in the table")
+    bench.add_argument("--quick", action="store_true",
+                       help="a development loop: 5 s per scenario (10 s sustained), a "
+                       "100,000-conversation restart, no export")
     bench.add_argument("--export-conversations", type=int, default=20_000,
                        help="conversations (5 turns each) in the stream `--only export` "
                        "exports, and a tenth of that (0: skip)")
+    bench.add_argument("--profile", action="store_true",
+                       help="record every dataflow process with py-spy during each scenario "
+                       "(collapsed stacks in OUT/profiles; `python -m chatwax.bench.profile` "
+                       "summarizes them)")
     bench.add_argument("--out", default="artifacts/bench", help="where bench.json/png go")
     bench.set_defaults(func=cmd_bench)
     return parser

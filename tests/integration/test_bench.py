@@ -17,6 +17,7 @@ def test_bench_harness_reports_throughput_latency_and_resources(tmp_path: Path) 
     assert set(result.e2e_ms) == {"p50", "p95", "p99", "mean"}
     assert result.e2e_ms["p50"] >= 50  # at least the server's own latency
     assert len(result.cpu_s) == 1 and result.peak_rss_mb[0] > 10
+    assert result.steady > 0 and result.cpu_per_1000 > 0
     text = table([result])
     assert text.splitlines()[0].startswith("scenario") and "smoke" in text
     plot([result], tmp_path / "bench.png")  # writes a PNG when matplotlib is installed
@@ -39,3 +40,17 @@ def test_restart_measurement_resumes_seeded_conversations() -> None:
     assert result.turn == 2
     assert result.store_mb > 0 and len(result.peak_rss_mb) == 2
     assert result.answered_after_s > 0
+
+
+def test_a_scenario_runs_another_commits_dataflow_side_by_side() -> None:
+    """`--before REF`: the dataflow processes run that commit's code, checked out beside."""
+    from chatwax.bench.harness import Build, checkout
+
+    with checkout("HEAD") as src:
+        assert (src / "chatwax" / "dataflow" / "process.py").exists()
+        sc = Scenario("smoke", rate=5, processes=1, conversations=2)
+        result = run_scenario(sc, duration=1.5, latency=0.05, tokens=5,
+                              build=Build("before (HEAD)", src))
+    assert not src.exists()  # the checkout is gone afterwards
+    assert result.build == "before (HEAD)" and result.answered == result.sent > 0
+    assert "before (HEAD)" in table([result])

@@ -282,7 +282,10 @@ def test_transcript_limits_apply_to_the_existing_stream(up: Any) -> None:
     assert (age, max_bytes) == (2 * 86_400, 1_000_000)
     assert stored > 3000
     first.proc.send_signal(signal.SIGINT)
-    first.proc.wait(30)
+    try:
+        first.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"chatwax up did not stop on SIGINT:\n{first.output()}") from None
 
     # Same data, new limits: applied to the stream that exists, the oldest going first.
     again = up("--no-ui", "--transcript-max-age", "12h", "--transcript-max-bytes", "3000")

@@ -21,6 +21,7 @@ from chatwax.client.chat import ChatClient
 from chatwax.core import protocol
 from chatwax.core.protocol import ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.dataflow.runspec import MIN_RECOVERY_PARTITIONS
 from tests.support.asks import run
 from tests.support.procs import children_of
 
@@ -32,6 +33,10 @@ def test_sigkill_of_a_dataflow_process_loses_and_doubles_nothing(up: Any, own_ll
     try:
         u = up("--no-ui", "--snapshot-interval", "1")
         u.wait_ready()
+        # A new store gets 16 partitions (fewer keys each: a faster resume), not one per
+        # process; the recovery below reads them all.
+        parts = list((u.data_dir / "recovery").glob("part-*.sqlite3"))
+        assert len(parts) == MIN_RECOVERY_PARTITIONS == 16
         report = run(_scenario(u, Settings(nats_url=f"nats://127.0.0.1:{u.nats_port}")))
     finally:
         own_llm.set(latency_s=0.0)

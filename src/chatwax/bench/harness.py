@@ -10,6 +10,8 @@ The tutorial's design runs in the same harness as the baseline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,16 @@ class Scenario:
     workers: int = 1
     conversations: int = 1000
     baseline: bool = False
+    duration: float | None = None
+    """Seconds of load; None: the run's `--duration`."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """Which code the dataflow processes run: this checkout, or another commit's `src`."""
+
+    label: str = "now"
+    src: Path | None = None
 
 
 @dataclass
@@ -53,6 +66,15 @@ class Result:
     inbound_ms: dict[str, float] = field(default_factory=dict)
     cpu_s: list[float] = field(default_factory=list)
     peak_rss_mb: list[float] = field(default_factory=list)
+    steady: float = 0.0
+    """Answers per second finished while the load ran (from 1 s in to its end): the
+    sustained rate, without the wait for the last answers."""
+    build: str = "now"
+
+    @property
+    def cpu_per_1000(self) -> float:
+        """Dataflow CPU seconds (all processes) per 1,000 answered prompts."""
+        return round(1000 * sum(self.cpu_s) / self.answered, 2) if self.answered else 0.0
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -88,6 +110,7 @@ async def drive(url: str, sc: Scenario, duration: float, latency: float, r: Resu
                 llm: Any = None) -> None:
     client = await ChatClient.connect(Settings(nats_url=url))
     sent_at: dict[str, float] = {}
+    done_at: list[float] = []
     e2e: list[float] = []
     ttft: list[float] = []
     tasks: list[asyncio.Task[None]] = []
@@ -104,6 +127,7 @@ async def drive(url: str, sc: Scenario, duration: float, latency: float, r: Resu
                     first = time.perf_counter()
                 elif isinstance(event, FinalEvent):
                     r.answered += 1
+                    done_at.append(time.perf_counter() - began)
                     e2e.append((time.perf_counter() - start) * 1000)
                     if first is not None:
                         ttft.append((first - start) * 1000)
@@ -126,6 +150,7 @@ async def drive(url: str, sc: Scenario, duration: float, latency: float, r: Resu
     elapsed = time.perf_counter() - began
     r.unanswered = r.sent - r.answered - r.errors
     r.throughput = round(r.answered / elapsed, 1)
+    r.steady = round(sum(1 for t in done_at if 1.0 <= t < duration) / (duration - 1.0), 1)
     r.e2e_ms = percentiles(e2e)
     r.overhead_ms = percentiles([x - latency * 1000 for x in e2e])
     r.ttft_overhead_ms = percentiles([x - latency * 1000 for x in ttft])
@@ -162,8 +187,31 @@ class EchoProcess:
         self.proc.wait(10)
 
 
-def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int) -> Result:
-    result = Result(sc)
+def start_profiles(stack: Stack, sc: Scenario, duration: float, folder: Path
+                   ) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every dataflow process for the scenario's run: collapsed stacks (one line
+    per distinct stack, with its sample count), threads apart, idle samples left out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for child in stack.children:
+        if not child.dataflow:
+            continue
+        slug = sc.name.replace(" ", "-").replace("/", "")
+        out = folder / f"{slug}.{child.name}.txt"
+        procs.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+             str(child.proc.pid), "--duration", str(int(duration)), "--rate", "200",
+             "--format", "raw", "--threads",
+             "--nonblocking", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int,
+                 profile: Path | None = None, build: Build = Build()) -> Result:
+    duration = sc.duration or duration
+    result = Result(sc, build=build.label)
+    code = {"PYTHONPATH": str(build.src)} if build.src else {}
     with tempfile.TemporaryDirectory(prefix="chatwax-bench-") as tmp, \
             EchoProcess(latency, tokens) as llm:
         opts = StackOptions(
@@ -176,12 +224,15 @@ def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int) -> 
                               else StackOptions.dataflow_command),
             extra_env={"OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1",
                        "CHATWAX_USER_MAX_CONCURRENT": "0", "CHATWAX_LLM_MAX_CONCURRENCY": "2048",
-                       "CHATWAX_LOG_LEVEL": "WARNING"},
+                       "CHATWAX_LOG_LEVEL": "WARNING", **code},
         )
         stack = Stack(opts)
         stack.start()
+        spies = start_profiles(stack, sc, duration, profile) if profile else []
         try:
             asyncio.run(drive(stack.nats_url, sc, duration, latency, result, llm))
+            for spy in spies:
+                spy.wait(30)
             for child in stack.children:
                 if child.dataflow:
                     cpu, rss = proc_stats(child.proc.pid)
@@ -230,6 +281,7 @@ SCENARIOS = (
     Scenario("overhead 50/s", rate=50),
     Scenario("throughput 150/s", rate=150),
     Scenario("ceiling 300/s", rate=300),
+    Scenario("sustained 300/s for 30 s", rate=300, duration=30),
     Scenario("1 process x 1 worker", rate=150, processes=1, workers=1),
     Scenario("1 process x 2 workers", rate=150, processes=1, workers=2),
     Scenario("tutorial baseline 50/s", rate=50, baseline=True),
@@ -237,16 +289,19 @@ SCENARIOS = (
 
 
 def table(results: list[Result]) -> str:
-    head = ("scenario", "offered/s", "answered/s", "err", "unanswered", "e2e p50", "e2e p99",
-            "ovh p50", "ovh p99", "ttft ovh p50", "inbound p50", "cpu s", "peak MB")
+    head = ("scenario", "code", "offered/s", "answered/s", "steady/s", "err", "unanswered",
+            "e2e p50", "e2e p99", "ovh p50", "ovh p99", "ttft ovh p50", "inbound p50",
+            "cpu s", "cpu s/1000", "peak MB")
     rows = [head]
     for r in results:
-        rows.append((r.scenario.name, f"{r.scenario.rate:g}", f"{r.throughput:g}",
-                     str(r.errors), str(r.unanswered), str(r.e2e_ms.get("p50", "-")),
+        rows.append((r.scenario.name, r.build, f"{r.scenario.rate:g}", f"{r.throughput:g}",
+                     f"{r.steady:g}", str(r.errors), str(r.unanswered),
+                     str(r.e2e_ms.get("p50", "-")),
                      str(r.e2e_ms.get("p99", "-")), str(r.overhead_ms.get("p50", "-")),
                      str(r.overhead_ms.get("p99", "-")), str(r.ttft_overhead_ms.get("p50", "-")),
                      str(r.inbound_ms.get("p50", "-")),
-                     "+".join(map(str, r.cpu_s)), "+".join(map(str, r.peak_rss_mb))))
+                     "+".join(map(str, r.cpu_s)), f"{r.cpu_per_1000:g}",
+                     "+".join(map(str, r.peak_rss_mb))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
@@ -261,22 +316,38 @@ def plot(results: list[Result], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    names = [r.scenario.name for r in results]
+    if not results:  # e.g. `--only restart`
+        return False
+    names = [f"{r.scenario.name} ({r.build})" for r in results]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     a.barh(names, [r.throughput for r in results], color="#3b82f6")
     a.set_xlabel("answered prompts / s")
     a.set_title("Throughput")
+    b.barh(names, [r.overhead_ms.get("p99", 0) for r in results], color="#fcd9a0", label="p99")
     b.barh(names, [r.overhead_ms.get("p50", 0) for r in results], color="#10b981", label="p50")
-    b.barh(names, [r.overhead_ms.get("p99", 0) for r in results], color="#f59e0b", alpha=0.4,
-           label="p99")
     b.set_xscale("symlog")
-    b.set_xlabel("overhead ms (end-to-end minus LLM time)")
+    b.set_xlabel("ms beyond the LLM's own time")
     b.set_title("Pipeline overhead")
     b.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return True
+
+
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """The `src` folder of another commit, checked out beside this one for the run."""
+    root = Path(__file__).resolve().parents[3]
+    with tempfile.TemporaryDirectory(prefix="chatwax-before-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), ref],
+                       check=True, capture_output=True)
+        try:
+            yield tree / "src"
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force",
+                            str(tree)], capture_output=True)
 
 
 def export_table(runs: list[Any]) -> str:
@@ -290,14 +361,28 @@ def export_table(runs: list[Any]) -> str:
 
 
 def main(duration: float, latency: float, tokens: int, only: str | None, out: Path,
-         restart_conversations: int = 100_000, export_conversations: int = 20_000) -> int:
-    results = []
-    for sc in SCENARIOS:
-        if only and only not in sc.name:
-            continue
-        print(f"running: {sc.name} ({duration:g} s)", flush=True)
-        results.append(run_scenario(sc, duration, latency, tokens))
-    print(table(results))
+         restart_conversations: int = 100_000, export_conversations: int = 20_000,
+         profile: bool = False, before: str | None = None,
+         sustained: float | None = None) -> int:
+    """Every scenario (those whose name contains `only`), then the restart and export
+    measurements; `sustained` shortens the sustained scenario (`--quick`)."""
+    builds = [Build()]
+    with contextlib.ExitStack() as cleanup:
+        if before:
+            builds.insert(0, Build(f"before ({before})", cleanup.enter_context(checkout(before))))
+        results = []
+        for sc in SCENARIOS:
+            if only and only not in sc.name:
+                continue
+            if sustained and sc.duration:
+                sc = dataclasses.replace(sc, duration=sustained)
+            for build in ([Build()] if sc.baseline else builds):
+                print(f"running: {sc.name} [{build.label}] ({sc.duration or duration:g} s)",
+                      flush=True)
+                results.append(run_scenario(sc, duration, latency, tokens,
+                                            out / "profiles" if profile else None, build))
+    if results:
+        print(table(results))
     memory = conversation_memory()
     print(f"state per idle conversation beyond its history text: {memory} bytes")
     restart = None
@@ -320,7 +405,8 @@ def main(duration: float, latency: float, tokens: int, only: str | None, out: Pa
         print(export_table(exports))
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(
-        {"scenarios": [asdict(r) for r in results], "bytes_per_idle_conversation": memory,
+        {"scenarios": [{**asdict(r), "cpu_per_1000": r.cpu_per_1000} for r in results],
+         "bytes_per_idle_conversation": memory,
          "restart": asdict(restart) if restart else None,
          "export": [asdict(e) for e in exports]}, indent=2))
     if plot(results, out / "bench.png"):

@@ -28,7 +28,7 @@ from chatwax.core.protocol import FinalEvent, Inbound, PromptRequest, Usage
 from chatwax.core.settings import Settings
 from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics
-from chatwax.dataflow.runspec import READY_MARKER
+from chatwax.dataflow.runspec import READY_MARKER, default_partitions
 from chatwax.dev.echo_llm import serve_in_thread
 from chatwax.dev.stack import Stack, StackOptions
 
@@ -94,7 +94,7 @@ def restart_time(conversations: int, processes: int = 2) -> RestartResult:
             serve_in_thread(model="echo-1") as llm:
         data = Path(tmp)
         began = time.monotonic()
-        seed(data / "recovery", processes, conversations)
+        seed(data / "recovery", default_partitions(processes), conversations)
         seed_s = time.monotonic() - began
         store = sum(p.stat().st_size for p in (data / "recovery").iterdir()) / 2**20
 
@@ -102,7 +102,7 @@ def restart_time(conversations: int, processes: int = 2) -> RestartResult:
             processes=processes, ui=False, data_dir=data, nats_port=free_run(1, 25222),
             nats_monitor_port=free_run(1, 29222), cluster_port=free_run(processes, 22201),
             metrics_port=free_run(processes, 23130), health_port=free_run(processes, 23330),
-            restart=False,
+            restart=False, ready_timeout_s=900,
             extra_env={"OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1",
                        "CHATWAX_LOG_LEVEL": "WARNING"})
         stack = Stack(opts)
@@ -110,7 +110,7 @@ def restart_time(conversations: int, processes: int = 2) -> RestartResult:
         try:
             stack.start()
             final = asyncio.run(_ask_until_answered(stack.nats_url, "conv-00000001",
-                                                    started + 300))
+                                                    started + 1200))
             answered = time.monotonic() - started
             rss = [round(proc_stats(c.proc.pid)[1], 1) for c in stack.children if c.dataflow]
         finally:

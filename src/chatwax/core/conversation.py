@@ -116,8 +116,13 @@ class Conversation:
     """Turns folded into `summary` so far."""
     summarizing: SummaryCall | None = None
 
+    def __reduce__(self) -> tuple[type[Conversation], tuple[Any, ...]]:
+        # Positional fields, as for `Turn`: a restart loads every conversation's state.
+        return Conversation, (self.owner, self.history, self.turns, self.pending,
+                              self.in_flight, self.summary, self.folded, self.summarizing)
+
     def __setstate__(self, state: Any) -> None:
-        restore_defaults(self, state)
+        restore_defaults(self, state)  # snapshots written before `__reduce__`
 
     def on_prompt(self, item: Accepted, cfg: ConversationConfig) -> list[Effect]:
         req = item.request

@@ -47,8 +47,13 @@ class Turn:
             return self.tokens
         return message_tokens(counter, self.prompt) + message_tokens(counter, self.answer)
 
+    def __reduce__(self) -> tuple[type[Turn], tuple[str, str, str, int]]:
+        # Positional fields: smaller snapshots, and loading a million of them at a restart
+        # takes half the time of pickle's default state dict.
+        return Turn, (self.request_id, self.prompt, self.answer, self.tokens)
+
     def __setstate__(self, state: Any) -> None:
-        restore_defaults(self, state)
+        restore_defaults(self, state)  # snapshots written before `__reduce__`
 
 
 @dataclass(frozen=True, slots=True)

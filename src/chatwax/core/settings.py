@@ -147,8 +147,9 @@ class Settings(BaseSettings):
         "Tokens arriving faster than this are joined into one chunk event (0: one per token).",
         ge=0)] = 20.0
     poll_ms: Annotated[float, env(
-        "CHATWAX_POLL_MS", "How often idle sources look for new messages, in milliseconds.",
-        gt=0)] = 5.0
+        "CHATWAX_POLL_MS", "How often idle sources look for new messages, in milliseconds "
+        "(half of it is the average wait of a prompt that arrives while they are idle).",
+        gt=0)] = 2.0
     prices: Annotated[str, env(
         "CHATWAX_PRICES",
         "Extra or overriding prices, `model=input:output;...` in USD per million tokens.")] = ""

@@ -72,8 +72,21 @@ class RunSpec:
             recovery_dir=Path(recovery) if recovery else None,
             snapshot_interval=timedelta(seconds=snapshot if snapshot is not None else 5),
             backup_interval=timedelta(seconds=backup if backup is not None else 0),
-            recovery_partitions=_opt_int(env, "CHATWAX_RECOVERY_PARTITIONS") or count,
+            recovery_partitions=(_opt_int(env, "CHATWAX_RECOVERY_PARTITIONS")
+                                 or default_partitions(count)),
         )
+
+
+MIN_RECOVERY_PARTITIONS = 16
+"""Recovery partitions a new store gets at least. Bytewax resumes a partition by reading its
+snapshots in pages, and each page is a query over the whole partition, so resuming costs
+the square of the keys per partition: with 300,000 conversations, 2 partitions took 29 s
+to the first answer and 16 took 14 s (64: 13 s); docs/performance.md has the numbers."""
+
+
+def default_partitions(processes: int) -> int:
+    """Partitions for a new recovery store of `processes` processes."""
+    return max(MIN_RECOVERY_PARTITIONS, processes)
 
 
 def workers_from_env(env: Mapping[str, str]) -> int:

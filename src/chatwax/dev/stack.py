@@ -60,6 +60,8 @@ class StackOptions:
     max_restarts: int = 5
     restart_window_s: float = 60.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 120.0
+    """How long the cluster may take to form (it loads every conversation's state first)."""
     llm: str = "auto"
     llm_port: int = 8400
     external_nats: str | None = None
@@ -355,8 +357,8 @@ class Stack:
             wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child.proc, child.name)
         if self._health:  # up means the cluster has formed: prompts get answered now
             for i, child in enumerate(procs):
-                wait_http(f"http://127.0.0.1:{o.health_port + i}/readyz", 120, child.proc,
-                          child.name, ok_status=200)
+                wait_http(f"http://127.0.0.1:{o.health_port + i}/readyz", o.ready_timeout_s,
+                          child.proc, child.name, ok_status=200)
 
     def restart_process(self, dead: Child) -> None:
         """Start a dead dataflow process again, as the kubelet restarts a container.

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+import aiohttp
 import httpx2
 import openai
 
@@ -109,7 +110,7 @@ RULES: tuple[Rule, ...] = (
     ((TimeoutError,), _timeout),
     ((openai.RateLimitError,), _rate_limited),
     ((openai.APITimeoutError,), _sdk_timeout),
-    ((openai.APIConnectionError, httpx2.TransportError), _connection),
+    ((openai.APIConnectionError, httpx2.TransportError, aiohttp.ClientError), _connection),
     ((StreamError,), _stream_error),
     ((openai.InternalServerError,), _server_error),
     ((ValueError, openai.APIResponseValidationError), _malformed),

@@ -170,10 +170,9 @@ def test_a_restart_starts_the_cut_off_summary_again() -> None:
 
 def test_state_snapshotted_before_summaries_existed_loads_with_defaults() -> None:
     conv = Conversation(owner="alice", history=[Turn("r0", "p", "a", 9)], turns=1)
-    _, slots = conv.__reduce_ex__(2)[2]  # what pickle stores for a slotted object
-    assert set(slots) == set(Conversation.__slots__)
-    # An older build's snapshot: no summary fields, turns without a token count.
-    old = {k: slots[k] for k in ("owner", "history", "turns", "pending", "in_flight")}
+    # An older build's snapshot: pickle's default state of a slotted object, without the
+    # summary fields; turns without a token count.
+    old = {k: getattr(conv, k) for k in ("owner", "history", "turns", "pending", "in_flight")}
     restored = Conversation.__new__(Conversation)
     restored.__setstate__((None, old))
     assert (restored.owner, restored.turns, restored.history) == ("alice", 1, conv.history)
@@ -181,6 +180,12 @@ def test_state_snapshotted_before_summaries_existed_loads_with_defaults() -> Non
     old_turn = Turn.__new__(Turn)
     old_turn.__setstate__((None, {"request_id": "r", "prompt": "p", "answer": "a"}))
     assert old_turn.tokens == -1 and old_turn.size(WORDS) == 1 + 1 + 2 * MESSAGE_OVERHEAD_TOKENS
+
+
+def test_state_round_trips_through_pickle() -> None:
+    conv, _ = _summarizing()
+    conv.summary, conv.folded = "so far", 3
+    assert pickle.loads(pickle.dumps(conv)) == conv
 
 
 def test_exact_output_counts_size_the_turn_for_later_calls() -> None:
