@@ -10,6 +10,7 @@ import asyncio
 import importlib.util
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if stack.llm == "local" and args.llm == "auto":
         print("chatwax: no OPENAI_API_KEY / OPENAI_BASE_URL set: answering with the local "
               "model (--llm openai|<base URL> to choose another)", file=sys.stderr)
+    # Ctrl-C stops the stack even where SIGINT came in ignored (a shell starts background
+    # jobs that way): without this, `kill -INT` would leave the stack running.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start()
     except (ConfigError, RuntimeError) as exc:

@@ -118,3 +118,17 @@ def test_up_with_nats_auth_admits_only_clients_with_credentials(up: Any, tmp_pat
     usage = subprocess.run([*CHATWAX, "usage", "--since", "all"], env=creds,
                            capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0 and "authed" in usage.stdout, usage.stderr
+
+
+def test_sigint_stops_the_stack_even_when_it_came_in_ignored(up: Any) -> None:
+    """A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop
+    `chatwax up` and every child."""
+    u = up("--no-ui", sigint_ignored=True)
+    u.wait_ready()
+    kids = children_of(u.proc.pid)
+    assert len(kids) == 3  # nats-server and 2 dataflow processes
+    u.proc.send_signal(signal.SIGINT)
+    assert u.proc.wait(30) == 0
+    assert "chatwax: stopping" in u.output()
+    wait_until(lambda: not [k for k in kids if Path(f"/proc/{k}").exists()], 10,
+               "every child gone")

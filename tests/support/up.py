@@ -43,9 +43,11 @@ class Up:
 def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
     started: list[Up] = []
 
-    def start(*flags: str, local_model: bool = False, env: dict[str, str] | None = None) -> Up:
+    def start(*flags: str, local_model: bool = False, env: dict[str, str] | None = None,
+              sigint_ignored: bool = False) -> Up:
         """`local_model`: no OpenAI variables set, so `chatwax up` serves the local model;
-        `env`: more variables for `chatwax up`."""
+        `env`: more variables for `chatwax up`; `sigint_ignored`: started as a shell starts
+        a background job, with SIGINT ignored."""
         extra = env or {}
         ports = {name: free_port() for name in ("nats", "mon", "ui", "prom", "llm")}
         # Process i listens on base + i, so these need two consecutive free ports.
@@ -66,6 +68,7 @@ def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
                  "--ui-port", str(ports["ui"]), "--prometheus-port", str(ports["prom"]),
                  "--llm-port", str(ports["llm"]), *flags],
                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                preexec_fn=_ignore_sigint if sigint_ignored else None,
             )
         u = Up(proc, ports["nats"], ports["ui"], ports["metrics"], log)
         u.data_dir = tmp_path / "data"
@@ -84,3 +87,5 @@ def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
                 u.proc.wait()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
