@@ -258,12 +258,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
 
     logging.basicConfig(level=logging.WARNING)
-    if args.quick:  # a development loop: short runs, a smaller restart, no export
-        return bench(5.0, args.latency, args.tokens, args.only, Path(args.out), 100_000, 0,
-                     args.profile, args.before, sustained=10.0)
-    return bench(args.duration, args.latency, args.tokens, args.only, Path(args.out),
-                 args.restart_conversations, args.export_conversations, args.profile,
-                 args.before)
+    duration, restart, export, sustained = (
+        (5.0, 100_000, 0, 10.0) if args.quick  # a development loop: short runs, no export
+        else (args.duration, args.restart_conversations, args.export_conversations, None))
+    return bench(duration, args.latency, args.tokens, args.only, Path(args.out), restart,
+                 export, args.profile, args.before, sustained)
 
 
 # -- parser -------------------------------------------------------------------------------

@@ -192,11 +192,9 @@ def start_profiles(stack: Stack, sc: Scenario, duration: float, folder: Path
     """py-spy on every dataflow process for the scenario's run: collapsed stacks (one line
     per distinct stack, with its sample count), threads apart, idle samples left out."""
     folder.mkdir(parents=True, exist_ok=True)
+    slug = sc.name.replace(" ", "-").replace("/", "")
     procs = []
-    for child in stack.children:
-        if not child.dataflow:
-            continue
-        slug = sc.name.replace(" ", "-").replace("/", "")
+    for child in (c for c in stack.children if c.dataflow):
         out = folder / f"{slug}.{child.name}.txt"
         procs.append(subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",

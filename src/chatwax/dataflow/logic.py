@@ -77,12 +77,12 @@ class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, PackedConversation])
                  resume: PackedConversation | Conversation | None) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self._packed: bytes | None = None
-        self._state: Conversation | None = None
+        # The conversation, or its pickled bytes until it is first used after a restart.
+        self._held: Conversation | bytes | None
         if isinstance(resume, tuple):
-            busy, self._packed = resume
+            busy, self._held = resume
         else:  # None, or a snapshot of a release that stored `Conversation` objects
-            self._state = resume
+            self._held = resume
             busy = resume is not None and resume.busy
         # A resumed conversation had its call (or summary) cut off by the restart: start
         # it again.
@@ -93,13 +93,14 @@ class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, PackedConversation])
     @property
     def state(self) -> Conversation | None:
         """The conversation, unpacked on first use after a restart."""
-        if self._packed is not None:
-            self._state, self._packed = pickle.loads(self._packed), None
-        return self._state
+        held = self._held
+        if isinstance(held, bytes):
+            held = self._held = pickle.loads(held)
+        return held
 
     @state.setter
     def state(self, value: Conversation | None) -> None:
-        self._state, self._packed = value, None
+        self._held = value
 
     def on_item(self, value: TurnEvent) -> tuple[list[Effect], bool]:
         if isinstance(value, Forget):
@@ -150,7 +151,7 @@ class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, PackedConversation])
         return datetime.now(UTC) if self._restart else None
 
     def snapshot(self) -> PackedConversation:
-        if self._packed is not None:  # untouched since the restart: as it was
-            return False, self._packed
-        assert self._state is not None
-        return self._state.busy, pickle.dumps(self._state, pickle.HIGHEST_PROTOCOL)
+        if isinstance(self._held, bytes):  # untouched since the restart: as it was
+            return False, self._held
+        assert self._held is not None
+        return self._held.busy, pickle.dumps(self._held, pickle.HIGHEST_PROTOCOL)

@@ -205,7 +205,7 @@ class LlmClient:
         assert self._client is not None
         try:
             response = await self._session().post(self._url, data=body, proxy=self._proxy)
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except TimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too
             raise openai.APITimeoutError(request=self._request()) from exc
         except aiohttp.ClientError as exc:
             raise openai.APIConnectionError(message=f"{type(exc).__name__}: {exc}",
