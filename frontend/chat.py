@@ -97,7 +97,8 @@ for m in st.session_state[key]:
         if m.get("caption"):
             st.caption(m["caption"])
 
-if prompt := st.chat_input("Ask anything"):
+limit = settings.max_prompt_chars
+if prompt := st.chat_input(f"Ask anything (up to {limit:,} characters)", max_chars=limit):
     st.session_state[key].append({"role": "user", "content": prompt})
     with st.chat_message("user"):
         st.markdown(prompt)

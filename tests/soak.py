@@ -40,7 +40,9 @@ def start_stack(data: Path, llm_url: str) -> tuple[subprocess.Popen[bytes], int,
          "--health-port", str(free_port_run(2)),
          "--snapshot-interval", "2"],
         env={**os.environ, "OPENAI_BASE_URL": llm_url, "CHATWAX_MODEL": "echo-1",
-             "CHATWAX_LLM_RETRY_MAX_TIME": "10"},
+             "CHATWAX_LLM_RETRY_MAX_TIME": "10",
+             # Simulated users chat faster than people type: no per-user rate limit.
+             "CHATWAX_USER_PROMPTS_PER_MINUTE": "0"},
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90

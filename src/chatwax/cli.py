@@ -72,7 +72,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"chatwax: {exc}", file=sys.stderr)
         return 2
-    if stack.llm == "local" and args.llm == "auto":
+    if stack.llm.kind == "local" and args.llm == "auto":
         print("chatwax: no OPENAI_API_KEY / OPENAI_BASE_URL set: answering with the local "
               "model (--llm openai|<base URL> to choose another)", file=sys.stderr)
     # Ctrl-C stops the stack even where SIGINT came in ignored (a shell starts background

@@ -27,14 +27,14 @@ def test_retention_summaries_and_counting_reach_the_dataflow(chart: Chart,
                                                               tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({"dataflow": {
-        "transcripts": {"maxAgeDays": 7, "maxBytes": 10 * 1024**3},
+        "transcripts": {"maxAgeDays": 7, "maxBytes": 7 * 1024**3},
         "summaries": {"enabled": False, "model": "gpt-4o-mini", "trigger": 0.9, "keep": 0.4,
                       "maxTokens": 128},
         "tokenCounter": "estimate",
     }}))
     s = _dataflow_settings(chart, values)
     assert s.transcript_max_age_s == 7 * 86_400
-    assert s.transcript_max_bytes == 10 * 1024**3
+    assert s.transcript_max_bytes == 7 * 1024**3
     assert (s.summaries, s.summary_model, s.summary_trigger, s.summary_keep,
             s.summary_max_tokens, s.token_counter) == (False, "gpt-4o-mini", 0.9, 0.4, 128,
                                                         "estimate")
@@ -45,3 +45,26 @@ def test_nonsense_is_refused_by_the_schema(chart: Chart) -> None:
                 "dataflow.tokenCounter=exact"):
         res = chart.helm("3", *chart.template_args(bad))
         assert res.returncode != 0 and "schema" in res.stderr.lower(), (bad, res.stderr)
+
+
+def test_shared_storage_is_bounded_by_default(chart: Chart) -> None:
+    """A plain install bounds what one user can take: a token quota, a prompt rate, a
+    conversation cap, and byte bounds on all three streams that fit the NATS volume."""
+    s, code = _dataflow_settings(chart), Settings()
+    for name in ("user_token_quota", "user_prompts_per_minute", "user_max_conversations",
+                 "prompt_max_bytes", "transcript_max_bytes", "dead_letter_max_bytes",
+                 "dead_letter_max_age_s", "user_max_concurrent"):
+        assert getattr(s, name) == getattr(code, name) > 0, name
+    volume = 10 * 1024**3  # nats.jetstream.storageSize: 10Gi
+    assert s.prompt_max_bytes + s.transcript_max_bytes + s.dead_letter_max_bytes < volume
+
+
+def test_stream_bounds_that_do_not_fit_the_volume_are_refused_when_rendered(
+        chart: Chart) -> None:
+    res = chart.helm("3", *chart.template_args("nats.jetstream.storageSize=2Gi"))
+    assert res.returncode != 0
+    assert "more than nats.jetstream.storageSize (2Gi" in res.stderr, res.stderr
+    fits = chart.helm("3", *chart.template_args("nats.jetstream.storageSize=2560Mi"))
+    assert fits.returncode == 0, fits.stderr
+    odd = chart.helm("3", *chart.template_args("nats.jetstream.storageSize=1.5Gi"))
+    assert odd.returncode != 0 and "cannot read" in odd.stderr, odd.stderr

@@ -82,7 +82,10 @@ class Day2:
         self.chart = chart
         self.base = (f"llm.baseUrl=http://{LLM_HOST}:{llm_port}/v1", "llm.model=echo-1",
                      "dataflow.processes=2", "dataflow.recovery.snapshotIntervalSeconds=2",
-                     "llm.retryMaxSeconds=10")
+                     "llm.retryMaxSeconds=10",
+                     # The simulated users chat faster than a person types (several prompts
+                     # a second each): no per-user rate limit here.
+                     "dataflow.limits.userPromptsPerMinute=0")
         self.traffic: Traffic | None = None
 
     def render(self, *sets: str) -> list[dict[str, Any]]:

@@ -115,3 +115,22 @@ def test_usage_page_shows_the_transcripts_totals(
     assert metrics["Output tokens"] == f"{usage['completion_tokens']:,}"
     assert metrics["Turns"] == f"{usage['requests_ok']:,}"
     assert metrics["Cost (USD)"] == "$0.0000"  # echo-1 is a local model: free
+
+
+def test_the_chat_box_takes_no_more_than_the_prompt_limit(
+        monkeypatch: pytest.MonkeyPatch, cluster: Stack, nats: NatsServer) -> None:
+    """The chat box is limited to CHATWAX_MAX_PROMPT_CHARS (said in its placeholder), and
+    Streamlit holds a longer value to it server-side: the page never sends a prompt the
+    dataflow would refuse (the client library's own check: test_poison.py, `chatwax ask`)."""
+    st.cache_resource.clear()  # the shared client is made with the page's settings
+    monkeypatch.setenv("CHATWAX_MAX_PROMPT_CHARS", "20")
+    try:
+        at = page(monkeypatch, nats.url)
+        at.sidebar.text_input(key="user").input(f"terse-{uuid.uuid4().hex[:6]}").run()
+        assert at.chat_input[0].proto.max_chars == 20
+        assert "up to 20 characters" in at.chat_input[0].proto.placeholder
+        at.chat_input[0].set_value("x" * 30).run()
+        assert not at.exception, at.exception
+        assert texts(at) == ["x" * 20, "echo: " + "x" * 20]
+    finally:
+        st.cache_resource.clear()

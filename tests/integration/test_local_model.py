@@ -157,7 +157,7 @@ def _tokens(metrics_ports: list[int]) -> dict[str, float]:
 def test_with_no_key_up_answers_with_the_local_model(up: Any) -> None:
     """No OPENAI_* variable: `chatwax up` starts the local model; prompts stream answers,
     the transcript records them, and token metrics equal what the model server counted."""
-    u = up("--no-ui", local_model=True)
+    u = up("--no-ui", no_key=True)
     u.wait_ready(timeout=180)
     text = u.output()
     assert "answering with the local model" in text

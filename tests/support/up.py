@@ -43,11 +43,13 @@ class Up:
 def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
     started: list[Up] = []
 
-    def start(*flags: str, local_model: bool = False, env: dict[str, str] | None = None,
+    def start(*flags: str, no_key: bool = False, env: dict[str, str] | None = None,
               sigint_ignored: bool = False) -> Up:
-        """`local_model`: no OpenAI variables set, so `chatwax up` serves the local model;
-        `env`: more variables for `chatwax up`; `sigint_ignored`: started as a shell starts
-        a background job, with SIGINT ignored."""
+        """`no_key`: as on a clean machine, no OPENAI_* variable (nor CHATWAX_MODEL or
+        CHATWAX_PROVIDER), so `chatwax up` serves the local model unless `--llm` says
+        otherwise; else the echo LLM is set in OPENAI_BASE_URL. `env`: more variables for
+        `chatwax up`; `sigint_ignored`: started as a shell starts a background job, with
+        SIGINT ignored."""
         extra = env or {}
         ports = {name: free_port() for name in ("nats", "mon", "ui", "prom", "llm")}
         # Process i listens on base + i, so these need two consecutive free ports.
@@ -55,9 +57,9 @@ def up_factory(tmp_path: Path, llm: Any) -> Iterator[Callable[..., Up]]:
         ports["health"] = free_port_run(2)
         log = tmp_path / f"up-{len(started)}.log"
         env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1"}
-        if local_model:
-            env = {k: v for k, v in os.environ.items()
-                   if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CHATWAX_MODEL")}
+        if no_key:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")
+                   and k not in ("CHATWAX_MODEL", "CHATWAX_PROVIDER")}
         env.update(extra)
         with log.open("w") as out:
             proc = subprocess.Popen(

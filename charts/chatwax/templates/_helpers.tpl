@@ -181,3 +181,33 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+Bytes in a Kubernetes quantity: 10Gi, 500Mi, 2G, 1073741824.
+*/}}
+{{- define "chatwax.bytes" -}}
+{{- $q := toString . -}}
+{{- $units := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- $num := regexFind "^[0-9]+" $q -}}
+{{- $unit := trimPrefix $num $q -}}
+{{- if or (not $num) (not (hasKey $units $unit)) -}}
+{{- fail (printf "cannot read %q as bytes: write a whole number with Ki, Mi, Gi, Ti, k, M, G or T" $q) -}}
+{{- end -}}
+{{- mul (int64 $num) (get $units $unit) -}}
+{{- end -}}
+
+{{/*
+The streams' byte bounds together must fit the JetStream volume: NATS reserves each bound
+when it creates the stream, and refuses a stream whose bound no longer fits.
+*/}}
+{{- define "chatwax.checkStreamBytes" -}}
+{{- if .Values.nats.enabled -}}
+{{- $volume := include "chatwax.bytes" .Values.nats.jetstream.storageSize | int64 -}}
+{{- $transcripts := int64 .Values.dataflow.transcripts.maxBytes -}}
+{{- $prompts := int64 .Values.dataflow.prompts.maxBytes -}}
+{{- $total := add $transcripts $prompts (int64 .Values.dataflow.deadLetters.maxBytes) -}}
+{{- if gt $total $volume -}}
+{{- fail (printf "dataflow.transcripts.maxBytes + dataflow.prompts.maxBytes + dataflow.deadLetters.maxBytes = %d bytes, more than nats.jetstream.storageSize (%s = %d bytes): NATS could not create the streams. Lower the bounds or raise the storage size." $total (toString .Values.nats.jetstream.storageSize) $volume) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -25,8 +25,8 @@ from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
 from chatwax.core.limits import Release
-from chatwax.core.protocol import Inbound, Reply, Transcript
-from chatwax.dataflow.flow import Edges
+from chatwax.core.protocol import Inbound
+from chatwax.dataflow.flow import Edges, Outbound
 
 T = TypeVar("T")
 Looped = LlmResult | SummaryResult | Release
@@ -118,7 +118,7 @@ class InstantLoop:
         return isinstance(item, SummaryResult) or (
             isinstance(item, Release) and item.request_id in self._summary_ids)
 
-    def edges(self, prompts: Source[Inbound], replies: Sink[Reply | Transcript]) -> Edges:
+    def edges(self, prompts: Source[Inbound], replies: Sink[Outbound]) -> Edges:
         """The flow's edges with this loop in place of the answerer."""
         return Edges(prompts=prompts, feedback=self.feedback(), llm=self.llm(),
                      replies=replies, loopback=self.loopback())

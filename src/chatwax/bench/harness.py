@@ -222,6 +222,9 @@ def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int,
                               else StackOptions.dataflow_command),
             extra_env={"OPENAI_BASE_URL": llm.base_url, "CHATWAX_MODEL": "echo-1",
                        "CHATWAX_USER_MAX_CONCURRENT": "0", "CHATWAX_LLM_MAX_CONCURRENCY": "2048",
+                       # Load, not people: no per-user rate, quota or conversation cap.
+                       "CHATWAX_USER_PROMPTS_PER_MINUTE": "0", "CHATWAX_USER_TOKEN_QUOTA": "0",
+                       "CHATWAX_USER_MAX_CONVERSATIONS": "0",
                        "CHATWAX_LOG_LEVEL": "WARNING", **code},
         )
         stack = Stack(opts)

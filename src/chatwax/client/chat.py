@@ -18,7 +18,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from chatwax.client.connection import connect_options
 from chatwax.core import protocol
@@ -40,10 +40,20 @@ class ConversationSummary:
     updated_at: float
 
 
+MAX_PROMPT_CHARS = Settings.model_fields["max_prompt_chars"].default
+STREAM_FULL = 10077
+"""JetStream's error code for a store that refused a message: the stream's `max_bytes`
+with `discard: new` (nats-server's JSStreamStoreFailedF), or the server's storage limit."""
+MESSAGE_TOO_LARGE = 10054
+"""JetStream's error code for a message over the stream's `max_msg_size`
+(JSStreamMessageExceedsMaximumErr)."""
+
+
 class ChatClient:
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, max_prompt_chars: int = MAX_PROMPT_CHARS) -> None:
         self.nc = nc
         self.js = nc.jetstream()
+        self.max_prompt_chars = max_prompt_chars
         self._partitions: int | None = None
 
     @classmethod
@@ -57,7 +67,7 @@ class ChatClient:
         except (NatsError, OSError, TimeoutError) as exc:
             why = str(exc) or "timed out"
             raise NatsUnavailable(f"cannot reach NATS at {settings.nats_url} ({why})") from exc
-        return cls(nc)
+        return cls(nc, settings.max_prompt_chars)
 
     async def close(self) -> None:
         """Drain (deliver what is pending), or just close a connection that cannot drain."""
@@ -92,6 +102,8 @@ class ChatClient:
                                   stream=protocol.PROMPTS_STREAM, timeout=10)
         except NotFoundError:
             raise ChatwaxError(ErrorCode.LLM_UNAVAILABLE, NOT_RUNNING) from None
+        except APIError as exc:
+            raise refusal(exc) from None
 
     async def send(self, user_id: str, conversation_id: str, prompt: str) -> PendingReply:
         """Store a prompt and return a handle to its reply events.
@@ -103,8 +115,9 @@ class ChatClient:
             request_id=protocol.new_id(), user_id=user_id, conversation_id=conversation_id,
             prompt=prompt, reply_to=self.nc.new_inbox(),
         )
-        # Validate as the dataflow would, so a bad id fails here with the same message.
-        protocol.decode_prompt(request.encode(), max_prompt_chars=len(prompt) + 1)
+        # Validate as the dataflow would, so a bad id or a prompt over the limit fails here
+        # with the same message, and nothing is stored.
+        protocol.decode_prompt(request.encode(), self.max_prompt_chars)
         pending = PendingReply(request)
         pending.sub = await self.nc.subscribe(request.reply_to, cb=pending.on_msg)
         try:
@@ -166,10 +179,11 @@ class ChatClient:
             first = await self.js.get_msg(protocol.TRANSCRIPTS_STREAM, seq=1, subject=subject,
                                           next=True, direct=True)
             last = await self.js.get_last_msg(protocol.TRANSCRIPTS_STREAM, subject, direct=True)
-            t_first = protocol.Transcript.decode(first.data or b"{}")
-            t_last = protocol.Transcript.decode(last.data or b"{}")
-            out.append(ConversationSummary(conversation_id, count, _title(t_first.prompt),
-                                           t_last.finished_at))
+            t_first = protocol.decode_stored(first.data or b"")
+            t_last = protocol.decode_stored(last.data or b"")
+            out.append(ConversationSummary(
+                conversation_id, count, _title(t_first.prompt if t_first else "?"),
+                t_last.finished_at if t_last else 0.0))
         out.sort(key=lambda c: c.updated_at, reverse=True)
         return out
 
@@ -188,8 +202,8 @@ class ChatClient:
         try:
             for _ in range(count):
                 msg = await sub.next_msg(timeout=5)
-                t = protocol.Transcript.decode(msg.data)
-                turns.setdefault(t.request_id, t)
+                if (t := protocol.decode_stored(msg.data)) is not None:
+                    turns.setdefault(t.request_id, t)
         finally:
             await sub.unsubscribe()
         return sorted(turns.values(), key=lambda t: (t.turn, t.finished_at))
@@ -235,6 +249,18 @@ class PendingReply:
             with contextlib.suppress(NatsError):
                 await self.sub.unsubscribe()
             self.sub = None
+
+
+def refusal(exc: APIError) -> ChatwaxError:
+    """What a refused publish into the prompts stream means for the sender."""
+    if exc.err_code == STREAM_FULL:
+        return ChatwaxError(ErrorCode.BUSY, "chatwax is busy: too many prompts are waiting "
+                            "to be answered; nothing was stored, try again in a minute")
+    if exc.err_code == MESSAGE_TOO_LARGE:
+        return ChatwaxError(ErrorCode.PROMPT_TOO_LARGE,
+                            "the prompt is larger than chatwax accepts; nothing was stored")
+    return ChatwaxError(ErrorCode.INTERNAL,
+                        f"the prompt was not stored: {exc.description or exc}")
 
 
 def _title(prompt: str, limit: int = 48) -> str:

@@ -107,5 +107,6 @@ async def _read(nc: NATS, subject: str, selection: Selection) -> list[Transcript
         async for record in stored:
             if not selection.keeps(record.stored_at):
                 break  # stored in time order: the rest is later still
-            out.append(Transcript.decode(record.data))
+            if (t := protocol.decode_stored(record.data)) is not None:
+                out.append(t)
     return out

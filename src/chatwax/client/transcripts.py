@@ -52,7 +52,8 @@ async def read_transcripts(
                 msg = await sub.next_msg(timeout=2)
             except TimeoutError:
                 break  # nothing newer than the start time
-            out.append(Transcript.decode(msg.data))
+            if (t := protocol.decode_stored(msg.data)) is not None:
+                out.append(t)
             if msg.metadata.num_pending == 0:
                 break
     finally:

@@ -17,6 +17,9 @@ class ErrorCode(StrEnum):
     CONVERSATION_DELETED = "conversation_deleted"
     QUOTA_EXCEEDED = "quota_exceeded"
     TOO_MANY_REQUESTS = "too_many_requests"
+    CONVERSATION_LIMIT = "conversation_limit"
+    BUSY = "busy"
+    """The prompts stream is full: nothing was stored; send again later."""
     LLM_NOT_CONFIGURED = "llm_not_configured"
     LLM_UNAVAILABLE = "llm_unavailable"
     LLM_TIMEOUT = "llm_timeout"
@@ -40,7 +43,7 @@ class ErrorCode(StrEnum):
 
 _RETRYABLE = frozenset(
     {ErrorCode.LLM_UNAVAILABLE, ErrorCode.LLM_TIMEOUT, ErrorCode.RATE_LIMITED, ErrorCode.INTERNAL,
-     ErrorCode.QUOTA_EXCEEDED, ErrorCode.TOO_MANY_REQUESTS}
+     ErrorCode.QUOTA_EXCEEDED, ErrorCode.TOO_MANY_REQUESTS, ErrorCode.BUSY}
 )
 
 

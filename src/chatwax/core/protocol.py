@@ -8,6 +8,7 @@ See docs/protocol.md for the prose version.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal
 
+from chatwax.core import safejson
 from chatwax.core.errors import ErrorCode, ProtocolError
 
 VERSION: Final = 1
@@ -32,17 +34,21 @@ COMPAT_SUBJECT: Final = "prompts"
 PARTITIONS_METADATA_KEY: Final = "chatwax_partitions"
 """Stream metadata key that tells clients how many prompt partitions exist."""
 
+DEAD_LETTERS_STREAM: Final = "CHATWAX_DEAD_LETTERS"
+DEAD_LETTERS_PREFIX: Final = "chatwax.dead"
+
 REPLY_TO_HEADER: Final = "Chatwax-Reply-To"
 """Header copy of `reply_to`, so an unparseable body still gets its error reply."""
 REQUEST_ID_HEADER: Final = "Chatwax-Request-Id"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 """JetStream de-duplication header: a retried publish of one request is stored once."""
 
-_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+"""Matched whole (`fullmatch`): `$` would also accept a trailing newline."""
 MAX_USER_ID: Final = 64
 MAX_CONVERSATION_ID: Final = 128
 MAX_REQUEST_ID: Final = 64
-_REPLY_RE: Final = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_REPLY_RE: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 MAX_REPLY_TO: Final = 255
 REPLY_PREFIXES: Final = ("_INBOX.", f"{REPLIES_PREFIX}.")
 
@@ -131,7 +137,7 @@ def check_id(value: object, name: str, max_len: int) -> str:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"'{name}' must be a non-empty string")
     if len(value) > max_len:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"'{name}' is longer than {max_len} characters")
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, f"'{name}' may only contain letters, digits, '_' and '-'"
         )
@@ -147,14 +153,39 @@ def check_prompt(value: object, max_chars: int) -> str:
             ErrorCode.PROMPT_TOO_LARGE,
             f"'prompt' has {len(value)} characters; the limit is {max_chars}",
         )
-    return value
+    return safejson.check_text(value, "prompt")
+
+
+ENVELOPE_BYTES: Final = 2048
+"""A prompt message's bytes besides the prompt: ids, reply subject, keys, numbers."""
+MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
+"""What a reply event or transcript may be at most (NATS's own payload limit is lower)."""
+
+
+def max_inbound_bytes(max_prompt_chars: int) -> int:
+    """The largest prompt message the dataflow accepts, in bytes: the limit the prompts
+    stream enforces (`max_msg_size`) and the one checked before parsing.
+
+    A character takes up to 6 bytes in JSON (`\\u001f` for control characters; 4 for
+    the rest of UTF-8), so no prompt within the character limit is refused by size.
+    """
+    return 6 * max_prompt_chars + ENVELOPE_BYTES
+
+
+def check_timestamp(value: object, name: str) -> float:
+    """Unix seconds that a clock could show: finite, from 1970 to the year 5138."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"'{name}' must be a number (unix seconds)")
+    if not (math.isfinite(value) and 0 <= value < 1e11):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"'{name}' is not a plausible unix time")
+    return float(value)
 
 
 def check_reply_to(value: object) -> str:
     """Replies may only go to inboxes or the replies namespace, never to internal subjects."""
     if not isinstance(value, str) or not value:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'reply_to' must be a non-empty string")
-    if len(value) > MAX_REPLY_TO or not _REPLY_RE.match(value):
+    if len(value) > MAX_REPLY_TO or not _REPLY_RE.fullmatch(value):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'reply_to' is not a valid NATS subject")
     if not value.startswith(REPLY_PREFIXES):
         raise ProtocolError(
@@ -196,7 +227,7 @@ def decode_inbound(data: bytes, max_prompt_chars: int, command: bool = False
                    ) -> PromptRequest | ForgetRequest:
     """What the prompts stream holds: a prompt on a partition's subject, or a command on
     its command subject (only `"type": "forget"` so far)."""
-    obj = load_object(data)
+    obj = load_object(data, max_inbound_bytes(max_prompt_chars))
     _check_version(obj)
     if command:
         if obj.get("type") != "forget":
@@ -219,16 +250,14 @@ def _check_version(obj: dict[str, Any]) -> None:
 
 def decode_prompt(data: bytes, max_prompt_chars: int) -> PromptRequest:
     """Parse and validate a prompt; every failure is a ProtocolError with a clear message."""
-    obj = load_object(data)
+    obj = load_object(data, max_inbound_bytes(max_prompt_chars))
     _check_version(obj)
     return _prompt(obj, max_prompt_chars)
 
 
 def _prompt(obj: dict[str, Any], max_prompt_chars: int) -> PromptRequest:
     prompt = check_prompt(obj.get("prompt"), max_prompt_chars)
-    created_at = obj.get("created_at", time.time())
-    if not isinstance(created_at, int | float) or isinstance(created_at, bool):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "'created_at' must be a number (unix seconds)")
+    created_at = check_timestamp(obj.get("created_at", time.time()), "created_at")
     return PromptRequest(
         request_id=check_id(obj.get("request_id"), "request_id", MAX_REQUEST_ID),
         user_id=check_id(obj.get("user_id"), "user_id", MAX_USER_ID),
@@ -237,7 +266,7 @@ def _prompt(obj: dict[str, Any], max_prompt_chars: int) -> PromptRequest:
         ),
         prompt=prompt,
         reply_to=check_reply_to(obj.get("reply_to")),
-        created_at=float(created_at),
+        created_at=created_at,
     )
 
 
@@ -378,10 +407,62 @@ class Inbound:
     stored_at: float
     command: bool = False
     """Stored on the partition's command subject (so only the operator can have sent it)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """The stored message's headers, kept for a dead letter."""
+
+
+DEAD_STEP_HEADER: Final = "Chatwax-Dead-Step"
+DEAD_ERROR_HEADER: Final = "Chatwax-Dead-Error"
+DEAD_ORIGIN_HEADER: Final = "Chatwax-Dead-Origin"
+MAX_HEADER_CHARS: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that made a dataflow step fail, set aside instead of stopping the cluster.
+
+    Stored in the dead-letter stream with the original bytes and headers, the step and the
+    error (type and message, with the prompt's text cut out), and where it came from
+    (`<partition>:<sequence>` of the prompts stream, when it came from there).
+    """
+
+    step: str
+    error: str
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    origin: str = ""
+
+    @property
+    def subject(self) -> str:
+        return f"{DEAD_LETTERS_PREFIX}.{self.step}"
+
+    def all_headers(self) -> dict[str, str]:
+        """The original headers and why it is here. A message replayed after a restart that
+        fails again at the same step is stored once (de-duplicated by step and origin)."""
+        kept = {k: v for k, v in self.headers.items() if k != MSG_ID_HEADER}
+        if self.origin:
+            kept[MSG_ID_HEADER] = f"{self.step}:{self.origin}"
+        return {**kept, DEAD_STEP_HEADER: self.step,
+                DEAD_ERROR_HEADER: " ".join(self.error.split())[:MAX_HEADER_CHARS],
+                DEAD_ORIGIN_HEADER: self.origin}
+
+
+_MALFORMED: Final = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+"""What reading a field of the wrong type or shape raises; decoders turn it into a
+`ProtocolError`, so a reader of a stream skips a bad record instead of failing."""
 
 
 def decode_event(data: bytes) -> ReplyEvent:
+    """A reply event; anything malformed is a `ProtocolError`."""
     obj = load_object(data)
+    try:
+        return _event(obj)
+    except _MALFORMED as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST,
+                            f"malformed reply event ({type(exc).__name__})") from None
+
+
+def _event(obj: dict[str, Any]) -> ReplyEvent:
     kind = obj.get("type")
     if kind == "chunk":
         return ChunkEvent(request_id=obj["request_id"], index=int(obj["index"]), delta=obj["delta"])
@@ -446,7 +527,16 @@ class Transcript:
 
     @classmethod
     def decode(cls, data: bytes) -> Transcript:
+        """A stored turn; anything malformed is a `ProtocolError`."""
         obj = load_object(data)
+        try:
+            return cls._from(obj)
+        except _MALFORMED as exc:
+            raise ProtocolError(ErrorCode.BAD_REQUEST,
+                                f"malformed transcript ({type(exc).__name__})") from None
+
+    @classmethod
+    def _from(cls, obj: dict[str, Any]) -> Transcript:
         return cls(
             request_id=obj["request_id"],
             user_id=obj["user_id"],
@@ -464,6 +554,15 @@ class Transcript:
             cost_usd=float(obj.get("cost_usd", 0.0)),
             kind=str(obj.get("kind", "turn")),
         )
+
+
+def decode_stored(data: bytes) -> Transcript | None:
+    """A record read back from the transcripts stream, or None for one that cannot be read:
+    readers skip it (a record written by hand, or by a newer build) and go on."""
+    try:
+        return Transcript.decode(data)
+    except ProtocolError:
+        return None
 
 
 # -- Commands ---------------------------------------------------------------------------
@@ -511,7 +610,7 @@ class CompatPrompt:
 
 def decode_compat(data: bytes, max_prompt_chars: int) -> CompatPrompt:
     """The tutorial frontend's payload: `{"user_id": ..., "prompt": ...}`."""
-    obj = load_object(data)
+    obj = load_object(data, max_inbound_bytes(max_prompt_chars))
     prompt = check_prompt(obj.get("prompt"), max_prompt_chars)
     user_id = obj.get("user_id")
     if isinstance(user_id, int) and not isinstance(user_id, bool):
@@ -531,13 +630,9 @@ def _dump(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def load_object(data: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "payload is not valid UTF-8") from exc
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"payload is not valid JSON: {exc.msg}") from exc
+def load_object(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+    """A JSON object from untrusted bytes, bounded before parsing (`safejson`)."""
+    obj = safejson.loads(data, max_bytes)
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "payload must be a JSON object")
     return obj

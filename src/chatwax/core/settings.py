@@ -93,25 +93,44 @@ class Settings(BaseSettings):
         "LLM calls in flight per dataflow process at most; more wait their turn.", gt=0)] = 256
     user_token_quota: Annotated[int, env(
         "CHATWAX_USER_TOKEN_QUOTA", "Tokens one user may spend per quota window (0: no quota).",
-        ge=0)] = 0
+        ge=0)] = 1_000_000
     user_quota_window_s: Annotated[float, env(
         "CHATWAX_USER_QUOTA_WINDOW", "The rolling quota window, in seconds.", gt=0)] = 86_400.0
     user_max_concurrent: Annotated[int, env(
         "CHATWAX_USER_MAX_CONCURRENT",
         "Prompts one user may have unanswered at once (0: no limit).", ge=0)] = 16
+    user_prompts_per_minute: Annotated[int, env(
+        "CHATWAX_USER_PROMPTS_PER_MINUTE",
+        "Prompts one user may send per minute, in bursts of up to as many (0: no limit).",
+        ge=0)] = 60
+    user_max_conversations: Annotated[int, env(
+        "CHATWAX_USER_MAX_CONVERSATIONS",
+        "Conversations one user may keep in the dataflow's state; `chatwax forget` frees "
+        "them (0: no limit).", ge=0)] = 1000
     partitions: Annotated[int, env(
         "CHATWAX_PROMPT_PARTITIONS",
         "Partitions of the prompts stream (fixed once the stream exists).", gt=0)] = 8
     prompt_max_age_s: Annotated[float, env(
         "CHATWAX_PROMPT_MAX_AGE", "Seconds the prompts stream keeps a prompt.",
         gt=0)] = 86_400.0
+    prompt_max_bytes: Annotated[int, env(
+        "CHATWAX_PROMPT_MAX_BYTES",
+        "Bytes the prompts stream may hold; when full, new prompts are refused as `busy` "
+        "until old ones age out (0: no limit).", ge=0)] = 256 << 20
     transcript_max_age_s: Annotated[float, env(
         "CHATWAX_TRANSCRIPT_MAX_AGE",
         "Seconds the transcripts stream keeps a turn (0 keeps forever).", ge=0)] = 90 * 86_400.0
     transcript_max_bytes: Annotated[int, env(
         "CHATWAX_TRANSCRIPT_MAX_BYTES",
         "Bytes the transcripts stream may hold; the oldest turns go first (0: no limit).",
-        ge=0)] = 0
+        ge=0)] = 2 << 30
+    dead_letter_max_age_s: Annotated[float, env(
+        "CHATWAX_DEAD_LETTER_MAX_AGE",
+        "Seconds the dead-letter stream keeps a message that made a dataflow step fail.",
+        gt=0)] = 7 * 86_400.0
+    dead_letter_max_bytes: Annotated[int, env(
+        "CHATWAX_DEAD_LETTER_MAX_BYTES",
+        "Bytes the dead-letter stream may hold; the oldest go first.", gt=0)] = 64 << 20
     summaries: Annotated[bool, env(
         "CHATWAX_SUMMARIES",
         "Fold turns that outgrow the history budget into a running summary, made off the "

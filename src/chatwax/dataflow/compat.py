@@ -10,6 +10,7 @@ Every dataflow process runs one, in a queue group, on the process's NATS connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -28,10 +29,19 @@ def error_text(message: str) -> bytes:
 
 
 async def _serve(link: NatsLink, subject: str, max_prompt_chars: int, timeout: float) -> None:
-    client = ChatClient(link.nc)
+    client = ChatClient(link.nc, max_prompt_chars)
     tasks: set[asyncio.Task[None]] = set()
 
     async def answer(msg: Any) -> None:
+        try:
+            await respond(msg)
+        except Exception:  # one bad request never ends the adapter
+            log.exception("tutorial-style request could not be answered")
+            link.metrics.dead_letters.labels("compat").inc()
+            with contextlib.suppress(Exception):
+                await msg.respond(error_text("internal error in chatwax"))
+
+    async def respond(msg: Any) -> None:
         try:
             req = protocol.decode_compat(msg.data, max_prompt_chars)
         except ChatwaxError as exc:

@@ -3,7 +3,7 @@
     conversation --LlmCall--> LlmSink -> Answerer --LlmResult--> feedback queue
     conversation --Release--> FeedbackSink ---------------------> feedback queue
     feedback queue -> FeedbackSource -> back into the flow (routed by key)
-    replies and transcripts -> ReplySink -> NATS
+    replies, transcripts and dead letters -> ReplySink -> NATS
 """
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
 from chatwax.core.limits import Release
-from chatwax.core.protocol import Reply, Transcript
+from chatwax.core.protocol import DeadLetter, Reply, Transcript
+from chatwax.dataflow import guard
 from chatwax.dataflow.answerer import Answerer, Feedback
+from chatwax.dataflow.flow import Outbound
 from chatwax.dataflow.link import NatsLink
 
 MAX_BATCH = 512
 
 
-class ReplySink(DynamicSink[Reply | Transcript]):
-    """Error replies go out on core NATS, completed turns into the transcripts stream."""
+class ReplySink(DynamicSink[Outbound]):
+    """Replies go out on core NATS, completed turns into the transcripts stream, dead
+    letters into theirs. An item that cannot be encoded becomes a dead letter itself."""
 
     def __init__(self, link: NatsLink) -> None:
         self.link = link
@@ -34,14 +37,28 @@ class ReplySink(DynamicSink[Reply | Transcript]):
         return _ReplyPart(self.link)
 
 
-class _ReplyPart(StatelessSinkPartition[Reply | Transcript]):
+class _ReplyPart(StatelessSinkPartition[Outbound]):
     def __init__(self, link: NatsLink) -> None:
         self._link = link
 
-    def write_batch(self, items: list[Reply | Transcript]) -> None:
-        self._link.publish_many((i.subject, i.event.encode()) for i in items
-                                if isinstance(i, Reply))
-        self._link.publish_transcripts(i for i in items if isinstance(i, Transcript))
+    def write_batch(self, items: list[Outbound]) -> None:
+        replies: list[tuple[str, bytes]] = []
+        transcripts: list[tuple[Transcript, bytes]] = []
+        dead: list[DeadLetter] = []
+        for item in items:
+            try:
+                if isinstance(item, Reply):
+                    replies.append((item.subject, item.event.encode()))
+                elif isinstance(item, Transcript):
+                    transcripts.append((item, item.encode()))
+                else:
+                    dead.append(item)
+            except Exception as exc:  # noqa: BLE001 - set aside, never stop the cluster
+                dead.extend(d for d in guard.failed("nats", item, exc, self._link.metrics)
+                            if isinstance(d, DeadLetter))
+        self._link.publish_many(replies)
+        self._link.publish_transcripts(transcripts)
+        self._link.publish_dead_letters(dead)
 
 
 class LlmSink(DynamicSink[LlmCall | SummaryCall]):

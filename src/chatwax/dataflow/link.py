@@ -20,18 +20,21 @@ from nats.js.errors import NotFoundError
 
 from chatwax.client.connection import connect_options
 from chatwax.core import protocol
+from chatwax.core.errors import ConfigError
 from chatwax.core.settings import Settings
 from chatwax.core.threads import LoopThread
 from chatwax.dataflow.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+DEAD_LETTER_MAX_MSGS = 100_000
+
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
-    """Create or update both streams; returns the prompt partition count in force.
+    """Create or update the streams; returns the prompt partition count in force.
 
-    Idempotent, and run at every start: changed limits (the transcripts' age and size)
-    apply to an existing stream. The partition count of an existing prompts stream wins
+    Idempotent, and run at every start: changed limits (ages, sizes) apply to an existing
+    stream. The partition count of an existing prompts stream wins
     over the setting: bytewax's recovery snapshots are keyed by partition, so it must
     never silently change.
     """
@@ -55,6 +58,12 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=settings.prompt_max_age_s,
+        # Admission before storage: what the dataflow would refuse for its size is refused
+        # by the server, and a full stream refuses new prompts (`busy`) instead of dropping
+        # stored ones.
+        max_msg_size=protocol.max_inbound_bytes(settings.max_prompt_chars),
+        max_bytes=settings.prompt_max_bytes or -1,
+        discard=api.DiscardPolicy.NEW,
         duplicate_window=120.0,
         num_replicas=settings.stream_replicas,
         metadata={protocol.PARTITIONS_METADATA_KEY: str(partitions)},
@@ -72,17 +81,45 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
         num_replicas=settings.stream_replicas,
         allow_direct=True,
     )
-    for config in (prompts, transcripts):
+    dead_letters = api.StreamConfig(
+        name=protocol.DEAD_LETTERS_STREAM,
+        # <step>: what made that step fail, with the error in the headers.
+        subjects=[f"{protocol.DEAD_LETTERS_PREFIX}.>"],
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        max_age=settings.dead_letter_max_age_s,
+        max_bytes=settings.dead_letter_max_bytes,
+        max_msgs=DEAD_LETTER_MAX_MSGS,
+        discard=api.DiscardPolicy.OLD,
+        duplicate_window=120.0,
+        num_replicas=settings.stream_replicas,
+    )
+    for config in (prompts, transcripts, dead_letters):
         await _add_or_update(js, config)
     return partitions
 
 
+INSUFFICIENT_STORAGE = 10047
+"""JetStream's error code when a stream's `max_bytes` cannot be reserved: the server's
+file store (`max_file_store`, by default 75% of the free disk) is smaller than the bounds
+of all its streams together."""
+
+
 async def _add_or_update(js: JetStreamContext, config: api.StreamConfig) -> None:
     try:
-        await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
-        # Already there with another config: bring it in line (idempotent start-up).
-        await js.update_stream(config)
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # Already there with another config: bring it in line (idempotent start-up).
+            await js.update_stream(config)
+    except nats.js.errors.APIError as exc:
+        if exc.err_code != INSUFFICIENT_STORAGE:
+            raise
+        raise ConfigError(
+            f"NATS cannot reserve {config.max_bytes} bytes for stream {config.name}: its "
+            "JetStream store is smaller than the streams' bounds together. Give NATS more "
+            "storage, or lower CHATWAX_TRANSCRIPT_MAX_BYTES, CHATWAX_PROMPT_MAX_BYTES and "
+            "CHATWAX_DEAD_LETTER_MAX_BYTES") from None
 
 
 class NatsLink:
@@ -134,17 +171,34 @@ class NatsLink:
         for subject, data in batch:
             await self.nc.publish(subject, data)
 
-    def publish_transcripts(self, transcripts: Iterable[protocol.Transcript]) -> None:
-        for t in transcripts:
-            self.thread.spawn(self._store_transcript(t), f"storing transcript {t.request_id}")
+    def publish_transcripts(self, transcripts: Iterable[tuple[protocol.Transcript, bytes]]
+                            ) -> None:
+        """Store each encoded turn, without waiting."""
+        for t, data in transcripts:
+            self.thread.spawn(self._store_transcript(t, data),
+                              f"storing transcript {t.request_id}")
 
-    async def _store_transcript(self, t: protocol.Transcript, attempts: int = 20) -> None:
+    def publish_dead_letters(self, letters: Iterable[protocol.DeadLetter]) -> None:
+        for letter in letters:
+            self.thread.spawn(self._store_dead_letter(letter), "storing a dead letter")
+
+    async def _store_dead_letter(self, d: protocol.DeadLetter) -> None:
+        """Best effort: the failure is already logged and counted; a dead letter that
+        cannot be stored (its stream full of new ones, NATS away) is logged again."""
+        try:
+            await self.js.publish(d.subject, d.data, headers=d.all_headers(), timeout=5)
+        except (TimeoutError, NatsError) as exc:
+            log.error("dead letter of step %s (origin %s) not stored: %s", d.step,
+                      d.origin or "-", exc)
+
+    async def _store_transcript(self, t: protocol.Transcript, data: bytes,
+                                attempts: int = 20) -> None:
         """JetStream publish with retries; the request id makes a replayed turn a no-op."""
         subject = t.subject
         headers = {protocol.MSG_ID_HEADER: t.request_id}
         for attempt in range(attempts):
             try:
-                await self.js.publish(subject, t.encode(), headers=headers, timeout=5)
+                await self.js.publish(subject, data, headers=headers, timeout=5)
                 return
             except (TimeoutError, NatsError) as exc:
                 log.warning("transcript %s not stored yet (%s), retrying", t.request_id, exc)

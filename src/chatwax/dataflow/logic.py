@@ -47,27 +47,32 @@ def count_refusals(metrics: Metrics,
             metrics.refused(e.event.code)
 
 
-class UserLimitsLogic(op.StatefulLogic[LimitEvent, Accepted | Forget | Reply, UserLimits]):
-    """Per-user admission: token quota over a rolling window, concurrent prompts."""
+class UserLimitsLogic(op.StatefulLogic[LimitEvent, Accepted | Forget | Reply, object]):
+    """Per-user admission: token quota, concurrent prompts, prompt rate, conversations."""
 
-    def __init__(self, cfg: LimitsConfig, metrics: Metrics, resume: UserLimits | None) -> None:
+    def __init__(self, cfg: LimitsConfig, metrics: Metrics, resume: object | None) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self.state = resume or UserLimits()
+        self.state = UserLimits() if resume is None else UserLimits.from_snapshot(resume)
 
     def on_item(self, value: LimitEvent) -> tuple[list[Accepted | Forget | Reply], bool]:
-        now = time.time()
-        if isinstance(value, Forget):  # the user's quota window and slots go too
-            return [value], self.DISCARD
-        if isinstance(value, Release):
+        # A prompt is judged at the time it was stored, not read: a prompt read again after
+        # a restart (from the same snapshot of this state) gets the same decision.
+        now = value.stored_at if isinstance(value, Accepted) else time.time()
+        out: list[Accepted | Forget | Reply] = []
+        if isinstance(value, Forget):
+            self.state.forget(value.request.conversation_id)
+            out.append(value)
+        elif isinstance(value, Release):
             self.state.release(value, now)
-            return [], self.DISCARD if self.state.idle else self.RETAIN
-        out: list[Accepted | Forget | Reply] = [self.state.admit(value, self.cfg, now)]
-        count_refusals(self.metrics, out)
+        else:
+            out.append(self.state.admit(value, self.cfg, now))
+            count_refusals(self.metrics, out)
+        self.state.settle(self.cfg, now)
         return out, self.DISCARD if self.state.idle else self.RETAIN
 
-    def snapshot(self) -> UserLimits:
-        return UserLimits(dict(self.state.in_flight), list(self.state.spent))
+    def snapshot(self) -> dict[str, object]:
+        return self.state.to_snapshot()
 
 
 class ConversationLogic(op.StatefulLogic[TurnEvent, Effect, PackedConversation]):

@@ -22,8 +22,12 @@ LATENCY_BUCKETS: Final = (
 TTFT_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 MAX_MODEL_LABELS: Final = 32
+GUARDED_STEPS: Final = ("parse", "user_limits", "conversation", "nats", "compat")
+"""The steps whose failures are set aside (`chatwax.dataflow.guard`; `compat` is the
+tutorial adapter, which answers its failures at once and stores no dead letter)."""
 REJECT_REASONS: Final = ("bad_request", "prompt_too_large", "unsupported_version",
-                         "conversation_forbidden", "quota_exceeded", "too_many_requests")
+                         "conversation_forbidden", "quota_exceeded", "too_many_requests",
+                         "conversation_limit")
 
 
 class Metrics:
@@ -103,6 +107,16 @@ class Metrics:
             "chatwax_summary_turns_folded", "Turns folded into a conversation's summary.",
             registry=r,
         )
+        self.dead_letters = Counter(
+            "chatwax_dead_letters",
+            "Items that made a dataflow step fail, set aside in the dead-letter stream instead "
+            "of stopping the cluster, by step.", ["step"], registry=r,
+        )
+        self.unreadable_snapshots = Counter(
+            "chatwax_unreadable_snapshots",
+            "Keys whose recovery snapshot this build cannot read (kept as they are; their "
+            "items are set aside), by step.", ["step"], registry=r,
+        )
         self.transcript_failures = Counter(
             "chatwax_transcript_failures", "Completed turns that could not be stored.", registry=r,
         )
@@ -144,4 +158,7 @@ class Metrics:
         for outcome in ("ok", "error"):
             self.e2e.labels(outcome)
             self.summaries.labels(outcome)
+        for step in GUARDED_STEPS:
+            self.dead_letters.labels(step)
+            self.unreadable_snapshots.labels(step)
 

@@ -60,6 +60,20 @@ def run_spec(env: Mapping[str, str], restart: RestartState, started: float) -> R
     return RunSpec.from_env(k8s.env_with_replicas(env, target, count))
 
 
+MAX_REASON_CHARS = 4000
+
+
+def stop_reason(exc: BaseException) -> str:
+    """The exception that stopped the cluster, with its cause chain, at most a few lines
+    of it: Bytewax carries the Python error that made a worker panic in its message."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 5:
+        parts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return " <- caused by ".join(parts)[:MAX_REASON_CHARS]
+
+
 def run(settings: Settings, env: Mapping[str, str]) -> int:
     """Run this process of the cluster; it never ends but by a signal or a failure."""
     from bytewax._bytewax import cli_main
@@ -100,6 +114,9 @@ def run(settings: Settings, env: Mapping[str, str]) -> int:
             recovery_config=recovery,
         )
     except BaseException as exc:
+        # Why it stopped, in full, before anything else: a step's exception reaches here
+        # only inside Bytewax's panic text (steps are guarded; this is for what is not).
+        log.error("the cluster stopped: %s", stop_reason(exc))
         if spec.process_count == 1 and not spec.addresses:
             raise  # no cluster to re-form: a failure of the flow itself
         reexec(restart, started, f"the cluster stopped ({type(exc).__name__}: "

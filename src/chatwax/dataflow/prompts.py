@@ -78,7 +78,7 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
             self._buffer.append(
                 Inbound(self._partition, meta.sequence.stream, msg.data,
                         hdrs.get(protocol.REPLY_TO_HEADER), stored,
-                        command=msg.subject == commands)
+                        command=msg.subject == commands, headers=hdrs)
             )
 
         return await self._link.js.subscribe(

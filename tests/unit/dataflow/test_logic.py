@@ -72,3 +72,29 @@ def test_a_forgotten_packed_conversation_leaves_no_snapshot_behind() -> None:
     _, discard = resumed.on_item(Forget(ForgetRequest("f1", "alice", "c1", "_INBOX.f1")))
     assert discard is resumed.DISCARD
     assert resumed.state is None
+
+
+def test_a_prompt_read_again_after_a_restart_gets_the_same_admission() -> None:
+    """Limits judge a prompt by when it was stored: replayed from the same snapshot after
+    a restart, hours later, the refusal the user saw is the decision again."""
+    from chatwax.core.errors import ErrorCode
+    from chatwax.core.limits import LimitsConfig
+    from chatwax.core.protocol import ErrorEvent, Reply
+    from chatwax.dataflow.logic import UserLimitsLogic
+
+    cfg = LimitsConfig(prompts_per_minute=2)
+    first = UserLimitsLogic(cfg, _metrics(), None)
+    for rid in ("a", "b"):
+        first.on_item(Accepted(PromptRequest(rid, "alice", "c1", "q", f"_INBOX.{rid}", 1.0),
+                               1_000.0))
+    snapshot = pickle.loads(pickle.dumps(first.snapshot()))
+    third = Accepted(PromptRequest("c", "alice", "c1", "q", "_INBOX.c", 1.0), 1_001.0)
+
+    def decision(logic: UserLimitsLogic) -> ErrorCode | None:
+        out, _ = logic.on_item(third)
+        got = out[0]
+        return got.event.code if isinstance(got, Reply) and isinstance(
+            got.event, ErrorEvent) else None
+
+    assert decision(first) is ErrorCode.TOO_MANY_REQUESTS
+    assert decision(UserLimitsLogic(cfg, _metrics(), snapshot)) is ErrorCode.TOO_MANY_REQUESTS

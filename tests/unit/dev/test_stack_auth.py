@@ -86,7 +86,7 @@ def test_sign_in_defaults_for_a_local_stack(tmp_path: Path,
     assert stack.ui_url == "http://localhost:8601"
     assert not stack.compat  # sign-in on: the tutorial's subject is off...
     monkeypatch.setenv("CHATWAX_COMPAT_SUBJECT", "prompts")
-    assert stack.compat  # ...unless explicitly enabled
+    assert Stack(stack.opts).compat  # ...unless explicitly enabled
     open_stack = Stack(StackOptions(data_dir=tmp_path / "data", llm="openai"))
     monkeypatch.delenv("CHATWAX_COMPAT_SUBJECT")
     assert open_stack.compat and open_stack.auth_env() == {"CHATWAX_AUTH": "none"}
