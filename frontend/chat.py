@@ -17,7 +17,13 @@ from chatwax.client.background import BackgroundClient
 from chatwax.core.errors import ChatwaxError
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, Usage, check_id
 from chatwax.core.settings import Settings
-from chatwax.frontend.shared import connect, model_label, signed_in
+from chatwax.frontend.shared import (
+    connect,
+    markdown,
+    model_label,
+    signed_in,
+    stream_markdown,
+)
 
 NEW = "+ New conversation"
 
@@ -75,33 +81,24 @@ else:  # only ever one of this user's own conversations, whatever the browser se
     st.stop()
 st.caption(f"user `{user}` · conversation `{conversation}`")
 
-# What this session has shown for the conversation, on top of what the stream reloads.
-key = f"msgs:{user}:{conversation}"
-if key not in st.session_state:
-    try:
-        turns = client.history(user, conversation) if picked != NEW else []
-    except Exception as exc:  # noqa: BLE001 - shown to the user
-        st.error(f"Could not load the conversation: {exc}")
-        turns = []
-    msgs: list[dict[str, str]] = []
-    for t in turns:
-        msgs.append({"role": "user", "content": t.prompt})
-        msgs.append({"role": "assistant", "content": t.answer,
-                     "caption": f"{t.model} · {tokens_text(t.usage)} · "
-                                f"{t.latency_ms:.0f} ms"})
-    st.session_state[key] = msgs
-
-for m in st.session_state[key]:
-    with st.chat_message(m["role"]):
-        st.markdown(m["content"])
-        if m.get("caption"):
-            st.caption(m["caption"])
+# The conversation as stored, read on every run: an answer is stored before its final reply
+# is sent, so the page keeps no copy of its own and a reload shows what the stream has.
+try:
+    turns = client.history(user, conversation)
+except Exception as exc:  # noqa: BLE001 - shown to the user
+    st.error(f"Could not load the conversation: {exc}")
+    turns = []
+for t in turns:
+    with st.chat_message("user"):
+        markdown(t.prompt)
+    with st.chat_message("assistant"):
+        markdown(t.answer)
+        st.caption(f"{t.model} · {tokens_text(t.usage)} · {t.latency_ms:.0f} ms")
 
 limit = settings.max_prompt_chars
 if prompt := st.chat_input(f"Ask anything (up to {limit:,} characters)", max_chars=limit):
-    st.session_state[key].append({"role": "user", "content": prompt})
     with st.chat_message("user"):
-        st.markdown(prompt)
+        markdown(prompt)
     with st.chat_message("assistant"):
         outcome: dict[str, FinalEvent | ErrorEvent] = {}
 
@@ -113,18 +110,15 @@ if prompt := st.chat_input(f"Ask anything (up to {limit:,} characters)", max_cha
                     outcome["end"] = event
 
         try:
-            streamed = st.write_stream(deltas(client, prompt))
+            streamed = stream_markdown(deltas(client, prompt))
         except ChatwaxError as exc:
             outcome["end"] = ErrorEvent("", exc.code, exc.message)
             streamed = ""
         end = outcome.get("end")
         if isinstance(end, FinalEvent):
             if end.text != streamed:  # a retried stream: show the authoritative text
-                st.markdown(end.text)
+                markdown(end.text)
             st.caption(usage_caption(end))
-            st.session_state[key].append(
-                {"role": "assistant", "content": end.text, "caption": usage_caption(end)}
-            )
         elif isinstance(end, ErrorEvent):
             st.error(f"{end.message} ({end.code.value})")
         else:

@@ -35,8 +35,17 @@ APP: Final = Path(__file__).parent / "app.py"
 SECRETS_FILE: Final = "secrets.toml"
 REQUIRED: Final = ("oidc_metadata_url", "oidc_client_id", "oidc_client_secret",
                    "oidc_cookie_secret", "oidc_redirect_uri")
+PROVIDER: Final = ("oidc_metadata_url", "oidc_client_id", "oidc_client_secret")
+"""Any of these given means a provider is meant; then every REQUIRED setting must be."""
 SCRUBBED: Final = ("CHATWAX_OIDC_CLIENT_SECRET", "CHATWAX_OIDC_COOKIE_SECRET")
 """Variables Streamlit's process does not inherit: they live in the secrets file."""
+
+
+def unconfigured(settings: Settings) -> bool:
+    """Sign-in on and no provider given at all (the chart's default until one is set): the
+    pages then only say what to set, so a plain install fails closed instead of open, and
+    its pod runs instead of crash-looping."""
+    return settings.auth == "oidc" and all(getattr(settings, name) is None for name in PROVIDER)
 
 
 def check_oidc(settings: Settings) -> None:
@@ -104,20 +113,26 @@ def write_secrets(settings: Settings, folder: Path | None = None) -> Path:
 
 def streamlit_command(port: int, address: str, base_url_path: str = "",
                       secrets_file: Path | None = None,
-                      extra: Sequence[str] = ()) -> list[str]:
-    """`python -m streamlit run <app.py>` with chatwax's options (and sign-in's)."""
+                      extra: Sequence[str] = (), sign_in: bool = False) -> list[str]:
+    """`python -m streamlit run <app.py>` with chatwax's options (and sign-in's: also with
+    `sign_in` and no secrets file, the unconfigured page, nobody is somebody by a header)."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            f"--server.port={port}", f"--server.address={address}", "--server.headless=true",
            "--browser.gatherUsageStats=false", "--client.toolbarMode=minimal"]
     if base_url_path.strip("/"):
         cmd.append(f"--server.baseUrlPath={base_url_path.strip('/')}")
     if secrets_file is not None:
-        cmd += [f"--secrets.files={secrets_file}", "--server.enableXsrfProtection=true",
-                "--server.trustedUserHeaders={}", "--server.enableAgentApi=false"]
+        cmd.append(f"--secrets.files={secrets_file}")
+    if secrets_file is not None or sign_in:
+        cmd += ["--server.enableXsrfProtection=true", "--server.trustedUserHeaders={}",
+                "--server.enableAgentApi=false"]
     return [*cmd, *extra]
 
 
 def describe(settings: Settings) -> str:
+    if unconfigured(settings):
+        return ("sign-in on, but no provider is configured: the pages only say what to set "
+                "(CHATWAX_OIDC_*; CHATWAX_AUTH=none for open mode)")
     if settings.auth == "oidc":
         return (f"sign-in with OpenID Connect ({settings.oidc_metadata_url}); "
                 f"redirect URI {settings.oidc_redirect_uri}")
@@ -134,8 +149,10 @@ def run(port: int, address: str, base_url_path: str = "", secrets_dir: Path | No
     """Check the settings, write the secrets file when sign-in is on, and become Streamlit."""
     environ = os.environ if environ is None else environ
     settings = Settings.from_env(environ)
-    secrets_file = write_secrets(settings, secrets_dir) if settings.auth == "oidc" else None
-    cmd = streamlit_command(port, address, base_url_path, secrets_file, extra)
+    provider = settings.auth == "oidc" and not unconfigured(settings)
+    secrets_file = write_secrets(settings, secrets_dir) if provider else None
+    cmd = streamlit_command(port, address, base_url_path, secrets_file, extra,
+                            sign_in=settings.auth == "oidc")
     print(f"chatwax ui: {describe(settings)}", file=sys.stderr, flush=True)
     # exec: Streamlit gets this process's id, so signals reach it (a pod's PID 1).
     os.execve(sys.executable, cmd, child_env(environ))

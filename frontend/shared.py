@@ -4,17 +4,35 @@ the page (sign-in, docs/security.md)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import streamlit as st
 
 from chatwax.client.background import BackgroundClient
-from chatwax.core.identity import AuthPolicy, Identity, Refusal, identify
+from chatwax.core.identity import (
+    SIGNED_IN_PREFIX,
+    AuthPolicy,
+    Identity,
+    Refusal,
+    identify,
+    is_signed_in_id,
+)
+from chatwax.core.markdown import no_remote_images
+from chatwax.core.natsurl import without_credentials
 from chatwax.core.settings import Settings
+from chatwax.frontend.launch import unconfigured
 
 OPEN_MODE_NOTE = (
     "**Open mode: no sign-in.** Anyone who can open this page can pick any user id, and "
     "read and continue that user's conversations and usage. Fine on your own machine; turn "
     "sign-in on (`CHATWAX_AUTH=oidc`, README \"Sign-in\") for anything shared."
+)
+
+
+NOT_CONFIGURED_NOTE = (
+    "**Sign-in is on, but no OpenID Connect provider is configured**, so nobody can use "
+    "chatwax yet. The operator sets the provider (chart: `frontend.auth.metadataUrl`, "
+    "`clientId`, `existingSecret`; otherwise `CHATWAX_OIDC_*`, README \"Sign-in\")."
 )
 
 
@@ -31,8 +49,14 @@ def gate(settings: Settings) -> Identity | None:
     Sign-in on: the signed-in Identity, after showing who it is and a sign-out button; a
     signed-out browser sees only a sign-in button, a refused one why, and the run stops."""
     if settings.auth != "oidc":
-        st.sidebar.warning(OPEN_MODE_NOTE, icon=":material/lock_open:")
+        # In the main area, not the sidebar: phones collapse the sidebar.
+        st.warning(OPEN_MODE_NOTE, icon=":material/lock_open:")
+        refuse_signed_in_shape()
         return None
+    if unconfigured(settings):  # fail closed: no page runs
+        st.title("chatwax")
+        st.error(NOT_CONFIGURED_NOTE, icon=":material/lock:")
+        st.stop()
     who = visitor(settings)
     if who is None:
         st.title("chatwax")
@@ -56,12 +80,40 @@ def gate(settings: Settings) -> Identity | None:
     return who
 
 
+def markdown(text: str) -> None:
+    """st.markdown that loads nothing: images in the text become links (core/markdown.py)."""
+    st.markdown(no_remote_images(text))
+
+
+def stream_markdown(chunks: Iterable[str]) -> str:
+    """st.write_stream, except that each step shows the whole text so far through
+    no_remote_images (an image split over two chunks never renders); returns the text."""
+    shown = st.empty()
+    text = ""
+    for chunk in chunks:
+        text += chunk
+        shown.markdown(no_remote_images(text) + " ▌")
+    shown.markdown(no_remote_images(text))
+    return text
+
+
+def refuse_signed_in_shape() -> None:
+    """Open mode: a typed user id shaped like a signed-in one (`oidc-...`) is put back to
+    `guest` before the chat page reads it, so a typed id never reaches a signed-in user's
+    conversations (the same NATS may serve both)."""
+    typed = st.session_state.get("user")
+    if isinstance(typed, str) and is_signed_in_id(typed):
+        st.session_state["user"] = "guest"
+        st.error(f"`{typed}` is shaped like a signed-in user's id ({SIGNED_IN_PREFIX}...); "
+                 "typed ids cannot start so. Using `guest`.", icon=":material/block:")
+
+
 def signed_in(settings: Settings) -> Identity | None:
     """The page's user with sign-in on (None in open mode); stops the run for anyone else,
     should a page ever run without app.py's gate."""
     if settings.auth != "oidc":
         return None
-    who = visitor(settings)
+    who = None if unconfigured(settings) else visitor(settings)
     if not isinstance(who, Identity):
         st.stop()
     assert isinstance(who, Identity)
@@ -86,7 +138,8 @@ def connect() -> BackgroundClient | None:
         return get_client()
     except Exception as exc:  # noqa: BLE001 - any failure here means "not reachable"
         get_client.clear()
-        st.error(f"Cannot reach NATS at {Settings.from_env().nats_url}: {exc}. "
+        where = without_credentials(Settings.from_env().nats_url)
+        st.error(f"Cannot reach NATS at {where}: {exc}. "
                  "Is the stack running (`make run`)?")
         st.button("Retry")
         return None

@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 from chatwax.core.errors import ChatwaxError, ConfigError
+from chatwax.core.natsurl import move_credentials
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
+from chatwax.core.secretfiles import load_secret_files
 from chatwax.core.settings import Settings
 from chatwax.core.units import parse_duration, parse_size
 
@@ -47,6 +49,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         _needs("dev", "`chatwax up`")
         return 2
 
+    if args.nats_url:  # its credentials go where NATS_USER/NATS_PASSWORD are read
+        given = {"NATS_URL": args.nats_url}
+        move_credentials(given)
+        args.nats_url = given.pop("NATS_URL")
+        for name, value in given.items():
+            os.environ.setdefault(name, value)
     settings = Settings.from_env()
     _setup_logging(settings.log_level)
     extra_env = {}
@@ -63,7 +71,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, health_port=args.health_port, ui_port=args.ui_port,
         snapshot_interval=args.snapshot_interval, prometheus=args.with_prometheus,
         prometheus_port=args.prometheus_port, restart=not args.no_restart,
-        nats_auth=args.nats_auth, llm=args.llm, llm_port=args.llm_port,
+        # Sign-in on the pages means NATS must tell the frontend from the operator.
+        nats_auth=args.nats_auth or ((args.auth or settings.auth) == "oidc"
+                                     and not args.nats_url),
+        llm=args.llm, llm_port=args.llm_port,
         external_nats=args.nats_url, auth=args.auth or settings.auth,
         auth_file=Path(args.auth_file) if args.auth_file else None, extra_env=extra_env,
     )
@@ -219,8 +230,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     _setup_logging(settings.log_level)
-    return asyncio.run(run_export(settings, Path(args.out), args.format, args.since, args.until,
-                                  args.user, args.min_turns, args.scrub_pii))
+    # Transcripts are everyone's conversations: the partial file and the export it is
+    # renamed to are the owner's alone (0600), whatever the umask.
+    umask = os.umask(0o077)
+    try:
+        return asyncio.run(run_export(settings, Path(args.out), args.format, args.since,
+                                      args.until, args.user, args.min_turns, args.scrub_pii))
+    finally:
+        os.umask(umask)
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -446,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    load_secret_files()  # the chart's pods: secrets come as files (core/secretfiles.py)
+    move_credentials(os.environ)  # no password in a NATS_URL that is logged or shown
     try:
         return int(args.func(args))
     except ConfigError as exc:

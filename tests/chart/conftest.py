@@ -27,12 +27,16 @@ IMAGES = {"dataflow": ("Dockerfile.dataflow", None), "frontend": ("Dockerfile.fr
           "local-llm": ("Dockerfile.dataflow", "local-llm")}
 # Where each image's repository and tag are set in the chart's values.
 VALUES_KEY = {"dataflow": "dataflow", "frontend": "frontend", "local-llm": "llm.local"}
-# Sign-in on (frontend.auth), the least it takes: a provider, a client, an existing Secret
-# with the client secret, and an ingress to derive the redirect URI from.
-SIGN_IN = ("frontend.auth.enabled=true",
-           "frontend.auth.metadataUrl=https://idp.example.com/.well-known/openid-configuration",
+# Sign-in with a provider (frontend.auth), the least it takes: a provider, a client, an
+# existing Secret with the client secret, and an ingress with TLS to derive the (https)
+# redirect URI from.
+INGRESS_TLS = ("frontend.ingress.enabled=true", "frontend.ingress.tls[0].secretName=chat-tls",
+               "frontend.ingress.tls[0].hosts[0]=chatwax.local")
+SIGN_IN = ("frontend.auth.metadataUrl=https://idp.example.com/.well-known/openid-configuration",
            "frontend.auth.clientId=chatwax", "frontend.auth.existingSecret=chatwax-oidc",
-           "frontend.ingress.enabled=true")
+           *INGRESS_TLS)
+# Open mode (no sign-in), which must be asked for.
+OPEN_MODE = ("frontend.auth.openMode=true",)
 
 
 class Rendered(list[dict[str, Any]]):
@@ -56,6 +60,26 @@ class Rendered(list[dict[str, Any]]):
     def env(self, kind: str, name_suffix: str) -> dict[str, Any]:
         """name -> value (or valueFrom) of the first container's env list."""
         return env_of(self.container(kind, name_suffix))
+
+    def secret_files(self, kind: str, name_suffix: str) -> dict[str, dict[str, str]]:
+        """The secrets a pod gets as files (its `secrets` volume, at CHATWAX_SECRETS_DIR):
+        file name (a variable) -> {"name": Secret, "key": key}."""
+        return secret_files_of(self.find(kind, name_suffix))
+
+
+def secret_files_of(workload: dict[str, Any]) -> dict[str, dict[str, str]]:
+    spec = workload["spec"]
+    pod = spec["template"]["spec"] if "template" in spec else spec
+    volume = next((v for v in pod.get("volumes", []) if v["name"] == "secrets"), None)
+    if volume is None:
+        return {}
+    container = pod["containers"][0]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+    assert env_of(container)["CHATWAX_SECRETS_DIR"] == mount["mountPath"]
+    assert mount["readOnly"] is True
+    return {item["path"]: {"name": source["secret"]["name"], "key": item["key"]}
+            for source in volume["projected"]["sources"]
+            for item in source["secret"]["items"]}
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:

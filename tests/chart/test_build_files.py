@@ -257,7 +257,7 @@ def test_skaffold_builds_every_image_and_sets_the_charts_image_values(chart: Cha
     assert docs.container("Deployment", "-llm")["image"] == "local/local-llm:dev-1"
     assert docs.find("Pod", "-test-ask")["spec"]["containers"][0]["image"] == \
         "local/dataflow:dev-1"
-    assert "OPENAI_API_KEY" not in docs.env("StatefulSet", "-dataflow")
+    assert "OPENAI_API_KEY" not in docs.secret_files("StatefulSet", "-dataflow")
     # The port-forward names the frontend Service the chart renders for this release.
     forward = cfg["portForward"][0]
     svc = docs.find("Service", "-frontend")

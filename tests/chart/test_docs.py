@@ -77,7 +77,7 @@ def test_run_on_kind_commands_fit_skaffold_and_kind(chart: Chart, doc: Path) -> 
     kind_values = yaml.safe_load((chart.path / "ci" / "kind-values.yaml").read_text())
     assert kind_values["llm"]["local"]["enabled"] is True
     docs = chart.render(values=tuple(ROOT / f for f in release["valuesFiles"]))
-    assert "OPENAI_API_KEY" not in docs.env("StatefulSet", "-dataflow")
+    assert "OPENAI_API_KEY" not in docs.secret_files("StatefulSet", "-dataflow")
     assert docs.find("Deployment", "-llm")
     # The OpenAI variant: the Secret the profile names, in the release's namespace.
     openai = _commands(doc, "Run on kind", block=1)
@@ -95,8 +95,8 @@ def test_run_on_kind_commands_fit_skaffold_and_kind(chart: Chart, doc: Path) -> 
     assert key == values["llm"]["existingSecretKey"]
     with_openai = chart.render(*(f"{k}={str(v).lower()}" for k, v in patched.items()),
                                values=tuple(ROOT / f for f in release["valuesFiles"]))
-    assert with_openai.env("StatefulSet", "-dataflow")["OPENAI_API_KEY"] == {
-        "secretKeyRef": {"name": secret, "key": key}}
+    assert with_openai.secret_files("StatefulSet", "-dataflow")["OPENAI_API_KEY"] == {
+        "name": secret, "key": key}
     assert not [d for d in with_openai.of_kind("Deployment")
                 if d["metadata"]["name"].endswith("-llm")]
 

@@ -13,15 +13,14 @@ import pytest
 import yaml
 
 from chatwax.cli import build_parser
-from tests.chart.conftest import SIGN_IN, Chart, Rendered, env_of
+from tests.chart.conftest import INGRESS_TLS, OPEN_MODE, SIGN_IN, Chart, Rendered, env_of
 from tests.chart.notes import install_notes
 
 CLIENT = "client-sentinel-4f1d2e3c5b6a7980"
 COOKIE = "cookie-sentinel-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
-VALUE_SECRETS = ("frontend.auth.enabled=true",
-                 "frontend.auth.metadataUrl=https://idp.example.com/.well-known/openid-configuration",
+VALUE_SECRETS = ("frontend.auth.metadataUrl=https://idp.example.com/.well-known/openid-configuration",
                  "frontend.auth.clientId=chatwax", f"frontend.auth.clientSecret={CLIENT}",
-                 f"frontend.auth.cookieSecret={COOKIE}", "frontend.ingress.enabled=true")
+                 f"frontend.auth.cookieSecret={COOKIE}", *INGRESS_TLS)
 PRODUCTION = Path(__file__).parents[2] / "charts" / "chatwax" / "ci" / "production-values.yaml"
 
 
@@ -42,7 +41,7 @@ def _containers(docs: Rendered) -> list[dict[str, Any]]:
 def test_the_secrets_are_never_in_a_configmap_an_env_value_or_a_flag(chart: Chart,
                                                                       helm_major: str) -> None:
     """Sentinel secrets given as values live only in the chart's Secret, base64-encoded,
-    and reach the frontend through secretKeyRef."""
+    and reach the frontend as files of a projected volume."""
     text = chart.render_text(*VALUE_SECRETS, major=helm_major)
     assert CLIENT not in text and COOKIE not in text  # not even in a comment or a checksum
     docs = chart.render(*VALUE_SECRETS, major=helm_major)
@@ -58,12 +57,10 @@ def test_the_secrets_are_never_in_a_configmap_an_env_value_or_a_flag(chart: Char
     secret = docs.find("Secret", "-frontend-auth")
     assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
         "client-secret": CLIENT, "cookie-secret": COOKIE}
-    env = docs.env("Deployment", "-frontend")
+    files = docs.secret_files("Deployment", "-frontend")
     name = secret["metadata"]["name"]
-    assert env["CHATWAX_OIDC_CLIENT_SECRET"] == {"secretKeyRef": {"name": name,
-                                                                  "key": "client-secret"}}
-    assert env["CHATWAX_OIDC_COOKIE_SECRET"] == {"secretKeyRef": {"name": name,
-                                                                  "key": "cookie-secret"}}
+    assert files["CHATWAX_OIDC_CLIENT_SECRET"] == {"name": name, "key": "client-secret"}
+    assert files["CHATWAX_OIDC_COOKIE_SECRET"] == {"name": name, "key": "cookie-secret"}
     # A new secret rolls the frontend (the Deployment carries the Secret's checksum).
     other = chart.render(*VALUE_SECRETS, "frontend.auth.clientSecret=another-one")
     annotations = [d["spec"]["template"]["metadata"]["annotations"]
@@ -80,24 +77,24 @@ def _ingress(host: str = "chat.example.com", path: str = "/",
     return {"frontend": {"ingress": ingress}}
 
 
+TLS = ("chat.example.com",)
+
+
 @pytest.mark.parametrize(("values", "sets", "uri"), [
-    (_ingress(), (), "http://chat.example.com/oauth2callback"),
-    (_ingress(tls_hosts=("chat.example.com",)), (), "https://chat.example.com/oauth2callback"),
-    (_ingress(tls_hosts=("other.example.com",)), (),  # TLS for another host is not this one's
-     "http://chat.example.com/oauth2callback"),
-    (_ingress(path="/chat", tls_hosts=("chat.example.com",)), (),
+    (_ingress(tls_hosts=TLS), (), "https://chat.example.com/oauth2callback"),
+    (_ingress(path="/chat", tls_hosts=TLS), (),
      "https://chat.example.com/chat/oauth2callback"),
-    (_ingress(), ("frontend.baseUrlPath=/apps/chat/",),
-     "http://chat.example.com/apps/chat/oauth2callback"),
+    (_ingress(tls_hosts=TLS), ("frontend.baseUrlPath=/apps/chat/",),
+     "https://chat.example.com/apps/chat/oauth2callback"),
     (_ingress(), ("frontend.auth.redirectUri=https://proxy.example.com/x/oauth2callback",),
      "https://proxy.example.com/x/oauth2callback"),
-], ids=["http", "https", "tls-other-host", "ingress-path", "base-path", "explicit"])
+], ids=["https", "ingress-path", "base-path", "explicit"])
 def test_the_redirect_uri_is_the_ingress_url(chart: Chart, helm_major: str, tmp_path: Path,
                                              values: dict[str, Any], sets: tuple[str, ...],
                                              uri: str) -> None:
     file = tmp_path / "values.yaml"
     file.write_text(yaml.safe_dump(values))
-    docs = chart.render(*SIGN_IN, *sets, values=(file,), major=helm_major)
+    docs = chart.render(*SIGN_IN[:3], *sets, values=(file,), major=helm_major)
     env = _frontend_env(docs)
     assert env["CHATWAX_OIDC_REDIRECT_URI"] == uri
     if "redirectUri" in str(sets):
@@ -110,6 +107,20 @@ def test_the_redirect_uri_is_the_ingress_url(chart: Chart, helm_major: str, tmp_
              if a.startswith("--base-url-path=")]
     base = "/" + flags[0].split("=", 1)[1] if flags else ""
     assert uri == f"{'https' if tls else 'http'}://{rule['host']}{base}/oauth2callback"
+
+
+@pytest.mark.parametrize("values", [_ingress(), _ingress(tls_hosts=("other.example.com",))],
+                         ids=["no-tls", "tls-for-another-host"])
+def test_sign_in_never_derives_a_plain_http_redirect(chart: Chart, helm_major: str,
+                                                     tmp_path: Path,
+                                                     values: dict[str, Any]) -> None:
+    """Without TLS for the host the code and the identity cookie would cross the network in
+    the clear: the chart refuses instead of deriving http://.../oauth2callback."""
+    file = tmp_path / "values.yaml"
+    file.write_text(yaml.safe_dump(values))
+    res = chart.helm(helm_major, *chart.template_args(*SIGN_IN[:3], values=(file,)))
+    assert res.returncode != 0
+    assert "sign-in needs https: frontend.ingress.tls must list chat.example.com" in res.stderr
 
 
 def test_no_ingress_needs_an_explicit_redirect_uri(chart: Chart) -> None:
@@ -135,25 +146,24 @@ def test_the_cookie_secret_is_made_once_in_the_cluster_unless_given(chart: Chart
     assert docs.find("RoleBinding", "-frontend-auth-init")["subjects"][0]["name"] == \
         docs.find("ServiceAccount", "-frontend-auth-init")["metadata"]["name"] == \
         job["spec"]["template"]["spec"]["serviceAccountName"]
-    env = docs.env("Deployment", "-frontend")
-    assert env["CHATWAX_OIDC_COOKIE_SECRET"] == {"secretKeyRef": {"name": args.name,
-                                                                  "key": "cookie-secret"}}
-    assert env["CHATWAX_OIDC_CLIENT_SECRET"] == {"secretKeyRef": {"name": "chatwax-oidc",
-                                                                  "key": "client-secret"}}
+    files = docs.secret_files("Deployment", "-frontend")
+    assert files["CHATWAX_OIDC_COOKIE_SECRET"] == {"name": args.name, "key": "cookie-secret"}
+    assert files["CHATWAX_OIDC_CLIENT_SECRET"] == {"name": "chatwax-oidc",
+                                                   "key": "client-secret"}
     assert not docs.of_kind("Secret")  # existingSecret: the chart makes none
     # Both secrets in the user's Secret: no hook, no chart Secret.
     mine = chart.render(*SIGN_IN, "frontend.auth.cookieSecretKey=cookie",
                         "frontend.auth.clientSecretKey=oidc-secret")
     assert not [d for d in mine if "frontend-auth" in d["metadata"]["name"]]
-    env = mine.env("Deployment", "-frontend")
-    assert env["CHATWAX_OIDC_COOKIE_SECRET"]["secretKeyRef"] == {"name": "chatwax-oidc",
-                                                                 "key": "cookie"}
-    assert env["CHATWAX_OIDC_CLIENT_SECRET"]["secretKeyRef"]["key"] == "oidc-secret"
-    # Sign-in off: nothing of it is rendered.
-    off = chart.render()
-    assert not [d for d in off if "frontend-auth" in d["metadata"]["name"]]
-    assert "CHATWAX_OIDC_COOKIE_SECRET" not in off.env("Deployment", "-frontend")
-    assert off.find("ConfigMap", "-frontend-env")["data"]["CHATWAX_AUTH"] == "none"
+    files = mine.secret_files("Deployment", "-frontend")
+    assert files["CHATWAX_OIDC_COOKIE_SECRET"] == {"name": "chatwax-oidc", "key": "cookie"}
+    assert files["CHATWAX_OIDC_CLIENT_SECRET"]["key"] == "oidc-secret"
+    # Open mode, or sign-in with no provider yet: nothing of it is rendered.
+    for sets, auth in ((OPEN_MODE, "none"), ((), "oidc")):
+        off = chart.render(*sets)
+        assert not [d for d in off if "frontend-auth" in d["metadata"]["name"]]
+        assert "CHATWAX_OIDC_COOKIE_SECRET" not in off.secret_files("Deployment", "-frontend")
+        assert off.find("ConfigMap", "-frontend-env")["data"]["CHATWAX_AUTH"] == auth
 
 
 def test_streamlits_secrets_file_is_written_in_memory(chart: Chart) -> None:
@@ -168,15 +178,21 @@ def test_streamlits_secrets_file_is_written_in_memory(chart: Chart) -> None:
 
 
 @pytest.mark.parametrize(("sets", "error"), [
-    (("frontend.auth.enabled=true", "frontend.auth.clientId=x",
+    (("frontend.auth.clientId=x",
       "frontend.auth.existingSecret=s", "frontend.ingress.enabled=true"), "metadataUrl"),
-    ((*SIGN_IN[:3], "frontend.ingress.enabled=true"), "client secret"),
+    ((*SIGN_IN[:2], *INGRESS_TLS), "client secret"),
     ((*SIGN_IN, "frontend.auth.cookieSecret=short"), "cookieSecret"),
     ((*SIGN_IN, "frontend.auth.scopes=profile email"), "scopes"),
     ((*SIGN_IN, "frontend.auth.redirectUri=https://x/callback"), "redirectUri"),
+    ((*SIGN_IN, "frontend.auth.redirectUri=http://chat.example.com/oauth2callback"),
+     "redirectUri"),
+    ((*SIGN_IN[1:], "frontend.auth.metadataUrl=http://idp.example.com/.well-known/x"),
+     "metadataUrl"),
+    ((*SIGN_IN, "frontend.auth.userClaim=email"), "userClaimVerifiedBy"),
+    ((*SIGN_IN, "frontend.auth.admins={root@example.com}"), "admins"),
     ((*SIGN_IN, "dataflow.compatAdapter=sometimes"), "compatAdapter"),
 ], ids=["no-metadata", "no-client-secret", "short-cookie", "no-openid", "bad-redirect",
-        "compat-mode"])
+        "http-redirect", "http-provider", "unverified-claim", "admin-by-email", "compat-mode"])
 def test_a_sign_in_that_cannot_work_is_refused_at_render(chart: Chart, sets: tuple[str, ...],
                                                          error: str) -> None:
     res = chart.helm("3", *chart.template_args(*sets))
@@ -184,17 +200,22 @@ def test_a_sign_in_that_cannot_work_is_refused_at_render(chart: Chart, sets: tup
 
 
 def test_settings_reach_the_page_as_the_settings_declare_them(chart: Chart) -> None:
+    from chatwax.core.identity import user_id_for
     from chatwax.core.settings import Settings
 
+    root = user_id_for("root", "https://idp.example.com")
     docs = chart.render(*SIGN_IN, "frontend.auth.allowedDomains={example.com,corp.example}",
-                        "frontend.auth.admins={group:ops,root@example.com}",
-                        "frontend.auth.userClaim=email", "frontend.auth.sessionMaxAgeSeconds=600")
+                        f"frontend.auth.admins={{group:ops,{root}}}",
+                        "frontend.auth.userClaim=email",
+                        "frontend.auth.userClaimVerifiedBy=email_verified",
+                        "frontend.auth.sessionMaxAgeSeconds=600")
     data = docs.find("ConfigMap", "-frontend-env")["data"]
     settings = Settings.from_env({**data, "CHATWAX_OIDC_CLIENT_SECRET": "x",
                                   "CHATWAX_OIDC_COOKIE_SECRET": "y" * 32})
     assert settings.auth == "oidc" and settings.auth_user_claim == "email"
+    assert settings.auth_user_claim_verified_by == "email_verified"
     assert settings.auth_allowed_domains == "example.com,corp.example"
-    assert settings.auth_admins == "group:ops,root@example.com"
+    assert settings.auth_admins == f"group:ops,{root}"
     assert settings.auth_session_max_age_s == 600
 
 
@@ -205,7 +226,8 @@ def test_production_values_sign_in_and_turn_prompts_off(chart: Chart) -> None:
     env = _frontend_env(docs)
     assert env["CHATWAX_AUTH"] == "oidc"
     assert env["CHATWAX_OIDC_REDIRECT_URI"] == "https://chat.example.com/oauth2callback"
-    assert env["CHATWAX_OIDC_CLIENT_SECRET"]["secretKeyRef"]["name"] == "chatwax-oidc"
+    assert docs.secret_files("Deployment", "-frontend")["CHATWAX_OIDC_CLIENT_SECRET"][
+        "name"] == "chatwax-oidc"
     assert docs.find("ConfigMap", "-dataflow-env")["data"]["CHATWAX_COMPAT_SUBJECT"] == ""
     conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
     assert f'"{protocol.COMPAT_SUBJECT}",' not in conf
@@ -216,16 +238,48 @@ def test_install_notes_say_how_to_register_chatwax_or_warn_of_open_mode(chart: C
     assert ("Register this redirect URI at the provider: https://chat.example.com/oauth2callback"
             in notes)
     assert "The tutorial's `prompts` subject is off" in notes
-    open_ingress = install_notes(chart, "frontend.ingress.enabled=true")
-    assert "WARNING: open mode, no sign-in" in open_ingress
-    assert "Open mode, no sign-in" in install_notes(chart)
+    open_ingress = install_notes(chart, *OPEN_MODE, "frontend.auth.openModeExposed=true",
+                                 "frontend.ingress.enabled=true")
+    assert "WARNING: open mode, no sign-in, EXPOSED" in open_ingress
+    assert "Open mode, no sign-in" in install_notes(chart, *OPEN_MODE)
+    assert "Sign-in is on, but no OpenID Connect provider is configured" in \
+        install_notes(chart)
 
 
-def test_every_container_env_secret_is_a_reference(chart: Chart, ci_values: Path) -> None:
-    """Across every CI values file: no env variable whose name says secret or password
-    carries a plain value."""
+def test_the_default_install_signs_in_and_restricts_the_network(chart: Chart,
+                                                                helm_major: str) -> None:
+    """A plain `helm install`: sign-in on (with no provider yet the page lets nobody in),
+    the identity-less `prompts` subject off, and a NetworkPolicy with ingress and egress
+    rules for every chatwax pod."""
+    docs = chart.render(major=helm_major)
+    assert docs.find("ConfigMap", "-frontend-env")["data"]["CHATWAX_AUTH"] == "oidc"
+    assert docs.find("ConfigMap", "-dataflow-env")["data"]["CHATWAX_COMPAT_SUBJECT"] == ""
+    policies = {p["metadata"]["name"].rsplit("-", 1)[-1]: p["spec"]
+                for p in docs.of_kind("NetworkPolicy")}
+    assert set(policies) == {"nats", "dataflow", "frontend"}
+    for spec in policies.values():
+        assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["egress"]
+
+
+@pytest.mark.parametrize("exposure", [
+    ("frontend.ingress.enabled=true",), ("frontend.service.type=LoadBalancer",),
+    ("frontend.service.type=NodePort",)], ids=["ingress", "loadbalancer", "nodeport"])
+def test_open_mode_is_never_exposed_without_an_acknowledgement(
+        chart: Chart, helm_major: str, exposure: tuple[str, ...]) -> None:
+    res = chart.helm(helm_major, *chart.template_args(*OPEN_MODE, *exposure))
+    assert res.returncode != 0 and "frontend.auth.openModeExposed" in res.stderr, res.stderr
+    acknowledged = chart.render(*OPEN_MODE, *exposure, "frontend.auth.openModeExposed=true",
+                                major=helm_major)
+    assert acknowledged.find("ConfigMap", "-frontend-env")["data"]["CHATWAX_AUTH"] == "none"
+    # With sign-in (no provider yet, or one) the same exposure needs no acknowledgement.
+    assert chart.render(*exposure, major=helm_major)
+
+
+def test_no_container_env_holds_a_secret(chart: Chart, ci_values: Path) -> None:
+    """Across every CI values file: no env variable whose name says secret or password,
+    neither a plain value nor a Secret reference: secrets are files (core/secretfiles.py)."""
     docs = chart.render(values=(ci_values,))
     for c in _containers(docs):
-        for name, value in env_of(c).items():
-            if any(w in name for w in ("SECRET", "PASSWORD", "API_KEY", "TOKEN")):
-                assert isinstance(value, dict) and "secretKeyRef" in value, (c["name"], name)
+        for name in env_of(c):
+            assert not any(w in name for w in ("SECRET", "PASSWORD", "API_KEY", "TOKEN")) \
+                or name == "CHATWAX_SECRETS_DIR", (c["name"], name)

@@ -165,7 +165,7 @@ def test_install_notes_render_and_say_where_things_are(chart: Chart, ci_values: 
     assert f"NATS:     {nats_url}" in notes
     assert f"Dataflow: {replicas} Bytewax process(es)" in notes
     assert f"helm test chatwax -n {chart.namespace}" in notes
-    configured = ("OPENAI_API_KEY" in docs.env("StatefulSet", "-dataflow")
+    configured = ("OPENAI_API_KEY" in docs.secret_files("StatefulSet", "-dataflow")
                   or "OPENAI_BASE_URL" in docs.find("ConfigMap", "-dataflow-env")["data"])
     assert ("no LLM is configured" in notes) is not configured
     local = [d for d in docs.of_kind("Deployment") if d["metadata"]["name"].endswith("-llm")]

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from chatwax.core.protocol import FinalEvent
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import nats_server_binary
 from chatwax.kube.secrets import new_value
-from tests.chart.conftest import NAMESPACE, Chart, Rendered
+from tests.chart.conftest import NAMESPACE, Chart, Rendered, secret_files_of
 from tests.support.procs import free_port, stop, wait_http
 from tests.support.waiting import eventually
 
@@ -58,14 +59,48 @@ def _pod_env(docs: Rendered, workload: dict[str, Any], ordinal: int = 0) -> dict
             field = ref["fieldRef"]["fieldPath"]
             env[e["name"]] = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE}[field]
         elif "secretKeyRef" in ref:
-            name, key = ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
-            if name in _hook_secrets(docs):  # made in the cluster by the chart's hook Job
-                env[e["name"]] = _GENERATED.setdefault((id(docs), name, key),
-                                                       new_value())
-            else:
-                secret = docs.find("Secret", name)
-                env[e["name"]] = base64.b64decode(secret["data"][key]).decode()
+            env[e["name"]] = _secret_value(docs, ref["secretKeyRef"]["name"],
+                                           ref["secretKeyRef"]["key"])
+    secrets = _pod_secrets(docs, workload)
+    if secrets:  # the projected volume at CHATWAX_SECRETS_DIR becomes a private folder
+        folder = Path(tempfile.mkdtemp(prefix="pod-secrets-"))
+        for name, value in secrets.items():
+            (folder / name).write_text(value)
+        env["CHATWAX_SECRETS_DIR"] = str(folder)
     return env
+
+
+def _pod_secrets(docs: Rendered, workload: dict[str, Any]) -> dict[str, str]:
+    """The files of the pod's secrets volume (variable -> value), resolved from the render."""
+    return {path: _secret_value(docs, ref["name"], ref["key"])
+            for path, ref in secret_files_of(workload).items()}
+
+
+def _secret_value(docs: Rendered, name: str, key: str) -> str:
+    if name in _hook_secrets(docs):  # made in the cluster by the chart's hook Job
+        return _GENERATED.setdefault((id(docs), name, key), new_value())
+    secret = docs.find("Secret", name)
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def _nats_command(docs: Rendered, workdir: Path, conf: Path) -> list[str]:
+    """The NATS container's rendered command, its volumes (the password files) and config
+    path made local folders; nats-server from this machine."""
+    sts = docs.find("StatefulSet", "-nats")["spec"]["template"]["spec"]
+    container = sts["containers"][0]
+    if "command" not in container:
+        return [nats_server_binary(), *container["args"]]
+    volume = next(v for v in sts["volumes"] if v["name"] == "passwords")["secret"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "passwords")
+    folder = workdir / "nats-passwords"
+    folder.mkdir()
+    for item in volume["items"]:
+        (folder / item["path"]).write_text(_secret_value(docs, volume["secretName"],
+                                                         item["key"]))
+    script = (container["command"][2].replace(mount["mountPath"], str(folder))
+              .replace("/etc/nats/nats.conf", str(conf))
+              .replace("exec nats-server", f"exec {nats_server_binary()}"))
+    return [*container["command"][:2], script]
 
 
 _GENERATED: dict[tuple[int, str, str], str] = {}
@@ -105,8 +140,9 @@ def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
             .replace("0.0.0.0:4222", f"127.0.0.1:{port}")
             .replace("0.0.0.0:8222", f"127.0.0.1:{monitor}"))
     (workdir / "nats.conf").write_text(conf)
-    server = subprocess.Popen([nats_server_binary(), "--config", str(workdir / "nats.conf")],
-                              env={**os.environ, **nats_env})
+    server = subprocess.Popen(  # the rendered command: passwords read from files
+        [*_nats_command(docs, workdir, workdir / "nats.conf")],
+        env={**os.environ, **nats_env})
     dataflow: list[subprocess.Popen[bytes]] = []
     try:
         wait_http(f"http://127.0.0.1:{monitor}/healthz", 20, server)
@@ -145,8 +181,9 @@ def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
                 logs = "".join((workdir / f"pod-{i}.log").read_text() for i in range(2))
                 raise AssertionError(f"{exc}\n{logs[-3000:]}") from None
 
-        frontend_password = _pod_env(docs, docs.find("Deployment", "-frontend"), 0)
-        answer, denied = asyncio.run(_ask_as_frontend(port, frontend_password))
+        frontend = docs.find("Deployment", "-frontend")
+        answer, denied = asyncio.run(_ask_as_frontend(
+            port, {**_pod_env(docs, frontend, 0), **_pod_secrets(docs, frontend)}))
         assert isinstance(answer, FinalEvent) and answer.text == "echo: hello from the chart"
         assert denied, "the frontend user could publish into the transcripts stream"
         # `helm test`: the rendered test pod's command, with its environment.
@@ -260,7 +297,7 @@ def test_rendered_frontend_pod_signs_in_with_the_provider(chart: Chart, workdir:
         redirect = f"http://localhost:{port}/oauth2callback"
         idp.register(redirect)
         docs = chart.render(
-            f"frontend.port={port}", "frontend.auth.enabled=true",
+            f"frontend.port={port}",
             f"frontend.auth.metadataUrl={idp.metadata_url}",
             f"frontend.auth.clientId={idp.client.client_id}",
             f"frontend.auth.clientSecret={idp.client.client_secret}",
@@ -269,7 +306,9 @@ def test_rendered_frontend_pod_signs_in_with_the_provider(chart: Chart, workdir:
         container = docs.container("Deployment", "-frontend")
         env = {**_pod_env(docs, deployment, 0), "HOME": str(workdir),
                "NATS_URL": "nats://127.0.0.1:1"}
-        assert env["CHATWAX_OIDC_CLIENT_SECRET"] == idp.client.client_secret
+        secrets = _pod_secrets(docs, deployment)  # files, not env: chatwax ui reads them
+        assert "CHATWAX_OIDC_CLIENT_SECRET" not in env
+        assert secrets["CHATWAX_OIDC_CLIENT_SECRET"] == idp.client.client_secret
         memory = workdir / "run-chatwax-ui"  # the pod's memory-backed emptyDir
         command = [a.replace("/run/chatwax-ui", str(memory)) for a in container["command"]]
         assert command != container["command"]
@@ -287,7 +326,7 @@ def test_rendered_frontend_pod_signs_in_with_the_provider(chart: Chart, workdir:
             environ = Path(f"/proc/{proc.pid}/environ").read_bytes()  # exec'd Streamlit
             assert b"streamlit" in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
             assert idp.client.client_secret.encode() not in environ
-            assert env["CHATWAX_OIDC_COOKIE_SECRET"].encode() not in environ
+            assert secrets["CHATWAX_OIDC_COOKIE_SECRET"].encode() not in environ
             with chromium() as browser:
                 page = browser.new_page()
                 sign_in(page, f"http://localhost:{port}", "alice")

@@ -12,7 +12,14 @@ import pytest
 import yaml
 
 from chatwax.cli import build_parser
-from tests.chart.conftest import SIGN_IN, Chart, Rendered, env_of
+from tests.chart.conftest import (
+    OPEN_MODE,
+    SIGN_IN,
+    Chart,
+    Rendered,
+    env_of,
+    secret_files_of,
+)
 
 SENTINEL = "sk-chatwax-sentinel-0123456789abcdef"
 
@@ -86,9 +93,11 @@ def test_a_changed_template_restarts_every_pod_together(chart: Chart) -> None:
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
     account = docs.find("ServiceAccount", "-dataflow-rollout")
     assert account["metadata"]["name"] == pod["serviceAccountName"]
+    rbac = {**hooks, "helm.sh/hook-delete-policy":
+            "before-hook-creation,hook-succeeded,hook-failed"}
     for obj in (role, binding, account):  # made before the Job, gone after it
         assert int(obj["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
-        assert hooks.items() <= obj["metadata"]["annotations"].items()
+        assert rbac.items() <= obj["metadata"]["annotations"].items()
     off = chart.render("dataflow.rollout.hook=false")
     assert not [d for d in off if "rollout" in d["metadata"]["name"]]
 
@@ -166,9 +175,9 @@ def test_the_api_key_is_never_in_plain_text(chart: Chart, helm_major: str,
     docs = chart.render(*sets, values=(ci_values,), major=helm_major)
     secret = docs.find("Secret", "-llm")
     assert base64.b64decode(secret["data"]["api-key"]).decode() == SENTINEL
-    env = docs.env("StatefulSet", "-dataflow")
-    assert env["OPENAI_API_KEY"] == {"secretKeyRef": {"name": secret["metadata"]["name"],
-                                                      "key": "api-key"}}
+    files = docs.secret_files("StatefulSet", "-dataflow")
+    assert files["OPENAI_API_KEY"] == {"name": secret["metadata"]["name"], "key": "api-key"}
+    assert "OPENAI_API_KEY" not in docs.env("StatefulSet", "-dataflow")  # a file, not env
     for cm in docs.of_kind("ConfigMap"):
         assert "OPENAI_API_KEY" not in cm.get("data", {})
 
@@ -176,8 +185,8 @@ def test_the_api_key_is_never_in_plain_text(chart: Chart, helm_major: str,
 def test_an_existing_secret_is_used_and_none_is_made(chart: Chart) -> None:
     docs = chart.render("llm.existingSecret=my-key", "llm.existingSecretKey=token")
     assert not [d for d in docs.of_kind("Secret") if d["metadata"]["name"].endswith("-llm")]
-    env = docs.env("StatefulSet", "-dataflow")
-    assert env["OPENAI_API_KEY"] == {"secretKeyRef": {"name": "my-key", "key": "token"}}
+    files = docs.secret_files("StatefulSet", "-dataflow")
+    assert files["OPENAI_API_KEY"] == {"name": "my-key", "key": "token"}
 
 
 def _checksums(chart: Chart, *sets: str) -> dict[str, str]:
@@ -226,15 +235,16 @@ def test_nats_auth_is_on_by_default_and_passwords_are_made_in_the_cluster(chart:
     conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
     for user in ("dataflow", "frontend", "operator"):
         assert f"password: ${user.upper()}_PASSWORD" in conf
-    nats_env = docs.env("StatefulSet", "-nats")
-    test_pod = env_of(docs.find("Pod", "-test-ask")["spec"]["containers"][0])
-    for env, user in ((docs.env("StatefulSet", "-dataflow"), "dataflow"),
-                      (docs.env("Deployment", "-frontend"), "frontend"),
+    server = _nats_password_files(docs)
+    test_pod = docs.find("Pod", "-test-ask")
+    for pod, user in ((docs.find("StatefulSet", "-dataflow"), "dataflow"),
+                      (docs.find("Deployment", "-frontend"), "frontend"),
                       (test_pod, "operator")):  # `helm test` asks as the CLI does
-        assert env["NATS_USER"] == user
-        ref = {"secretKeyRef": {"name": args.name, "key": f"{user}-password"}}
-        assert env["NATS_PASSWORD"] == ref
-        assert nats_env[f"{user.upper()}_PASSWORD"] == ref  # the server checks the same one
+        spec = pod["spec"]["template"]["spec"] if "template" in pod["spec"] else pod["spec"]
+        assert env_of(spec["containers"][0])["NATS_USER"] == user
+        ref = {"name": args.name, "key": f"{user}-password"}
+        assert secret_files_of(pod)["NATS_PASSWORD"] == ref
+        assert server[user] == ref  # the server checks the same one
     for cm in docs.of_kind("ConfigMap"):
         assert "NATS_PASSWORD" not in cm.get("data", {})
     # Renders agree with each other: nothing random is left in the chart.
@@ -242,8 +252,7 @@ def test_nats_auth_is_on_by_default_and_passwords_are_made_in_the_cluster(chart:
     existing = chart.render("nats.auth.existingSecret=mine")
     assert not existing.of_kind("Secret")
     assert not [d for d in existing if "auth-init" in d["metadata"]["name"]]
-    assert existing.env("StatefulSet", "-nats")["DATAFLOW_PASSWORD"]["secretKeyRef"]["name"] \
-        == "mine"
+    assert _nats_password_files(existing)["dataflow"]["name"] == "mine"
     off = chart.render("nats.auth.enabled=false")
     assert "NATS_USER" not in off.env("StatefulSet", "-dataflow")
     assert "authorization" not in off.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
@@ -251,11 +260,12 @@ def test_nats_auth_is_on_by_default_and_passwords_are_made_in_the_cluster(chart:
 
 
 @pytest.mark.parametrize(("sets", "compat"), [
-    ((), True),
-    (("dataflow.compatAdapter=false",), False),
-    (SIGN_IN, False),  # sign-in on: the identity-less `prompts` subject is off...
+    (OPEN_MODE, True),
+    ((*OPEN_MODE, "dataflow.compatAdapter=false"), False),
+    ((), False),  # sign-in on (the default, no provider yet): `prompts` is off...
+    (SIGN_IN, False),
     ((*SIGN_IN, "dataflow.compatAdapter=true"), True),  # ...unless explicitly enabled
-], ids=["open", "compat-off", "sign-in", "sign-in-compat-on"])
+], ids=["open", "compat-off", "default", "sign-in", "sign-in-compat-on"])
 def test_chart_client_permissions_match_the_protocol(chart: Chart, sets: tuple[str, ...],
                                                      compat: bool) -> None:
     """frontend and operator (the CLI) hold the protocol's client allow-list; `prompts` is
@@ -305,7 +315,7 @@ def test_every_selector_and_reference_points_at_something(chart: Chart,
             for p in rule["ports"]:
                 assert p["port"] in ports, (policy["metadata"]["name"], p["port"])
             for peer in rule.get("from", []):
-                if "podSelector" in peer:
+                if "podSelector" in peer and "namespaceSelector" not in peer:  # this release's
                     assert _selected(docs, peer["podSelector"]["matchLabels"])
     for hpa in docs.of_kind("HorizontalPodAutoscaler"):
         ref = hpa["spec"]["scaleTargetRef"]
@@ -335,6 +345,10 @@ def test_every_selector_and_reference_points_at_something(chart: Chart,
                 if ref:
                     assert ("Secret", ref["name"]) in names or ref["name"] in external, ref
         for v in spec.get("volumes", []):
+            for source in [v, *(v.get("projected") or {}).get("sources", [])]:
+                if "secret" in source:
+                    name = source["secret"].get("secretName") or source["secret"].get("name")
+                    assert ("Secret", name) in names or name in external, name
             if "configMap" in v:
                 assert ("ConfigMap", v["configMap"]["name"]) in names
             if "persistentVolumeClaim" in v:
@@ -440,7 +454,8 @@ def test_production_values_cluster_nats_with_auth_and_policies(chart: Chart) -> 
     assert len(docs.of_kind("NetworkPolicy")) == 3
     assert docs.of_kind("PodMonitor") and docs.of_kind("HorizontalPodAutoscaler")
     env = docs.env("StatefulSet", "-dataflow")
-    assert env["NATS_USER"] == "dataflow" and "secretKeyRef" in env["NATS_PASSWORD"]
+    assert env["NATS_USER"] == "dataflow" and "NATS_PASSWORD" not in env
+    assert "NATS_PASSWORD" in docs.secret_files("StatefulSet", "-dataflow")
     assert env["BYTEWAX_WORKERS_PER_PROCESS"] == "2"
     assert docs.find("ConfigMap", "-dataflow-env")["data"]["CHATWAX_STREAM_REPLICAS"] == "3"
 
@@ -452,9 +467,8 @@ def test_external_nats_renders_no_nats_and_points_clients_at_it(chart: Chart) ->
     assert docs.find("ConfigMap", "-dataflow-env")["data"]["NATS_URL"] == url
     assert docs.find("ConfigMap", "-frontend-env")["data"]["NATS_URL"] == url
     assert env_of(docs.of_kind("Pod")[0]["spec"]["containers"][0])["NATS_URL"] == url
-    env = docs.env("Deployment", "-frontend")
-    assert env["NATS_PASSWORD"]["secretKeyRef"] == {"name": "chatwax-nats-credentials",
-                                                    "key": "frontend-password"}
+    assert docs.secret_files("Deployment", "-frontend")["NATS_PASSWORD"] == {
+        "name": "chatwax-nats-credentials", "key": "frontend-password"}
     res = chart.helm("3", *chart.template_args("nats.enabled=false"))
     assert res.returncode != 0 and "nats.url is required" in res.stderr
     # Auth is on by default; an external NATS has no chart-made passwords to use.
@@ -521,7 +535,7 @@ def test_the_local_model_serves_the_dataflow_within_its_context(chart: Chart) ->
     assert int(env["CHATWAX_MAX_OUTPUT_TOKENS"]) <= args.max_tokens
     assert (int(env["CHATWAX_HISTORY_TOKEN_BUDGET"]) + int(env["CHATWAX_MAX_OUTPUT_TOKENS"])
             < args.context_tokens)
-    assert "OPENAI_API_KEY" not in docs.env("StatefulSet", "-dataflow")
+    assert "OPENAI_API_KEY" not in docs.secret_files("StatefulSet", "-dataflow")
 
     url = urlparse(env["OPENAI_BASE_URL"])
     svc = docs.find("Service", "-llm")
@@ -550,3 +564,49 @@ def test_the_local_model_serves_the_dataflow_within_its_context(chart: Chart) ->
                          "llm.historyTokenBudget=300").find("ConfigMap", "-dataflow-env")
     assert (small["data"]["CHATWAX_MAX_OUTPUT_TOKENS"],
             small["data"]["CHATWAX_HISTORY_TOKEN_BUDGET"]) == ("100", "300")
+
+
+def test_hook_rbac_is_deleted_whatever_the_hook_does(chart: Chart) -> None:
+    """Every hook's ServiceAccount, Role and RoleBinding carries hook-succeeded AND
+    hook-failed: no hook identity with Secret or pod permissions is meant to outlive its
+    hook. (Helm applies hook-failed to the hook object that failed; when a hook Job fails,
+    the next install or upgrade removes its RBAC by before-hook-creation: docs/security.md.)"""
+    docs = chart.render(values=(chart.root / "tests" / "chart" / "data" /
+                                "everything-values.yaml",))
+    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")
+            and "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
+    assert len(rbac) == 9  # nats-auth-init, frontend-auth-init, dataflow-rollout
+    for obj in rbac:
+        policy = obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"].split(",")
+        assert {"before-hook-creation", "hook-succeeded", "hook-failed"} <= set(policy), \
+            obj["metadata"]["name"]
+
+
+def _nats_password_files(docs: Rendered) -> dict[str, dict[str, str]]:
+    """user -> Secret and key of the password the NATS server reads from a file."""
+    sts = docs.find("StatefulSet", "-nats")["spec"]["template"]["spec"]
+    nats = sts["containers"][0]
+    mount = next(m for m in nats["volumeMounts"] if m["name"] == "passwords")
+    volume = next(v for v in sts["volumes"] if v["name"] == "passwords")["secret"]
+    script = nats["command"][2]
+    users = {}
+    for item in volume["items"]:
+        user = item["key"].removesuffix("-password")
+        assert f"{mount['mountPath']}/$user-password" in script and user in script
+        users[user] = {"name": volume["secretName"], "key": item["key"]}
+    return users
+
+
+def test_no_secret_is_an_environment_variable_of_any_container(chart: Chart,
+                                                               ci_values: Path) -> None:
+    """Secrets as files: no container of any CI values file, nor of everything switched
+    on, has an env entry taken from a Secret; the pods read them from a read-only
+    projected volume (core/secretfiles.py), the NATS server from a secret volume."""
+    everything = chart.root / "tests" / "chart" / "data" / "everything-values.yaml"
+    for docs in (chart.render(values=(ci_values,)), chart.render(values=(everything,))):
+        for w in [*docs.workloads(), *docs.of_kind("Pod"), *docs.of_kind("Job")]:
+            spec = w["spec"]["template"]["spec"] if "template" in w["spec"] else w["spec"]
+            for c in [*spec["containers"], *spec.get("initContainers", [])]:
+                assert not [e["name"] for e in c.get("env", [])
+                            if "secretKeyRef" in e.get("valueFrom", {})], (w["metadata"], c)
+                assert not [s for s in c.get("envFrom", []) if "secretRef" in s]

@@ -3,9 +3,10 @@
 What it models of Helm: hooks by event (`pre-install`, `post-install`, `pre-upgrade`,
 `post-upgrade`, `test`) in weight order, hook Jobs waited for and failing the release when
 they fail, `before-hook-creation` and `hook-succeeded` delete policies applied after every
-hook of the event succeeded; the release's objects applied between the pre and post hooks;
-the three-way merge only for a StatefulSet's `spec.replicas` (a `kubectl scale` survives an
-upgrade that does not change the chart's value).
+hook of the event succeeded, `hook-failed` applied to the one hook that failed (as Helm
+does); the release's objects applied between the pre and post hooks; the three-way merge
+only for a StatefulSet's `spec.replicas` (a `kubectl scale` survives an upgrade that does
+not change the chart's value).
 
 What it leaves out: objects the model does not run are not applied (Deployments, Ingress,
 HPA, PodDisruptionBudget, NetworkPolicy, PodMonitor, PersistentVolumeClaim: claims are
@@ -64,7 +65,9 @@ class Helm:
             if hook["kind"] in ("Job", "Pod"):
                 ok = (run or self._run)(hook)
                 self.hook_runs.append((event, meta["name"], ok))
-                if not ok:
+                if not ok:  # Helm applies hook-failed to the hook that failed, only
+                    if "hook-failed" in policy:
+                        self.store.remove(hook["kind"], meta["namespace"], meta["name"])
                     raise HookFailed(f"{event} hook {meta['name']} failed")
         for hook in made:
             policy = hook["metadata"]["annotations"].get("helm.sh/hook-delete-policy", "")

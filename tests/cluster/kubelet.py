@@ -1,8 +1,8 @@
 """The kubelet and container runtime of the cluster model.
 
 For each Pod object in the API server stand-in it: gives the pod a network namespace and
-an IP; prepares its volumes (emptyDir, configMap, secret, persistent claims as folders);
-mounts a service-account token when the pod or its account asks for one; resolves each
+an IP; prepares its volumes (emptyDir, configMap, secret, projected, persistent claims as
+folders); mounts a service-account token when the pod or its account asks for one; resolves each
 container's environment as Kubernetes does (value, $(VAR) expansion, fieldRef,
 resourceFieldRef, configMap/secret key refs and envFrom; a missing Secret or ConfigMap
 holds the container back until it exists); starts the container's command (the image's
@@ -289,16 +289,25 @@ class PodRunner:
         if path.exists():
             return path
         path.mkdir(parents=True)
-        for kind, key in (("configMap", "ConfigMap"), ("secret", "Secret")):
-            if kind in spec:
-                ref = spec[kind].get("name") or spec[kind].get("secretName")
-                obj = self.model.store.get(key, self.namespace, ref)
-                if obj is None:
-                    shutil.rmtree(path)
-                    raise Missing(f"{key} {ref} not found")
-                for k, v in (obj.get("data") or {}).items():
-                    data = base64.b64decode(v) if key == "Secret" else v.encode()
-                    (path / k).write_bytes(data)
+        sources = [(kind, key, spec[kind]) for kind, key in (("configMap", "ConfigMap"),
+                                                              ("secret", "Secret"))
+                   if kind in spec]
+        for source in (spec.get("projected") or {}).get("sources", []):  # projected volumes
+            sources += [(kind, key, source[kind]) for kind, key in (("configMap", "ConfigMap"),
+                                                                    ("secret", "Secret"))
+                        if kind in source]
+        for _kind, key, ref_spec in sources:
+            ref = ref_spec.get("name") or ref_spec.get("secretName")
+            obj = self.model.store.get(key, self.namespace, ref)
+            if obj is None:
+                shutil.rmtree(path)
+                raise Missing(f"{key} {ref} not found")
+            data = obj.get("data") or {}
+            items = ref_spec.get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                value = data[item["key"]]
+                raw = base64.b64decode(value) if key == "Secret" else value.encode()
+                (path / item["path"]).write_bytes(raw)
         return path
 
     def env(self, spec: Obj) -> dict[str, str]:

@@ -38,9 +38,13 @@ def page(monkeypatch: pytest.MonkeyPatch, nats_url: str, user: dict[str, Any] | 
     return at.run()
 
 
+PROVIDER = {"CHATWAX_OIDC_METADATA_URL": f"{ISSUER}/.well-known/openid-configuration",
+            "CHATWAX_OIDC_CLIENT_ID": "chatwax"}
+
+
 def oidc(monkeypatch: pytest.MonkeyPatch, nats: NatsServer, user: dict[str, Any] | None,
          **env: str) -> AppTest:
-    return page(monkeypatch, nats.url, user, CHATWAX_AUTH="oidc", **env)
+    return page(monkeypatch, nats.url, user, CHATWAX_AUTH="oidc", **{**PROVIDER, **env})
 
 
 def texts(at: AppTest) -> list[str]:
@@ -51,8 +55,32 @@ def test_open_mode_says_anyone_can_pick_a_user_id(monkeypatch: pytest.MonkeyPatc
                                                    nats: NatsServer) -> None:
     at = page(monkeypatch, nats.url)
     assert not at.exception
-    assert any("Open mode: no sign-in" in w.value for w in at.sidebar.warning)
+    # In the main area: a phone collapses the sidebar.
+    assert any("Open mode: no sign-in" in w.value for w in at.main.warning)
     assert at.sidebar.text_input(key="user").value == "guest"
+
+
+def test_open_mode_refuses_a_typed_id_shaped_like_a_signed_in_one(
+        monkeypatch: pytest.MonkeyPatch, nats: NatsServer) -> None:
+    victim = user_id_for("sub-victim", ISSUER)
+    at = page(monkeypatch, nats.url)
+    for typed in (victim, victim.upper()):
+        at.sidebar.text_input(key="user").input(typed).run()
+        assert not at.exception
+        assert at.sidebar.text_input(key="user").value == "guest"
+        assert any("shaped like a signed-in user's id" in e.value for e in at.error)
+        assert any("user `guest`" in c.value for c in at.caption)
+
+
+def test_sign_in_without_a_provider_lets_nobody_in(monkeypatch: pytest.MonkeyPatch,
+                                                   nats: NatsServer) -> None:
+    """The chart's default (sign-in on, no provider yet): no page runs, whoever it is."""
+    for user in (None, claims("mallory")):
+        at = page(monkeypatch, nats.url, user, CHATWAX_AUTH="oidc")
+        assert not at.exception
+        assert "no OpenID Connect provider is configured" in at.error[0].value
+        assert not at.chat_input and not at.text_input and not at.button
+        assert not at.sidebar.children and not at.warning
 
 
 def test_signed_out_sessions_get_only_a_sign_in_button(monkeypatch: pytest.MonkeyPatch,
@@ -99,7 +127,6 @@ def test_usage_is_the_users_own_unless_admin(monkeypatch: pytest.MonkeyPatch, cl
         for i in range(turns):
             run(ask_all(settings, user_id_for(f"sub-{name}", ISSUER), f"c-{name}",
                         f"turn {i} of {name}"))
-    time.sleep(0.5)  # the newest transcript is stored just after its final reply
 
     def usage(user: dict[str, Any]) -> AppTest:
         at = oidc(monkeypatch, nats, user, CHATWAX_AUTH_ADMINS="group:ops")

@@ -22,9 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from chatwax.client.chat import ChatClient
 from chatwax.client.transcripts import read_transcripts
 from chatwax.core import protocol
-from chatwax.core.errors import ChatwaxError, ErrorCode
 from chatwax.core.identity import user_id_for
-from chatwax.core.protocol import ErrorEvent
 from chatwax.core.settings import Settings
 from tests.support.oidc import USERS, Provider, oidc_provider
 from tests.support.signin import (
@@ -65,7 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, own_llm: Any, idp: Provider
         f"CHATWAX_OIDC_CLIENT_ID={idp.client.client_id}\n"
         f"export CHATWAX_OIDC_CLIENT_SECRET='{idp.client.client_secret}'\n"
         "CHATWAX_AUTH_ALLOWED_DOMAINS=example.com\n"
-        "CHATWAX_AUTH_ADMINS=alice@example.com\n"
+        "CHATWAX_AUTH_ADMINS=group:ops\n"
         f"CHATWAX_AUTH_SESSION_MAX_AGE={MAX_AGE}\n")
     factory = up_factory(work, own_llm)
     start = next(factory)
@@ -124,8 +122,8 @@ def options(page: Page) -> list[str]:
 
 
 def usage_page(page: Page, url: str) -> list[str]:
-    """The Usage page's text once it shows totals (the newest transcript is stored just
-    after its final reply, so a first load may find none yet)."""
+    """The Usage page's text once it has rendered its totals (the turns are stored before
+    their final replies; the page itself may take a moment to render)."""
     deadline = time.monotonic() + 20
     while True:
         page.goto(url)
@@ -225,11 +223,12 @@ def test_bob_cannot_list_load_or_continue_alices_conversations_nor_see_her_usage
     # Every prompt the page published during bob's session carries bob's id.
     prompts = arun(_prompts_after(stack, start))
     assert prompts and {p.user_id for p in prompts} == {bob}
-    # And were the page ever tricked into alice's conversation, the dataflow refuses it:
-    # the frontend's own NATS identity gets conversation_forbidden for bob's id there.
+    # And were the page ever tricked into alice's conversation id, bob would get a
+    # conversation of his own: conversations live in their user's state, and nothing of
+    # alice's reaches the model or bob's history.
     reply, history = arun(_as_frontend(stack, bob, alice["conversation"]))
-    assert isinstance(reply, ErrorEvent) and reply.code is ErrorCode.CONVERSATION_FORBIDDEN
-    assert history == ErrorCode.CONVERSATION_FORBIDDEN
+    assert isinstance(reply, protocol.FinalEvent) and reply.turn == 1
+    assert history == ["let me in"]
 
 
 async def _last_prompt_seq(u: Up) -> int:
@@ -259,16 +258,11 @@ async def _prompts_after(u: Up, seq: int) -> list[protocol.PromptRequest]:
         await nc.close()
 
 
-async def _as_frontend(u: Up, user: str, conversation: str) -> tuple[Any, ErrorCode | None]:
+async def _as_frontend(u: Up, user: str, conversation: str) -> tuple[Any, list[str]]:
     client = await ChatClient.connect(nats_settings(u, "frontend"))
     try:
         events = [e async for e in client.ask(user, conversation, "let me in", timeout=30)]
-        try:
-            await client.history(user, conversation)
-            code = None
-        except ChatwaxError as exc:
-            code = exc.code
-        return events[-1], code
+        return events[-1], [t.prompt for t in await client.history(user, conversation)]
     finally:
         await client.close()
 
@@ -289,7 +283,8 @@ def _nats_kwargs(u: Up, user: str) -> dict[str, Any]:
 
 def test_an_admin_sees_every_users_usage(alice: dict[str, Any], stack: Up,
                                          browser: Browser) -> None:
-    """alice@example.com is in CHATWAX_AUTH_ADMINS: her Usage page counts every turn."""
+    """alice is in group ops, listed in CHATWAX_AUTH_ADMINS: her Usage page counts every
+    turn."""
     with browsing(browser) as (context, page):
         context.add_cookies([alice["cookie"]])  # her session, still valid
         usage = usage_page(page, f"{base(stack)}/usage")

@@ -39,7 +39,10 @@ class User:
     email: str
     display: str
     groups: tuple[str, ...] = ()
-    email_verified: bool = True
+    email_verified: Any = True
+    """Sent as is; None leaves the claim out (as Entra ID does)."""
+    extra: tuple[tuple[str, Any], ...] = ()
+    """More claims in the ID token, e.g. (("oid", "..."),)."""
 
     @property
     def password(self) -> str:
@@ -131,9 +134,14 @@ class S256Required(CodeChallenge):
 class Provider:
     """The provider's state: its key, client, codes, what it was asked, and knobs."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.issuer = f"http://{host}:{self.port}"
+        self.users = dict(USERS)
+        """Who may sign in; a test adds its own."""
+        self.requests = 0
+        """HTTP requests served (a refused provider URL is never fetched)."""
         self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8)})
         self.client = Client("chatwax", secrets.token_urlsafe(24), [])
         self.codes: dict[str, Code] = {}
@@ -226,7 +234,10 @@ def _app(provider: Provider) -> Flask:
             if "profile" in scope:
                 info.update(name=user.display, preferred_username=user.name)
             if "email" in scope:
-                info.update(email=user.email, email_verified=user.email_verified)
+                info.update(email=user.email)
+                if user.email_verified is not None:
+                    info["email_verified"] = user.email_verified
+            info.update(dict(user.extra))
             info["groups"] = list(user.groups)
             provider.tokens_issued.append(dict(info))
             return info
@@ -235,6 +246,10 @@ def _app(provider: Provider) -> Flask:
         provider.client if cid == provider.client.client_id else None),
         save_token=lambda token, req: None)
     server.register_grant(CodeGrant, [S256Required(required=True), Code_(require_nonce=True)])
+
+    @app.before_request
+    def count() -> None:
+        provider.requests += 1
 
     @app.get("/.well-known/openid-configuration")
     def discovery() -> Any:
@@ -253,7 +268,7 @@ def _app(provider: Provider) -> Flask:
             except Exception as exc:  # noqa: BLE001 - shown as the provider's error page
                 return f"<h1>Bad request</h1><p>{html.escape(str(exc))}</p>", 400
             return _login_form(urlencode(request.args))
-        user = USERS.get(request.form.get("username", ""))
+        user = provider.users.get(request.form.get("username", ""))
         if user is None or request.form.get("password") != user.password:
             query = urlencode({k: v for k, v in request.form.items()
                                if k not in ("username", "password")})
@@ -281,10 +296,11 @@ def _login_form(query: str, error: str = "") -> str:
 
 
 @contextlib.contextmanager
-def oidc_provider() -> Iterator[Provider]:
-    """The provider, serving on 127.0.0.1 in a thread until the block ends."""
-    provider = Provider()
-    httpd = make_server("127.0.0.1", provider.port, _app(provider), threaded=True)
+def oidc_provider(host: str = "127.0.0.1") -> Iterator[Provider]:
+    """The provider, serving on `host` (loopback by default) in a thread until the block
+    ends."""
+    provider = Provider(host)
+    httpd = make_server(host, provider.port, _app(provider), threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name="test-oidc", daemon=True)
     thread.start()
     try:

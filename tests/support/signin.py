@@ -78,11 +78,15 @@ def sign_in(page: Page, base: str, name: str, expect: str = "Signed in as") -> N
 
 
 def chat(page: Page, text: str, answer: str, timeout_ms: float = 60_000) -> None:
-    """Type a prompt into the chat input and wait for `answer` to show."""
+    """Type a prompt into the chat input and wait for `answer` to show, whole: while it
+    streams, the text ends in a cursor (`▌`), and the first match can come before the
+    answer is final."""
     box = page.get_by_test_id("stChatInputTextArea")
     box.fill(text)
     box.press("Enter")
     page.get_by_text(answer).first.wait_for(timeout=timeout_ms)
+    page.wait_for_function("() => !document.body.innerText.includes('\u258c')",
+                           timeout=timeout_ms)
     wait_idle(page)
 
 

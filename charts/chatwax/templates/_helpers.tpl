@@ -154,8 +154,8 @@ CHATWAX_HISTORY_TOKEN_BUDGET: {{ .Values.llm.historyTokenBudget | quote }}
 {{- join ";" $addrs -}}
 {{- end }}
 
-{{/* NATS credentials of one client, from the auth Secret:
-     (dict "ctx" $ "user" "dataflow"|"frontend"). */}}
+{{/* NATS user name of one client: (dict "ctx" $ "user" "dataflow"|"frontend"|"operator");
+     its password is a file (chatwax.natsPasswordSource). */}}
 {{- define "chatwax.natsAuthEnv" -}}
 {{- if .ctx.Values.nats.auth.enabled }}
 {{- if not (or .ctx.Values.nats.enabled .ctx.Values.nats.auth.existingSecret) }}
@@ -163,11 +163,55 @@ CHATWAX_HISTORY_TOKEN_BUDGET: {{ .Values.llm.historyTokenBudget | quote }}
 {{- end }}
 - name: NATS_USER
   value: {{ .user | quote }}
-- name: NATS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "chatwax.nats.authSecretName" .ctx }}
-      key: {{ .user }}-password
+{{- end }}
+{{- end }}
+
+{{/* Secrets as files (src/chatwax/core/secretfiles.py): no secret is an environment
+     variable of any chatwax container. Each pod gets a projected volume at
+     /run/secrets/chatwax with one file per secret setting, named like its variable, and
+     CHATWAX_SECRETS_DIR pointing there, where chatwax reads them at start. */}}
+{{- define "chatwax.secretsDir" -}}/run/secrets/chatwax{{- end }}
+
+{{/* One projected source: (dict "secret" name "key" key "path" VARIABLE). */}}
+{{- define "chatwax.secretSource" -}}
+- secret:
+    name: {{ .secret }}
+    items:
+      - key: {{ .key }}
+        path: {{ .path }}
+{{- end }}
+
+{{/* The NATS password of one client as a file: (dict "ctx" $ "user" ...). */}}
+{{- define "chatwax.natsPasswordSource" -}}
+{{- if .ctx.Values.nats.auth.enabled }}
+{{- include "chatwax.secretSource" (dict "secret" (include "chatwax.nats.authSecretName" .ctx) "key" (printf "%s-password" .user) "path" "NATS_PASSWORD") }}
+{{- end }}
+{{- end }}
+
+{{/* The secrets volume from sources (YAML text, empty lines ignored): nothing without any. */}}
+{{- define "chatwax.secretsVolume" -}}
+{{- $sources := regexReplaceAll "\n[ \t]*\n" (trim .) "\n" -}}
+{{- with $sources }}
+- name: secrets
+  projected:
+    defaultMode: 288  # 0440: the pods' user and group (fsGroup) read, nobody else
+    sources:
+      {{- . | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/* The container side of the secrets volume: CHATWAX_SECRETS_DIR (env) or the mount. */}}
+{{- define "chatwax.secretsEnv" -}}
+{{- if trim . }}
+- name: CHATWAX_SECRETS_DIR
+  value: {{ include "chatwax.secretsDir" . }}
+{{- end }}
+{{- end }}
+{{- define "chatwax.secretsMount" -}}
+{{- if trim . }}
+- name: secrets
+  mountPath: {{ include "chatwax.secretsDir" . }}
+  readOnly: true
 {{- end }}
 {{- end }}
 

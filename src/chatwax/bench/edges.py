@@ -1,9 +1,9 @@
 """In-memory edges for the real flow: the restart benchmark seeds recovery stores with them,
 and tests run the flow under `bytewax.testing` with them.
 
-`InstantLoop` stands in for the answerer and its feedback queue: each call is answered at
-once by a function, and results and releases come back through one queue, as they do
-through a process's feedback queue. Its source ends once `expected` items came back.
+`InstantLoop` stands in for the answerer and its results queue: each call is answered at
+once by a function, and results come back through one queue, as they do in a process.
+Its source ends once `expected` prompt results came back.
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from bytewax.inputs import (
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
-from chatwax.core.limits import Release
 from chatwax.core.protocol import Inbound
 from chatwax.dataflow.flow import Edges, Outbound
 
 T = TypeVar("T")
-Looped = LlmResult | SummaryResult | Release
+Looped = LlmResult | SummaryResult
 
 
 class _CallSink(DynamicSink[T]):
@@ -52,8 +51,8 @@ class _CallSink(DynamicSink[T]):
 
 class InstantLoop:
     """Every `LlmCall` answered at once by `answer` (and every `SummaryCall` by
-    `summarize`); results and releases fed back. The feedback ends after `expected`
-    prompt results and releases (summaries and their releases are not counted)."""
+    `summarize`); results fed back. The results source ends after `expected` prompt
+    results (summaries are not counted)."""
 
     def __init__(self, expected: int, answer: Callable[[LlmCall], LlmResult],
                  summarize: Callable[[SummaryCall], SummaryResult] | None = None) -> None:
@@ -62,17 +61,14 @@ class InstantLoop:
         self.summarize = summarize
         self.summaries: list[SummaryCall] = []
         self.calls: list[LlmCall] = []
-        self.releases: list[Release] = []
         self._queue: queue.SimpleQueue[Looped] = queue.SimpleQueue()
         self._returned = 0
-        self._summary_ids: set[str] = set()
         self._lock = threading.Lock()
 
     def _on_call(self, call: LlmCall | SummaryCall) -> None:
         if isinstance(call, SummaryCall):
             with self._lock:
                 self.summaries.append(call)
-                self._summary_ids.add(call.call_id)
             if self.summarize is not None:
                 self._queue.put(self.summarize(call))
             return
@@ -80,18 +76,10 @@ class InstantLoop:
             self.calls.append(call)
         self._queue.put(self.answer(call))
 
-    def _on_release(self, release: Release) -> None:
-        with self._lock:
-            self.releases.append(release)
-        self._queue.put(release)
-
     def llm(self) -> DynamicSink[LlmCall | SummaryCall]:
         return _CallSink(self._on_call)
 
-    def loopback(self) -> DynamicSink[Release]:
-        return _CallSink(self._on_release)
-
-    def feedback(self) -> DynamicSource[Looped]:
+    def results(self) -> DynamicSource[Looped]:
         loop = self
 
         class Source(DynamicSource[Looped]):
@@ -111,17 +99,12 @@ class InstantLoop:
                     out.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._returned += sum(1 for x in out if not self._about_summary(x))
+            self._returned += sum(1 for x in out if isinstance(x, LlmResult))
             return out
-
-    def _about_summary(self, item: Looped) -> bool:
-        return isinstance(item, SummaryResult) or (
-            isinstance(item, Release) and item.request_id in self._summary_ids)
 
     def edges(self, prompts: Source[Inbound], replies: Sink[Outbound]) -> Edges:
         """The flow's edges with this loop in place of the answerer."""
-        return Edges(prompts=prompts, feedback=self.feedback(), llm=self.llm(),
-                     replies=replies, loopback=self.loopback())
+        return Edges(prompts=prompts, results=self.results(), llm=self.llm(), replies=replies)
 
 
 class _LoopPart(StatelessSourcePartition[Looped]):

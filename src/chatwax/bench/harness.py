@@ -247,34 +247,42 @@ def run_scenario(sc: Scenario, duration: float, latency: float, tokens: int,
 def conversation_memory(count: int = 20_000) -> float:
     """Bytes of Python state per idle conversation (one turn), beyond the turn's text.
 
-    What the conversation step holds per key: the logic object, its state, the history
-    list and one turn with its ids. Bytewax's own per-key bookkeeping is not included.
+    What the user step holds for a resumed conversation of a user with 20: its packed
+    bytes, the entry in the user's maps, and a share of the user's logic object. Bytewax's
+    own per-key bookkeeping is not included.
     """
-    import sys
+    import pickle
     import tracemalloc
 
     from prometheus_client import CollectorRegistry
 
     from chatwax.core.conversation import Conversation, ConversationConfig
     from chatwax.core.history import Turn
-    from chatwax.dataflow.logic import ConversationLogic
+    from chatwax.core.user import UserConfig, UserState
+    from chatwax.dataflow.logic import UserLogic
     from chatwax.dataflow.metrics import Metrics
 
     metrics = Metrics(CollectorRegistry())
-
-    cfg = ConversationConfig("system", 4000, "local")
+    cfg = UserConfig(ConversationConfig("system", 4000, "local"))
+    snapshots = []
+    text = 0
+    per_user = 20
+    for u in range(count // per_user):
+        user = UserState(f"user-{u:06d}")
+        for i in range(u * per_user, (u + 1) * per_user):
+            conv = Conversation(owner=user.user_id, turns=1)
+            prompt, answer = f"question {i} " * 8, f"answer {i} " * 30
+            text += len(prompt) + len(answer)  # ASCII: one byte a character, pickled too
+            conv.history.append(Turn(f"{i:032x}", prompt, answer))
+            user.live[f"conv-{i:08d}"] = conv
+            user.last_active[f"conv-{i:08d}"] = 0.0
+        snapshots.append(pickle.dumps(user.snapshot()))
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    held = []
-    text = 0
-    for i in range(count):
-        state = Conversation(owner=f"user-{i:06d}", turns=1)
-        prompt, answer = f"question {i} " * 8, f"answer {i} " * 30
-        text += sys.getsizeof(prompt) + sys.getsizeof(answer)
-        state.history.append(Turn(f"{i:032x}", prompt, answer))
-        held.append((f"conv-{i:08d}", ConversationLogic(cfg, metrics, state)))
+    held = [UserLogic(cfg, metrics, pickle.loads(s)) for s in snapshots]
     used = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
+    assert sum(h.state.count() for h in held) == count // per_user * per_user
     return round((used - text) / count, 1)
 
 

@@ -24,7 +24,7 @@ from chatwax.bench.edges import Discard, InstantLoop, PartitionedPrompts
 from chatwax.bench.harness import free_run, proc_stats
 from chatwax.client.chat import ChatClient
 from chatwax.core.conversation import LlmCall, LlmResult
-from chatwax.core.protocol import FinalEvent, Inbound, PromptRequest, Usage
+from chatwax.core.protocol import FinalEvent, Inbound, PromptRequest, Usage, partition_for
 from chatwax.core.settings import Settings
 from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics
@@ -36,7 +36,8 @@ from chatwax.dev.stack import Stack, StackOptions
 def _answer(call: LlmCall) -> LlmResult:
     """An instant answer in place of the LLM's."""
     return LlmResult(call.request.request_id, call.request.conversation_id,
-                     "a seeded answer " * 20, Usage(60, 60), "echo-1", 1.0, 1.0, time.time())
+                     "a seeded answer " * 20, Usage(60, 60), "echo-1", 1.0, 1.0, time.time(),
+                     user_id=call.request.user_id)
 
 
 def seed(recovery_dir: Path, partitions: int, conversations: int) -> None:
@@ -48,11 +49,13 @@ def seed(recovery_dir: Path, partitions: int, conversations: int) -> None:
     (recovery_dir / READY_MARKER).write_text(f"{partitions}\n")
     now = time.time()
     settings = Settings(openai_base_url="http://127.0.0.1:9/v1", model="echo-1",
-                        user_max_concurrent=0)
-    prompts = [Inbound(i % settings.partitions, i + 1, PromptRequest(
-        f"seed-{i:08d}", f"user-{i % 1000}", f"conv-{i:08d}", f"seeded question {i}",
-        "chatwax.replies.seed").encode(), None, now) for i in range(conversations)]
-    loop = InstantLoop(2 * conversations, _answer)  # a result and a release per prompt
+                        user_max_concurrent=0, user_prompts_per_minute=0,
+                        user_max_conversations=0, user_token_quota=0)
+    prompts = [Inbound(partition_for(f"user-{i % 1000}", settings.partitions), i + 1,
+                       PromptRequest(f"seed-{i:08d}", f"user-{i % 1000}", f"conv-{i:08d}",
+                                     f"seeded question {i}", "chatwax.replies.seed").encode(),
+                       None, now) for i in range(conversations)]
+    loop = InstantLoop(conversations, _answer)  # a result per prompt
     edges = loop.edges(PartitionedPrompts(prompts, settings.partitions), Discard())
     flow = build_flow(settings, edges, Metrics(CollectorRegistry()))
     run_main(flow, epoch_interval=None, recovery_config=RecoveryConfig(str(recovery_dir)))

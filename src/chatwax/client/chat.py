@@ -91,7 +91,7 @@ class ChatClient:
     async def submit(self, request: PromptRequest) -> None:
         """Durably store a prompt; returning means JetStream acknowledged it."""
         subject = protocol.prompt_subject(
-            protocol.partition_for(request.conversation_id, await self.partitions())
+            protocol.partition_for(request.user_id, await self.partitions())
         )
         headers = {
             protocol.MSG_ID_HEADER: request.request_id,
@@ -139,29 +139,13 @@ class ChatClient:
             await pending.close()
 
     async def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
-        """Every stored turn of one conversation, oldest first, without duplicates.
-
-        Raises `conversation_forbidden` when the conversation belongs to another user.
-        """
+        """Every stored turn of one of the user's conversations, oldest first, without
+        duplicates. Conversation ids are the user's own: another user's conversation of the
+        same id is another conversation, never read here. A turn whose final reply was sent
+        is here: the dataflow stores it first."""
         protocol.check_id(user_id, "user_id", protocol.MAX_USER_ID)
         protocol.check_id(conversation_id, "conversation_id", protocol.MAX_CONVERSATION_ID)
-        subject = protocol.transcript_subject(user_id, conversation_id)
-        turns = await self._read_all(subject)
-        if not turns and await self._owned_by_someone_else(user_id, conversation_id):
-            raise ChatwaxError(ErrorCode.CONVERSATION_FORBIDDEN,
-                               f"conversation '{conversation_id}' belongs to another user")
-        return turns
-
-    async def _owned_by_someone_else(self, user_id: str, conversation_id: str) -> bool:
-        try:
-            info = await self.js.stream_info(
-                protocol.TRANSCRIPTS_STREAM,
-                subjects_filter=f"{protocol.TRANSCRIPTS_PREFIX}.*.{conversation_id}",
-            )
-        except NotFoundError:
-            return False
-        mine = protocol.transcript_subject(user_id, conversation_id)
-        return any(s != mine for s in (info.state.subjects or {}))
+        return await self._read_all(protocol.transcript_subject(user_id, conversation_id))
 
     async def conversations(self, user_id: str) -> list[ConversationSummary]:
         """A user's conversations, newest first, titled by their first prompt."""

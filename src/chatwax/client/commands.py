@@ -103,7 +103,8 @@ async def run_forget(settings: Settings, user: str, timeout: float) -> int:
                      "NATS auth on, forget runs as NATS_USER=operator")
     finally:
         await client.close()
-    print(f"chatwax: forgot user {user}: {len(report.conversations)} conversations "
-          f"(confirmed by the dataflow), {report.transcripts_deleted} transcript records and "
-          f"{report.prompts_deleted} stored prompts and commands deleted", file=sys.stderr)
+    print(f"chatwax: forgot user {user}: {report.conversations} conversations "
+          f"({report.turns} turns, {report.waiting} waiting) dropped by the dataflow, "
+          f"{report.transcripts_deleted} transcript records and {report.prompts_deleted} "
+          "stored prompts and commands deleted", file=sys.stderr)
     return int(Exit.OK)

@@ -2,9 +2,9 @@
 asks for.
 
 `Conversation` takes accepted prompts, LLM results and summary results and returns effects
-to carry out (start a call or a summary, reply with an error, store a transcript, release a
-user's slot). Nothing here does I/O or knows about Bytewax; the dataflow wires it into
-`op.stateful`.
+to carry out (start a call or a summary, reply with an error, store an answer's transcript
+and then send its final reply). Nothing here does I/O or knows about Bytewax; a user's
+state holds their conversations (`chatwax.core.user`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from chatwax.core.history import (
     Message,
     Turn,
     build_messages,
-    restore_defaults,
     trim_history,
 )
 from chatwax.core.intake import Accepted
-from chatwax.core.limits import Release
-from chatwax.core.protocol import AckEvent, ForgetRequest, PromptRequest, Reply, Transcript, Usage
+from chatwax.core.protocol import FinalEvent, PromptRequest, Reply, Transcript, Usage
 from chatwax.core.summary import SummaryConfig, summary_messages, to_fold
 from chatwax.core.tokens import ESTIMATE, MESSAGE_OVERHEAD_TOKENS, TokenCounter, message_tokens
 
@@ -56,6 +54,9 @@ class LlmResult:
     prompt_tokens: int | None = None
     """The new prompt as one message, when a tokenizer counted it (the server's, for a
     server that reports no usage): then the turn's size is exact, not estimated."""
+    error_message: str = ""
+    user_id: str = field(kw_only=True)
+    """Whose state the result goes back to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,19 @@ class SummaryResult:
     latency_ms: float
     finished_at: float
     cost_usd: float = 0.0
+    user_id: str = field(kw_only=True)
 
 
-Effect = LlmCall | SummaryCall | Reply | Transcript | Release
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A finished turn: its transcript is stored first, then its final reply sent, so a
+    client that has the final can read the turn back at once."""
+
+    transcript: Transcript
+    final: Reply
+
+
+Effect = LlmCall | SummaryCall | Reply | Transcript | Answered
 
 
 @dataclass(frozen=True)
@@ -121,51 +132,41 @@ class Conversation:
         return Conversation, (self.owner, self.history, self.turns, self.pending,
                               self.in_flight, self.summary, self.folded, self.summarizing)
 
-    def __setstate__(self, state: Any) -> None:
-        restore_defaults(self, state)  # snapshots written before `__reduce__`
+    def knows(self, request_id: str) -> bool:
+        """Whether a prompt is queued or answered here already (read again after a
+        restart): it is neither admitted nor charged a second time."""
+        return (any(p.request.request_id == request_id for p in self.pending)
+                or any(t.request_id == request_id for t in self.history))
 
     def on_prompt(self, item: Accepted, cfg: ConversationConfig) -> list[Effect]:
         req = item.request
-        done = Release(req.user_id, req.request_id, 0)
-        if req.user_id != self.owner:
-            return [Reply.error(
-                req.reply_to, req.request_id, ErrorCode.CONVERSATION_FORBIDDEN,
-                f"conversation '{req.conversation_id}' belongs to another user",
-            ), done]
-        if any(p.request.request_id == req.request_id for p in self.pending):
-            return []  # a re-delivered prompt, already queued
-        if any(t.request_id == req.request_id for t in self.history):
-            return [done]  # a re-delivered prompt, already answered
+        if self.knows(req.request_id):
+            return []  # re-delivered: already queued or answered
         needed = (message_tokens(cfg.counter, req.prompt)
                   + message_tokens(cfg.counter, cfg.system_prompt))
         if needed > cfg.input_limit:
             return [Reply.error(
                 req.reply_to, req.request_id, ErrorCode.PROMPT_TOO_LARGE,
                 f"the prompt needs about {needed} tokens; the model takes {cfg.input_limit}",
-            ), done]
+            )]
         self.pending.append(item)
         return self._start_next(cfg)
 
     def on_result(self, result: LlmResult, cfg: ConversationConfig) -> list[Effect]:
         if result.request_id != self.in_flight or not self.pending:
             return []  # a stale result (e.g. from before a restart): ignore it
-        done = self.pending.pop(0)
+        req = self.pending.pop(0).request
         self.in_flight = None
-        effects: list[Effect] = [
-            Release(self.owner, result.request_id, result.usage.total_tokens)]
-        if result.answer is not None:
-            req = done.request
+        effects: list[Effect] = []
+        if result.answer is None:
+            effects.append(Reply.error(req.reply_to, req.request_id,
+                                       result.error or ErrorCode.INTERNAL,
+                                       result.error_message or "the answer failed"))
+        else:
             self.turns += 1
             self.history.append(Turn(req.request_id, req.prompt, result.answer,
                                      _turn_tokens(req.prompt, result, cfg.counter)))
-            effects.append(Transcript(
-                request_id=req.request_id, user_id=req.user_id,
-                conversation_id=req.conversation_id, turn=self.turns, prompt=req.prompt,
-                answer=result.answer, model=result.model, provider=cfg.provider,
-                usage=result.usage, latency_ms=result.latency_ms, ttft_ms=result.ttft_ms,
-                created_at=req.created_at, finished_at=result.finished_at,
-                cost_usd=result.cost_usd,
-            ))
+            effects.append(_answered(req, result, self.turns, cfg.provider))
             effects += self._fold_or_trim(req.conversation_id, cfg)
         return effects + self._start_next(cfg)
 
@@ -174,7 +175,7 @@ class Conversation:
         if call is None or result.call_id != call.call_id:
             return []  # stale: from before a restart, or already replaced
         self.summarizing = None
-        effects: list[Effect] = [Release(self.owner, result.call_id, result.usage.total_tokens)]
+        effects: list[Effect] = []
         if result.summary is None:  # failed: fall back to plain trimming
             self.history = trim_history(self.history, cfg.prompt_budget, cfg.counter)
             return effects
@@ -192,20 +193,13 @@ class Conversation:
         ))
         return effects
 
-    def forget(self, request: ForgetRequest) -> list[Effect]:
-        """Everything of this conversation goes; waiting prompts are told so and their
-        slots freed (a call in flight is cut off: its result finds no conversation)."""
-        effects: list[Effect] = []
-        for item in self.pending:
-            req = item.request
-            effects.append(Reply.error(req.reply_to, req.request_id,
-                                       ErrorCode.CONVERSATION_DELETED,
-                                       f"conversation '{req.conversation_id}' was deleted"))
-            effects.append(Release(self.owner, req.request_id, 0))
-        effects.append(Reply(request.reply_to, AckEvent(
-            request.request_id, f"forgot conversation {request.conversation_id}: "
-            f"{self.turns} turns, {len(self.pending)} waiting")))
-        return effects
+    def drop(self) -> list[Effect]:
+        """The conversation is forgotten: waiting prompts are told so (a call in flight is
+        cut off: its result finds no conversation)."""
+        return [Reply.error(item.request.reply_to, item.request.request_id,
+                            ErrorCode.CONVERSATION_DELETED,
+                            f"conversation '{item.request.conversation_id}' was deleted")
+                for item in self.pending]
 
     def restart_in_flight(self, cfg: ConversationConfig) -> list[Effect]:
         """After a restart nothing runs any more: start the head of the queue again, and
@@ -249,6 +243,22 @@ class Conversation:
         self.in_flight = item.request.request_id
         return [LlmCall(item.request, built.messages, self.turns + 1, item.stored_at,
                         built.tokens, built.dropped_turns)]
+
+
+def _answered(req: PromptRequest, result: LlmResult, turn: int, provider: str) -> Answered:
+    assert result.answer is not None
+    transcript = Transcript(
+        request_id=req.request_id, user_id=req.user_id, conversation_id=req.conversation_id,
+        turn=turn, prompt=req.prompt, answer=result.answer, model=result.model,
+        provider=provider, usage=result.usage, latency_ms=result.latency_ms,
+        ttft_ms=result.ttft_ms, created_at=req.created_at, finished_at=result.finished_at,
+        cost_usd=result.cost_usd)
+    final = FinalEvent(
+        request_id=req.request_id, conversation_id=req.conversation_id, text=result.answer,
+        model=result.model, usage=result.usage, latency_ms=round(result.latency_ms, 3),
+        ttft_ms=None if result.ttft_ms is None else round(result.ttft_ms, 3), turn=turn,
+        cost_usd=result.cost_usd)
+    return Answered(transcript, Reply(req.reply_to, final))
 
 
 def _turn_tokens(prompt: str, result: LlmResult, counter: TokenCounter) -> int:

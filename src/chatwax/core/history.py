@@ -8,8 +8,8 @@ prompt. A turn is kept or left out whole, so the model never sees half an exchan
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import MISSING, dataclass, fields
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final
 
 from chatwax.core.tokens import ESTIMATE, TokenCounter, message_tokens
 
@@ -17,21 +17,6 @@ Message = dict[str, str]
 
 SUMMARY_PREFIX: Final = "Summary of the earlier conversation:\n"
 """How the running summary reaches the model: a system message before the recent turns."""
-
-
-def restore_defaults(obj: Any, state: Any) -> None:
-    """Unpickle a slotted dataclass from a snapshot made before it had all its fields.
-
-    Recovery stores outlive upgrades: a field added later takes its default.
-    """
-    values = state[1] if isinstance(state, tuple) else state
-    for f in fields(obj):
-        if f.name in values:
-            object.__setattr__(obj, f.name, values[f.name])
-        elif f.default is not MISSING:
-            object.__setattr__(obj, f.name, f.default)
-        elif f.default_factory is not MISSING:
-            object.__setattr__(obj, f.name, f.default_factory())
 
 
 @dataclass(slots=True)
@@ -51,9 +36,6 @@ class Turn:
         # Positional fields: smaller snapshots, and loading a million of them at a restart
         # takes half the time of pickle's default state dict.
         return Turn, (self.request_id, self.prompt, self.answer, self.tokens)
-
-    def __setstate__(self, state: Any) -> None:
-        restore_defaults(self, state)  # snapshots written before `__reduce__`
 
 
 @dataclass(frozen=True, slots=True)

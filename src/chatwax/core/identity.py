@@ -3,18 +3,24 @@
 Pure logic, no I/O: the pages hand in the ID token's claims (Streamlit's `st.user`) and get
 back an `Identity` or a `Refusal` that says why. The rules:
 
-- The chatwax user id comes from ONE stable claim (`sub` by default; `CHATWAX_AUTH_USER_CLAIM`).
-  Any claim value maps to a valid, stable id: a readable part (the value with every
-  character outside `[A-Za-z0-9_-]` turned into `_`, at most 40 characters) and 12 hex
-  characters of sha256(issuer, value). The hash keeps ids apart when two values read alike
-  ("a.b" and "a_b"), when a long value is cut, and across issuers; and a signed-in user can
-  never take an id someone typed in open mode or gave `chatwax ask` (those have no hash).
-- Allowed e-mail domains and groups, when configured, are checked on every page run. An
-  e-mail the provider marks unverified (`email_verified: false`) never passes a domain check.
+- The chatwax user id comes from ONE claim (`CHATWAX_AUTH_USER_CLAIM`): a stable identifier
+  the provider assigns (`sub`, the default, or Entra ID's `oid`). Any other claim (an
+  e-mail address, a user name: values a user may be able to choose) is taken only when a
+  verified-claim rule names the boolean claim the provider sets `true` once it verified
+  that value (`CHATWAX_AUTH_USER_CLAIM_VERIFIED_BY`, e.g. `email_verified`).
+- Any claim value maps to a valid, stable id: `oidc-`, a readable part (the value with
+  every character outside `[A-Za-z0-9_-]` turned into `_`, at most 26 characters) and 32
+  hex characters (128 bits) of sha256(issuer, value). The hash keeps ids apart when two
+  values read alike ("a.b" and "a_b"), when a long value is cut, and across issuers; the
+  `oidc-` prefix is one typed ids cannot take (the open-mode page refuses it), so nobody
+  can type an id shaped like a signed-in one.
+- An e-mail address counts as verified only when `email_verified` is the boolean `true`:
+  missing (Entra ID omits it), `null` or the string "true" are not. Allowed e-mail domains
+  take verified addresses only.
 - A session is as old as its ID token (`iat`); past `CHATWAX_AUTH_SESSION_MAX_AGE` seconds
   the user must sign in again, whatever the cookie's own lifetime.
-- Admins (who see every user's usage) are listed by claim value, chatwax user id, verified
-  e-mail address, or `group:<name>`.
+- Admins (who see every user's usage) are listed by chatwax user id (shown on the page) or
+  `group:<name>`; never by e-mail or another claim a user might set.
 """
 
 from __future__ import annotations
@@ -28,8 +34,13 @@ from typing import Any, Final
 from chatwax.core.protocol import MAX_USER_ID
 from chatwax.core.settings import Settings
 
-READABLE_MAX: Final = 40
-HASH_CHARS: Final = 12
+SIGNED_IN_PREFIX: Final = "oidc-"
+"""Every signed-in user id starts so; a typed (open-mode) id never may."""
+STABLE_CLAIMS: Final = ("sub", "oid")
+"""Claims the provider assigns and a user cannot choose: a user id from any other claim
+needs a verified-claim rule."""
+HASH_CHARS: Final = 32  # 128 bits
+READABLE_MAX: Final = MAX_USER_ID - len(SIGNED_IN_PREFIX) - 1 - HASH_CHARS
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -37,9 +48,14 @@ def user_id_for(value: str, issuer: str = "") -> str:
     """The chatwax user id of one claim value from one issuer: stable and valid."""
     readable = _UNSAFE.sub("_", value).strip("_")[:READABLE_MAX].strip("_") or "user"
     digest = hashlib.sha256(f"{issuer}\0{value}".encode()).hexdigest()[:HASH_CHARS]
-    user_id = f"{readable}-{digest}"
+    user_id = f"{SIGNED_IN_PREFIX}{readable}-{digest}"
     assert len(user_id) <= MAX_USER_ID
     return user_id
+
+
+def is_signed_in_id(user_id: str) -> bool:
+    """Whether an id has the shape only signed-in users get (refused when typed)."""
+    return user_id.lower().startswith(SIGNED_IN_PREFIX)
 
 
 def split_list(text: str) -> tuple[str, ...]:
@@ -57,22 +73,25 @@ class AuthPolicy:
     allowed_groups: frozenset[str] = frozenset()
     admins: frozenset[str] = frozenset()
     max_age_s: float = 8 * 3600.0
+    user_claim_verified_by: str = ""
+    """A boolean claim that must be `true` for a user_claim outside STABLE_CLAIMS."""
 
     @classmethod
     def of(cls, user_claim: str = "sub", groups_claim: str = "groups",
            allowed_domains: Iterable[str] = (), allowed_groups: Iterable[str] = (),
-           admins: Iterable[str] = (), max_age_s: float = 8 * 3600.0) -> AuthPolicy:
+           admins: Iterable[str] = (), max_age_s: float = 8 * 3600.0,
+           user_claim_verified_by: str = "") -> AuthPolicy:
         return cls(user_claim, groups_claim,
                    frozenset(d.lower().lstrip("@") for d in allowed_domains),
-                   frozenset(allowed_groups),
-                   frozenset(a.lower() if "@" in a else a for a in admins), max_age_s)
+                   frozenset(allowed_groups), frozenset(admins), max_age_s,
+                   user_claim_verified_by)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthPolicy:
         return cls.of(settings.auth_user_claim, settings.auth_groups_claim,
                       split_list(settings.auth_allowed_domains),
                       split_list(settings.auth_allowed_groups), split_list(settings.auth_admins),
-                      settings.auth_session_max_age_s)
+                      settings.auth_session_max_age_s, settings.auth_user_claim_verified_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +153,12 @@ def identify(claims: Mapping[str, Any], policy: AuthPolicy, now: float) -> Ident
     if subject is None:
         return Refusal(f"the sign-in carries no '{policy.user_claim}' claim to identify you by "
                        "(CHATWAX_AUTH_USER_CLAIM); ask the operator")
+    if policy.user_claim not in STABLE_CLAIMS:
+        rule = policy.user_claim_verified_by
+        if not rule or claims.get(rule) is not True:
+            return Refusal(f"the provider has not verified your '{policy.user_claim}' "
+                           f"('{rule or 'CHATWAX_AUTH_USER_CLAIM_VERIFIED_BY'}' is not true), "
+                           "so it cannot identify you")
     issued = claims.get("iat")
     if isinstance(issued, bool) or not isinstance(issued, int | float):
         return Refusal("the sign-in carries no issue time ('iat'); sign in again", expired=True)
@@ -142,7 +167,7 @@ def identify(claims: Mapping[str, Any], policy: AuthPolicy, now: float) -> Ident
         return Refusal(f"your sign-in is {_duration(age)} old; sessions last "
                        f"{_duration(policy.max_age_s)}. Sign in again.", expired=True)
     email = c.text("email")
-    verified = claims.get("email_verified", True) is not False
+    verified = claims.get("email_verified") is True  # missing, null or "true": unverified
     groups = c.strings(policy.groups_claim)
     if policy.allowed_domains:
         domain = email.rsplit("@", 1)[-1].lower() if email and "@" in email else None
@@ -159,17 +184,16 @@ def identify(claims: Mapping[str, Any], policy: AuthPolicy, now: float) -> Ident
     return Identity(
         user_id=user_id, subject=subject, issuer=issuer,
         name=c.text("name") or c.text("preferred_username") or "", email=email,
-        groups=groups, admin=_is_admin(policy.admins, subject, user_id,
-                                       email.lower() if email and verified else None, groups),
+        groups=groups, admin=_is_admin(policy.admins, user_id, groups),
         issued_at=float(issued),
     )
 
 
-def _is_admin(admins: frozenset[str], subject: str, user_id: str, email: str | None,
-              groups: tuple[str, ...]) -> bool:
+def _is_admin(admins: frozenset[str], user_id: str, groups: tuple[str, ...]) -> bool:
+    """By chatwax user id or `group:<name>` only: an id carries the issuer's hash, a group
+    is the provider's; an e-mail or a display name may be the user's own choice."""
     in_groups = {a.removeprefix("group:") for a in admins if a.startswith("group:")}
-    names = admins - {f"group:{g}" for g in in_groups}
-    return bool({n for n in (subject, user_id, email) if n} & names or in_groups & set(groups))
+    return user_id in admins or bool(in_groups & set(groups))
 
 
 def _duration(seconds: float) -> str:

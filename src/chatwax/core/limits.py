@@ -3,25 +3,18 @@ prompt rate (a token bucket) and a cap on the conversations a user keeps in stat
 
 These are what keeps one user from taking what everyone shares: the LLM's time and the
 dataflow's memory and recovery store. Each refusal is an error reply saying what the limit
-is and, where waiting helps, when to try again.
+is and, where waiting helps, when to try again. The caller passes the time: the time a
+prompt was stored, so that a prompt read again after a restart is judged as it was.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted
 from chatwax.core.protocol import Reply
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """A request of `user_id` has ended; `tokens` it spent count against the quota."""
-
-    user_id: str
-    request_id: str
-    tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,125 +24,84 @@ class LimitsConfig:
     max_concurrent: int = 0
     prompts_per_minute: int = 0
     max_conversations: int = 0
-    stale_after_s: float = 900.0
-    """An admitted request never released (its release was lost in a crash) stops
-    counting after this long, so a user can never be locked out for good."""
 
 
 @dataclass(slots=True)
-class UserLimits:
-    """One user's admitted-but-unanswered requests, recent token spending, prompt rate
-    allowance and conversations."""
+class Allowance:
+    """One user's recent token spending and prompt rate allowance."""
 
-    in_flight: dict[str, float] = field(default_factory=dict)
     spent: list[tuple[float, int]] = field(default_factory=list)
-    allowance: float | None = None
-    """Prompts the user may still send at once (the bucket); None: a full bucket."""
-    allowance_at: float = 0.0
-    conversations: set[str] = field(default_factory=set)
+    bucket: float | None = None
+    """Prompts the user may still send at once; None: a full bucket."""
+    bucket_at: float = 0.0
 
-    def admit(self, item: Accepted, cfg: LimitsConfig, now: float) -> Accepted | Reply:
-        req = item.request
-        self.in_flight = {r: t for r, t in self.in_flight.items() if now - t < cfg.stale_after_s}
+    def admit(self, item: Accepted, cfg: LimitsConfig, now: float, *, waiting: int,
+              conversations: int, new: bool) -> Reply | None:
+        """None to admit `item`, else the refusal. `waiting`: the user's prompts not
+        answered yet; `conversations`: how many the user keeps; `new`: whether `item`
+        starts one more."""
         self.spent = [(t, n) for t, n in self.spent if now - t < cfg.window_s]
-        if req.request_id in self.in_flight:
-            return item  # re-delivered: already admitted once
-        refused = self._rate(item, cfg, now) or self._conversation_cap(item, cfg)
-        if refused is not None:
-            return refused
+        refused = self._rate(cfg, now)
+        if refused:
+            return _refuse(item, ErrorCode.TOO_MANY_REQUESTS, refused)
+        if new and cfg.max_conversations and conversations >= cfg.max_conversations:
+            return _refuse(item, ErrorCode.CONVERSATION_LIMIT,
+                           f"you have {conversations} conversations, the most one user may "
+                           "keep; continue one of them, or have the operator forget old ones")
         used = sum(n for _, n in self.spent)
         if cfg.token_quota and used >= cfg.token_quota:
             retry_in = self.spent[0][0] + cfg.window_s - now if self.spent else cfg.window_s
-            return Reply.error(
-                req.reply_to, req.request_id, ErrorCode.QUOTA_EXCEEDED,
-                f"token quota used up: {used} of {cfg.token_quota} tokens in the last "
-                f"{_duration(cfg.window_s)}; try again in {_duration(retry_in)}",
-            )
-        if cfg.max_concurrent and len(self.in_flight) >= cfg.max_concurrent:
-            return Reply.error(
-                req.reply_to, req.request_id, ErrorCode.TOO_MANY_REQUESTS,
-                f"{len(self.in_flight)} prompts are still being answered; the limit is "
-                f"{cfg.max_concurrent} at once",
-            )
-        self.in_flight[req.request_id] = now
-        if cfg.max_conversations:
-            self.conversations.add(req.conversation_id)
-        return item
+            return _refuse(item, ErrorCode.QUOTA_EXCEEDED,
+                           f"token quota used up: {used} of {cfg.token_quota} tokens in the "
+                           f"last {_duration(cfg.window_s)}; try again in "
+                           f"{_duration(retry_in)}")
+        if cfg.max_concurrent and waiting >= cfg.max_concurrent:
+            return _refuse(item, ErrorCode.TOO_MANY_REQUESTS,
+                           f"{waiting} prompts are still being answered; the limit is "
+                           f"{cfg.max_concurrent} at once")
+        self._take(cfg, now)
+        return None
 
-    def _rate(self, item: Accepted, cfg: LimitsConfig, now: float) -> Reply | None:
+    def _refill(self, cfg: LimitsConfig, now: float) -> float:
+        rate = cfg.prompts_per_minute
+        left = rate if self.bucket is None else self.bucket
+        return min(float(rate), left + max(0.0, now - self.bucket_at) * rate / 60.0)
+
+    def _rate(self, cfg: LimitsConfig, now: float) -> str | None:
         """A token bucket: `prompts_per_minute` at once, refilled at that rate."""
         rate = cfg.prompts_per_minute
         if not rate:
             return None
-        left = rate if self.allowance is None else self.allowance
-        left = min(float(rate), left + max(0.0, now - self.allowance_at) * rate / 60.0)
-        self.allowance_at = now
-        if left < 1.0:
-            self.allowance = left
-            req = item.request
-            return Reply.error(
-                req.reply_to, req.request_id, ErrorCode.TOO_MANY_REQUESTS,
-                f"too many prompts: the limit is {rate} a minute; try again in "
-                f"{_duration((1.0 - left) * 60.0 / rate)}",
-            )
-        self.allowance = left - 1.0
-        return None
-
-    def _conversation_cap(self, item: Accepted, cfg: LimitsConfig) -> Reply | None:
-        req = item.request
-        cap = cfg.max_conversations
-        if not cap or req.conversation_id in self.conversations or len(self.conversations) < cap:
+        left = self._refill(cfg, now)
+        if left >= 1.0:
             return None
-        return Reply.error(
-            req.reply_to, req.request_id, ErrorCode.CONVERSATION_LIMIT,
-            f"you have {len(self.conversations)} conversations, the most one user may keep; "
-            "continue one of them, or have the operator forget old ones",
-        )
+        self.bucket, self.bucket_at = left, max(now, self.bucket_at)
+        return (f"too many prompts: the limit is {rate} a minute; try again in "
+                f"{_duration((1.0 - left) * 60.0 / rate)}")
 
-    def forget(self, conversation_id: str) -> None:
-        """A conversation is forgotten: it no longer counts, and neither does the user's
-        recent spending or rate (they describe what was forgotten)."""
-        self.conversations.discard(conversation_id)
-        self.in_flight.clear()
-        self.spent.clear()
-        self.allowance = None
+    def _take(self, cfg: LimitsConfig, now: float) -> None:
+        if not cfg.prompts_per_minute:
+            return
+        self.bucket = self._refill(cfg, now) - 1.0
+        self.bucket_at = max(now, self.bucket_at)
 
-    def release(self, r: Release, now: float) -> None:
-        self.in_flight.pop(r.request_id, None)
-        if r.tokens:
-            self.spent.append((now, r.tokens))
+    def spend(self, tokens: int, now: float) -> None:
+        if tokens:
+            self.spent.append((now, tokens))
 
-    @property
-    def idle(self) -> bool:
-        """Nothing worth keeping: a full bucket, no spending, nothing held."""
-        return (not self.in_flight and not self.spent and not self.conversations
-                and self.allowance is None)
-
-    def settle(self, cfg: LimitsConfig, now: float) -> None:
-        """Forget what no longer limits anything: a bucket refilled to full."""
-        if self.allowance is not None and cfg.prompts_per_minute and (
-                self.allowance + (now - self.allowance_at) * cfg.prompts_per_minute / 60.0
-                >= cfg.prompts_per_minute):
-            self.allowance = None
-
-    def to_snapshot(self) -> dict[str, object]:
-        """Plain data for recovery: a later build reads it without this class."""
-        return {"v": 1, "in_flight": dict(self.in_flight), "spent": list(self.spent),
-                "allowance": self.allowance, "allowance_at": self.allowance_at,
-                "conversations": sorted(self.conversations)}
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"spent": list(self.spent), "bucket": self.bucket, "bucket_at": self.bucket_at}
 
     @classmethod
-    def from_snapshot(cls, snap: object) -> UserLimits:
-        """Read a snapshot of this build, or the `UserLimits` object earlier builds kept."""
-        if isinstance(snap, dict):
-            if snap.get("v") != 1:
-                raise ValueError(f"unknown user limits snapshot version {snap.get('v')!r}")
-            return cls(dict(snap["in_flight"]), [(float(t), int(n)) for t, n in snap["spent"]],
-                       snap["allowance"], float(snap["allowance_at"]),
-                       set(snap["conversations"]))
-        if isinstance(snap, cls):  # a release before plain snapshots: two fields
-            return cls(dict(snap.in_flight), list(snap.spent))
-        raise ValueError(f"not a user limits snapshot: {type(snap).__name__}")
+    def from_snapshot(cls, snap: dict[str, Any]) -> Allowance:
+        return cls([(float(t), int(n)) for t, n in snap["spent"]],
+                   None if snap["bucket"] is None else float(snap["bucket"]),
+                   float(snap["bucket_at"]))
+
+
+def _refuse(item: Accepted, code: ErrorCode, message: str) -> Reply:
+    req = item.request
+    return Reply.error(req.reply_to, req.request_id, code, message)
 
 
 def _duration(seconds: float) -> str:

@@ -91,9 +91,10 @@ def client_publish_allow(compat: bool = True, user: str = "frontend") -> tuple[s
     return tuple(s for s in (*CLIENT_PUBLISH_ALLOW, *extra) if compat or s != COMPAT_SUBJECT)
 
 
-def partition_for(conversation_id: str, partitions: int) -> int:
-    """Stable partition of a conversation: all its prompts land in one ordered partition."""
-    return zlib.crc32(conversation_id.encode()) % partitions
+def partition_for(user_id: str, partitions: int) -> int:
+    """Stable partition of a user: all their prompts and commands land in one ordered
+    partition, read by one source partition, in the order they were stored."""
+    return zlib.crc32(user_id.encode()) % partitions
 
 
 def prompt_subject(partition: int) -> str:
@@ -368,10 +369,12 @@ class ErrorEvent:
 
 @dataclass(frozen=True, slots=True)
 class AckEvent:
-    """A command (not a prompt) was carried out: `message` says what was done."""
+    """A command (not a prompt) was carried out: `message` says what was done, `details`
+    the same as numbers (forget: conversations, turns and prompts waiting that went)."""
 
     request_id: str
     message: str
+    details: dict[str, int] = field(default_factory=dict)
     type: Literal["ack"] = "ack"
     v: int = VERSION
 
@@ -485,7 +488,9 @@ def _event(obj: dict[str, Any]) -> ReplyEvent:
             message=str(obj.get("message", "")),
         )
     if kind == "ack":
-        return AckEvent(request_id=str(obj["request_id"]), message=str(obj.get("message", "")))
+        details = obj.get("details") or {}
+        return AckEvent(request_id=str(obj["request_id"]), message=str(obj.get("message", "")),
+                        details={str(k): int(v) for k, v in details.items()})
     raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown event type {kind!r}")
 
 
@@ -570,17 +575,20 @@ def decode_stored(data: bytes) -> Transcript | None:
 
 @dataclass(frozen=True, slots=True)
 class ForgetRequest:
-    """Forget a conversation of a user: its history, summary and waiting prompts in the
-    dataflow's state, and the user's quota window. Only the operator sends it (`chatwax
-    forget`); the frontend's NATS user may not (docs/security.md).
+    """Forget a user's conversations (or, with `conversation_id`, one of them): history,
+    summary and waiting prompts in the dataflow's state, and, for all of them, the user's
+    quota window and rate. Only the operator sends it (`chatwax forget`); the frontend's
+    NATS user may not (docs/security.md).
 
-    Sent into the prompts stream on the conversation's partition, after every prompt of it,
-    by `chatwax forget`; answered with an `ack` (or an `error`) on `reply_to`.
+    Sent into the prompts stream on the user's partition, after every prompt of theirs, by
+    `chatwax forget`; answered with an `ack` saying what went (or an `error`) on
+    `reply_to`.
     """
 
     request_id: str
     user_id: str
     conversation_id: str
+    """Empty: every conversation the user has."""
     reply_to: str
     type: Literal["forget"] = "forget"
     v: int = VERSION
@@ -593,8 +601,8 @@ def decode_forget(obj: dict[str, Any]) -> ForgetRequest:
     return ForgetRequest(
         request_id=check_id(obj.get("request_id"), "request_id", MAX_REQUEST_ID),
         user_id=check_id(obj.get("user_id"), "user_id", MAX_USER_ID),
-        conversation_id=check_id(obj.get("conversation_id"), "conversation_id",
-                                 MAX_CONVERSATION_ID),
+        conversation_id=check_id(obj["conversation_id"], "conversation_id",
+                                 MAX_CONVERSATION_ID) if obj.get("conversation_id") else "",
         reply_to=check_reply_to(obj.get("reply_to")),
     )
 

@@ -207,8 +207,14 @@ class Settings(BaseSettings):
         "it).")] = "openid profile email"
     auth_user_claim: Annotated[str, env(
         "CHATWAX_AUTH_USER_CLAIM",
-        "The ID-token claim the chatwax user id is made from; stable per person.",
+        "The ID-token claim the chatwax user id is made from: `sub` or `oid` (identifiers "
+        "the provider assigns); any other needs CHATWAX_AUTH_USER_CLAIM_VERIFIED_BY.",
         min_length=1)] = "sub"
+    auth_user_claim_verified_by: Annotated[str, env(
+        "CHATWAX_AUTH_USER_CLAIM_VERIFIED_BY",
+        "For a user claim other than `sub`/`oid`: the boolean claim the provider sets `true` "
+        "once it verified that value (e.g. `email_verified`); sign-in is refused otherwise."
+    )] = ""
     auth_groups_claim: Annotated[str, env(
         "CHATWAX_AUTH_GROUPS_CLAIM", "The ID-token claim that lists the user's groups.",
         min_length=1)] = "groups"
@@ -220,8 +226,8 @@ class Settings(BaseSettings):
         "Comma-separated groups that may sign in (empty: any).")] = ""
     auth_admins: Annotated[str, env(
         "CHATWAX_AUTH_ADMINS",
-        "Comma-separated admins (see every user's usage): claim values, user ids, verified "
-        "e-mails or `group:<name>`.")] = ""
+        "Comma-separated admins (see every user's usage): chatwax user ids (`oidc-...`, "
+        "shown on the page) or `group:<name>`.")] = ""
     auth_session_max_age_s: Annotated[float, env(
         "CHATWAX_AUTH_SESSION_MAX_AGE",
         "Seconds a sign-in lasts (from the ID token's issue time); then sign in again.",
@@ -241,6 +247,16 @@ class Settings(BaseSettings):
         url = urlparse(value)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError("must be an http(s) URL")
+        import ipaddress
+
+        try:
+            loopback = ipaddress.ip_address(url.hostname).is_loopback
+        except ValueError:  # a name: only localhost itself
+            loopback = url.hostname == "localhost"
+        if url.scheme == "http" and not loopback:
+            # Plain HTTP would carry the provider's keys, or the code and the identity
+            # cookie, in the clear: only on this machine's own loopback.
+            raise ValueError("must be an https URL (http only on localhost/127.0.0.1/::1)")
         if info.field_name == "oidc_redirect_uri" and not url.path.endswith("/oauth2callback"):
             raise ValueError("must end with /oauth2callback (Streamlit's callback path)")
         return value
@@ -251,6 +267,30 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -base64 32`)")
         return value
+
+    @field_validator("auth_admins")
+    @classmethod
+    def _admins_by_id_or_group(cls, value: str) -> str:
+        from chatwax.core.identity import is_signed_in_id, split_list  # identity imports us
+
+        for admin in split_list(value):
+            if not (admin.startswith("group:") or is_signed_in_id(admin)):
+                raise ValueError(f"lists {admin!r}: admins are chatwax user ids (oidc-..., "
+                                 "shown on the page when signed in) or group:<name>, never "
+                                 "e-mail addresses or other claims a user may set")
+        return value
+
+    @model_validator(mode="after")
+    def _user_claim_is_stable_or_verified(self) -> Settings:
+        from chatwax.core.identity import STABLE_CLAIMS
+
+        if self.auth_user_claim not in STABLE_CLAIMS and not self.auth_user_claim_verified_by:
+            raise ValueError(
+                f"CHATWAX_AUTH_USER_CLAIM={self.auth_user_claim!r} may be a value users set "
+                f"themselves: use {' or '.join(STABLE_CLAIMS)}, or name the claim the provider "
+                "sets true once it verified it in CHATWAX_AUTH_USER_CLAIM_VERIFIED_BY "
+                "(e.g. email_verified)")
+        return self
 
     @classmethod
     def settings_customise_sources(

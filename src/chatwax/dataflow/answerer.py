@@ -1,10 +1,12 @@
-"""Answering: LLM calls run concurrently, their reply events streamed to the client.
+"""Answering: LLM calls run concurrently, their tokens streamed to the client.
 
-The conversation step emits `LlmCall`s; the answerer runs each as a task on the process's
-NATS loop. Many calls are in flight at once per process (bounded by
-CHATWAX_LLM_MAX_CONCURRENCY) while the Bytewax workers stay free. Chunks and the final or
-error event go out on one connection, so they arrive in order. When a call ends, its
-`LlmResult` goes on the feedback queue, which feeds it back into the conversation.
+The user step emits `LlmCall`s; the answerer runs each as a task on the process's NATS
+loop. Many calls are in flight at once per process (bounded by CHATWAX_LLM_MAX_CONCURRENCY)
+while the Bytewax workers stay free. Chunks go out as they come; when a call ends, its
+`LlmResult` (the answer, or the error) goes on the results queue back into the user's
+state, which stores the turn and only then sends the final reply (or sends the error): the
+final and error events have one writer, the flow's reply sink, on the same connection as
+the chunks, so they arrive after them.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
 from chatwax.core.errors import ErrorCode, LlmError
-from chatwax.core.limits import Release
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, Usage
+from chatwax.core.protocol import ChunkEvent, Usage
 from chatwax.core.settings import Settings
 from chatwax.dataflow.link import NatsLink
 from chatwax.dataflow.metrics import Metrics
@@ -28,8 +29,8 @@ from chatwax.llm.tokenizers import UsageCounter
 
 log = logging.getLogger(__name__)
 
-Feedback = queue.SimpleQueue[LlmResult | SummaryResult | Release]
-"""Finished calls and ended requests of this process, on their way back into the flow."""
+Feedback = queue.SimpleQueue[LlmResult | SummaryResult]
+"""Finished calls of this process, on their way back into the flow."""
 
 
 class ChunkBatcher:
@@ -132,7 +133,7 @@ class Answerer:
         self.feedback.put(SummaryResult(
             call_id=call.call_id, conversation_id=call.conversation_id, summary=summary,
             usage=usage, model=model, latency_ms=(time.monotonic() - started) * 1000,
-            finished_at=time.time(), cost_usd=cost))
+            finished_at=time.time(), cost_usd=cost, user_id=call.user_id))
 
     async def _run(self, call: LlmCall) -> None:
         req = call.request
@@ -168,12 +169,6 @@ class Answerer:
         latency_ms = result.duration_s * 1000
         ttft_ms = None if result.ttft_s is None else result.ttft_s * 1000
         cost = self.prices.cost(self.llm.model, usage)
-        await nc.publish(reply_to, FinalEvent(
-            request_id=req.request_id, conversation_id=req.conversation_id, text=result.text,
-            model=result.model, usage=usage, latency_ms=round(latency_ms, 3),
-            ttft_ms=None if ttft_ms is None else round(ttft_ms, 3), turn=call.turn,
-            cost_usd=cost,
-        ).encode())
         m.cost.labels(*labels).inc(cost)
         self._count_tokens(labels, usage)
         m.llm_duration.labels(*labels).observe(result.duration_s)
@@ -185,18 +180,17 @@ class Answerer:
             request_id=req.request_id, conversation_id=req.conversation_id, answer=result.text,
             usage=usage, model=result.model, latency_ms=latency_ms, ttft_ms=ttft_ms,
             finished_at=finished_at, cost_usd=cost, prompt_tokens=prompt_tokens,
+            user_id=req.user_id,
         ))
 
     async def _finish_error(self, call: LlmCall, code: ErrorCode, message: str) -> None:
         req = call.request
-        await self.link.nc.publish(req.reply_to,
-                                   ErrorEvent(req.request_id, code, message).encode())
         self.metrics.requests.labels(code.value).inc()
         self.metrics.e2e.labels("error").observe(max(0.0, time.time() - call.stored_at))
         self.feedback.put(LlmResult(
             request_id=req.request_id, conversation_id=req.conversation_id, answer=None,
             usage=Usage(), model=self.llm.model, latency_ms=0.0, ttft_ms=None,
-            finished_at=time.time(), error=code,
+            finished_at=time.time(), error=code, error_message=message, user_id=req.user_id,
         ))
 
 

@@ -1,9 +1,8 @@
-"""The dataflow's Bytewax sinks and the feedback source: thin adapters onto the runtime.
+"""The dataflow's Bytewax sinks and the results source: thin adapters onto the runtime.
 
-    conversation --LlmCall--> LlmSink -> Answerer --LlmResult--> feedback queue
-    conversation --Release--> FeedbackSink ---------------------> feedback queue
-    feedback queue -> FeedbackSource -> back into the flow (routed by key)
-    replies, transcripts and dead letters -> ReplySink -> NATS
+    user --LlmCall--> LlmSink -> Answerer --LlmResult--> results queue
+    results queue -> ResultSource -> back into the flow (routed to the user's key)
+    replies, answers, transcripts and dead letters -> ReplySink -> NATS
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
-from chatwax.core.limits import Release
+from chatwax.core.conversation import Answered, LlmCall, LlmResult, SummaryCall, SummaryResult
 from chatwax.core.protocol import DeadLetter, Reply, Transcript
 from chatwax.dataflow import guard
 from chatwax.dataflow.answerer import Answerer, Feedback
@@ -27,8 +25,9 @@ MAX_BATCH = 512
 
 
 class ReplySink(DynamicSink[Outbound]):
-    """Replies go out on core NATS, completed turns into the transcripts stream, dead
-    letters into theirs. An item that cannot be encoded becomes a dead letter itself."""
+    """The one writer of what the flow sends: replies go out on core NATS; an answer's
+    transcript is stored, then its final reply sent; summaries' records and dead letters
+    are stored. An item that cannot be encoded becomes a dead letter itself."""
 
     def __init__(self, link: NatsLink) -> None:
         self.link = link
@@ -44,11 +43,15 @@ class _ReplyPart(StatelessSinkPartition[Outbound]):
     def write_batch(self, items: list[Outbound]) -> None:
         replies: list[tuple[str, bytes]] = []
         transcripts: list[tuple[Transcript, bytes]] = []
+        answers: list[tuple[Transcript, bytes, str, bytes]] = []
         dead: list[DeadLetter] = []
         for item in items:
             try:
                 if isinstance(item, Reply):
                     replies.append((item.subject, item.event.encode()))
+                elif isinstance(item, Answered):
+                    answers.append((item.transcript, item.transcript.encode(),
+                                    item.final.subject, item.final.event.encode()))
                 elif isinstance(item, Transcript):
                     transcripts.append((item, item.encode()))
                 else:
@@ -58,6 +61,7 @@ class _ReplyPart(StatelessSinkPartition[Outbound]):
                             if isinstance(d, DeadLetter))
         self._link.publish_many(replies)
         self._link.publish_transcripts(transcripts)
+        self._link.publish_answers(answers)
         self._link.publish_dead_letters(dead)
 
 
@@ -79,30 +83,11 @@ class _LlmPart(StatelessSinkPartition[LlmCall | SummaryCall]):
         self._answerer.submit(items)
 
 
-class FeedbackSink(DynamicSink[Release]):
-    """Ended requests, looped back to the per-user limits step through this process."""
+class ResultSource(DynamicSource[LlmResult | SummaryResult]):
+    """Finished calls of this process, fed back into the dataflow.
 
-    def __init__(self, feedback: Feedback) -> None:
-        self.feedback = feedback
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackSinkPart:
-        return _FeedbackSinkPart(self.feedback)
-
-
-class _FeedbackSinkPart(StatelessSinkPartition[Release]):
-    def __init__(self, feedback: Feedback) -> None:
-        self._queue = feedback
-
-    def write_batch(self, items: list[Release]) -> None:
-        for item in items:
-            self._queue.put(item)
-
-
-class FeedbackSource(DynamicSource[LlmResult | SummaryResult | Release]):
-    """Finished calls and ended requests of this process, fed back into the dataflow.
-
-    Every worker drains the same process-wide queue; Bytewax routes each item by its key
-    (conversation or user) to the worker that owns that state. Each poll is reported to
+    Every worker drains the same process-wide queue; Bytewax routes each result by its
+    user to the worker that owns that state. Each poll is reported to
     `on_poll(worker_index)`: the health endpoint learns from it that the worker runs.
     """
 
@@ -112,11 +97,11 @@ class FeedbackSource(DynamicSource[LlmResult | SummaryResult | Release]):
         self.poll_ms = poll_ms
         self.on_poll = on_poll
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeedbackPart:
-        return _FeedbackPart(self.feedback, self.poll_ms, worker_index, self.on_poll)
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ResultPart:
+        return _ResultPart(self.feedback, self.poll_ms, worker_index, self.on_poll)
 
 
-class _FeedbackPart(StatelessSourcePartition[LlmResult | SummaryResult | Release]):
+class _ResultPart(StatelessSourcePartition[LlmResult | SummaryResult]):
     def __init__(self, feedback: Feedback, poll_ms: float, worker: int,
                  on_poll: Callable[[int], None] | None) -> None:
         self._results = feedback
@@ -124,10 +109,10 @@ class _FeedbackPart(StatelessSourcePartition[LlmResult | SummaryResult | Release
         self._worker = worker
         self._on_poll = on_poll
 
-    def next_batch(self) -> list[LlmResult | SummaryResult | Release]:
+    def next_batch(self) -> list[LlmResult | SummaryResult]:
         if self._on_poll is not None:
             self._on_poll(self._worker)
-        batch: list[LlmResult | SummaryResult | Release] = []
+        batch: list[LlmResult | SummaryResult] = []
         try:
             while len(batch) < MAX_BATCH:
                 batch.append(self._results.get_nowait())

@@ -1,13 +1,18 @@
 """The dataflow: wiring only. Each step id names what happens to the data there.
 
-    prompts (JetStream) -> parse -> accepted? --no--> rejection replies, dead letters ---> nats
-                                      | yes
-    feedback (loop) --Release--> merge -> by user -> user_limits --refused--> replies --> nats
-         |                                              | admitted
-         +---LlmResult-------------------------------> merge -> by conversation -> conversation
-                                                                                     |
-        LlmCall -> llm (Answerer: streams chunks/final, puts LlmResult on the loop) <---+
-        Reply / Transcript -> nats;  Release -> feedback (the loop)  <-------------------+
+    prompts (JetStream, partitioned by user)
+      -> parse -> accepted? --no--> rejection replies, dead letters -----------------> nats
+                    | yes
+    results (loop) -+-> merge -> by user -> user (UserLogic) --LlmCall/SummaryCall--> llm
+                                                  |                                      |
+                                                  +-- replies, answers, transcripts -> nats
+    llm: the answerer streams chunks to the client and puts each result on the loop.
+
+One stateful step keyed by user owns a turn from admission to the stored answer: limits,
+quotas and the user's conversations are one state, snapshotted with the source positions.
+What re-enters the flow from outside recovery is only the LLM's results; a result lost in a
+crash is asked for again (the conversation still has the call in flight when it resumes).
+An answer leaves as one item: its transcript is stored, then its final reply sent.
 
 The edges come in as an `Edges`: NATS and the answerer in a running process
 (`Runtime.edges`), in-memory ones in tests and the restart benchmark. Every step that
@@ -27,32 +32,32 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from chatwax.core.conversation import (
+    Answered,
     ConversationConfig,
+    Effect,
     LlmCall,
     LlmResult,
     SummaryCall,
     SummaryResult,
 )
 from chatwax.core.intake import Accepted, Forget, Rejected, parse_inbound
-from chatwax.core.limits import LimitsConfig, Release
+from chatwax.core.limits import LimitsConfig
 from chatwax.core.protocol import DeadLetter, Inbound, Reply, Transcript
 from chatwax.core.settings import Settings
 from chatwax.core.summary import SummaryConfig
 from chatwax.core.tokens import ESTIMATE, TokenCounter
+from chatwax.core.user import UserConfig
 from chatwax.dataflow.guard import GuardedLogic, guarded_map
-from chatwax.dataflow.logic import (
-    ConversationLogic,
-    LimitEvent,
-    TurnEvent,
-    UserLimitsLogic,
-)
+from chatwax.dataflow.logic import UserEvent, UserLogic, user_of
 from chatwax.dataflow.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-
-Outbound = Reply | Transcript | DeadLetter
-"""What leaves the flow for NATS: replies, completed turns, dead letters."""
+Outbound = Reply | Transcript | Answered | DeadLetter
+"""What leaves the flow for NATS: replies, answers (stored, then sent), summaries' records
+and dead letters."""
+Looped = LlmResult | SummaryResult
+"""What comes back from the LLM: the only input from outside the recovery's reach."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,9 @@ class Edges:
     """Where the flow's data comes from and goes."""
 
     prompts: Source[Inbound]
-    feedback: Source[LlmResult | SummaryResult | Release]
+    results: Source[Looped]
     llm: Sink[LlmCall | SummaryCall]
     replies: Sink[Outbound]
-    loopback: Sink[Release]
 
 
 def conversation_config(settings: Settings, counter: TokenCounter = ESTIMATE
@@ -81,20 +85,18 @@ def conversation_config(settings: Settings, counter: TokenCounter = ESTIMATE
     )
 
 
-def limits_config(settings: Settings) -> LimitsConfig:
-    return LimitsConfig(
-        token_quota=settings.user_token_quota, window_s=settings.user_quota_window_s,
-        max_concurrent=settings.user_max_concurrent,
-        prompts_per_minute=settings.user_prompts_per_minute,
-        max_conversations=settings.user_max_conversations,
-        stale_after_s=max(900.0, 2 * (settings.llm_timeout_s + settings.retry_max_time_s)),
+def user_config(settings: Settings, counter: TokenCounter = ESTIMATE) -> UserConfig:
+    return UserConfig(
+        conversation=conversation_config(settings, counter),
+        limits=LimitsConfig(
+            token_quota=settings.user_token_quota, window_s=settings.user_quota_window_s,
+            max_concurrent=settings.user_max_concurrent,
+            prompts_per_minute=settings.user_prompts_per_minute,
+            max_conversations=settings.user_max_conversations),
+        # One retention for state and transcripts: a conversation whose transcripts
+        # expired leaves the dataflow's state at the same age.
+        retention_s=settings.transcript_max_age_s,
     )
-
-
-def _conversation_key(event: TurnEvent) -> str:
-    if isinstance(event, LlmResult | SummaryResult):
-        return event.conversation_id
-    return event.request.conversation_id
 
 
 Parsed = Accepted | Forget | Rejected | DeadLetter | Reply
@@ -104,30 +106,14 @@ def _is_valid(parsed: Parsed) -> TypeGuard[Accepted | Forget]:
     return isinstance(parsed, Accepted | Forget)
 
 
-def _is_release(item: LlmResult | SummaryResult | Release) -> TypeGuard[Release]:
-    return isinstance(item, Release)
-
-
-def _is_admitted(item: Accepted | Forget | Reply) -> TypeGuard[Accepted | Forget]:
-    return isinstance(item, Accepted | Forget)
-
-
-def _release_slot(event: TurnEvent) -> list[Release]:
-    """A prompt the conversation step could not take still frees its user's slot."""
-    if isinstance(event, Accepted):
-        return [Release(event.request.user_id, event.request.request_id, 0)]
-    return []
-
-
-def _user_key(event: LimitEvent) -> str:
-    return event.user_id if isinstance(event, Release) else event.request.user_id
+def _is_call(effect: Effect | DeadLetter) -> bool:
+    return isinstance(effect, LlmCall | SummaryCall)
 
 
 def build_flow(settings: Settings, edges: Edges, metrics: Metrics,
                counter: TokenCounter = ESTIMATE) -> Dataflow:
     """The chatwax dataflow on the given edges; `counter` counts tokens for trimming."""
-    cfg = conversation_config(settings, counter)
-    limits = limits_config(settings)
+    cfg = user_config(settings, counter)
     max_chars = settings.max_prompt_chars
 
     def rejection_reply(rejected: Parsed) -> Reply | DeadLetter | None:
@@ -146,29 +132,15 @@ def build_flow(settings: Settings, edges: Edges, metrics: Metrics,
         "parse", lambda m: parse_inbound(m, max_chars), metrics))
     checked = op.branch("accepted", parsed, _is_valid)
     rejections = op.filter_map("rejection_reply", checked.falses, rejection_reply)
-    looped = op.branch("is_release", op.input("feedback", flow, edges.feedback), _is_release)
-    admission = op.merge("limits_in", checked.trues, looped.trues)
-    limited = op.key_rm("limited", op.stateful(
-        "user_limits", op.key_on("by_user", admission, _user_key),
-        lambda s: GuardedLogic("user_limits", lambda r: UserLimitsLogic(limits, metrics, r),
-                               s, metrics)))
-    admitted = op.branch("admitted", limited, _is_admitted)
-    finished = cast(op.Stream[LlmResult | SummaryResult], looped.falses)
-    turn_events = op.merge("turn_events", admitted.trues, finished)
-    keyed = op.key_on("by_conversation", turn_events, _conversation_key)
-    effects = op.key_rm(
-        "effects",
-        op.stateful("conversation", keyed, lambda s: GuardedLogic(
-            "conversation", lambda r: ConversationLogic(cfg, metrics, r), s, metrics,
-            settle=_release_slot)),
-    )
-    split = op.branch("is_llm_call", effects, lambda e: isinstance(e, LlmCall | SummaryCall))
+    results = op.input("results", flow, edges.results)
+    events = cast(op.Stream[UserEvent], op.merge("events", checked.trues, results))
+    effects = op.key_rm("effects", op.stateful(
+        "user", op.key_on("by_user", events, user_of),
+        lambda resume: GuardedLogic("user", lambda r: UserLogic(cfg, metrics, r), resume,
+                                    metrics)))
+    split = op.branch("is_call", effects, _is_call)
     calls = cast(op.Stream[LlmCall | SummaryCall], split.trues)
-    ended = op.branch("is_release_effect", split.falses, lambda e: isinstance(e, Release))
-    releases = cast(op.Stream[Release], ended.trues)
-    outbound = cast(op.Stream[Outbound],
-                    op.merge("outbound", rejections, admitted.falses, ended.falses))
+    outbound = cast(op.Stream[Outbound], op.merge("outbound", rejections, split.falses))
     op.output("llm", calls, edges.llm)
-    op.output("loopback", releases, edges.loopback)
     op.output("nats", outbound, edges.replies)
     return flow

@@ -27,7 +27,6 @@ from chatwax.core import protocol
 from chatwax.core.conversation import LlmResult, SummaryResult
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted, Forget
-from chatwax.core.limits import Release
 from chatwax.core.protocol import DeadLetter, Inbound, Reply
 from chatwax.dataflow.metrics import Metrics
 
@@ -63,8 +62,6 @@ def describe(item: object) -> str:
         return f"LLM result of request {item.request_id}, conversation {item.conversation_id}"
     if isinstance(item, SummaryResult):
         return f"summary {item.call_id} of conversation {item.conversation_id}"
-    if isinstance(item, Release):
-        return f"release of request {item.request_id} of user {item.user_id}"
     return type(item).__name__
 
 
@@ -134,16 +131,13 @@ class GuardedLogic(op.StatefulLogic[In, Any, Any], Generic[In]):
 
     Building it from a snapshot can fail too (a snapshot of another build): then the key's
     snapshot is kept exactly as it was, so a build that can read it loses nothing, and each
-    item for the key is refused and set aside meanwhile. `settle` gives what a failed item
-    still owes the rest of the flow (the conversation step's release of the user's slot).
+    item for the key is refused and set aside meanwhile.
     """
 
     def __init__(self, step: str, build: Callable[[Any], op.StatefulLogic[In, Any, Any]],
-                 resume: Any, metrics: Metrics,
-                 settle: Callable[[In], list[Any]] | None = None) -> None:
+                 resume: Any, metrics: Metrics) -> None:
         self.step = step
         self.metrics = metrics
-        self.settle = settle
         self.resume = resume
         self.inner: op.StatefulLogic[In, Any, Any] | None
         self.unreadable: Any = None
@@ -160,15 +154,11 @@ class GuardedLogic(op.StatefulLogic[In, Any, Any], Generic[In]):
     def on_item(self, value: In) -> tuple[Iterable[Any], bool]:
         if self.inner is None:
             error = RuntimeError("the key's snapshot cannot be read by this build")
-            return self._failed(value, error), self.RETAIN
+            return failed(self.step, value, error, self.metrics), self.RETAIN
         try:
             return self.inner.on_item(value)
         except Exception as exc:  # noqa: BLE001 - the guard's whole job
-            return self._failed(value, exc), self.RETAIN
-
-    def _failed(self, value: In, exc: Exception) -> list[Any]:
-        owed = self.settle(value) if self.settle is not None else []
-        return [*failed(self.step, value, exc, self.metrics), *owed]
+            return failed(self.step, value, exc, self.metrics), self.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         if self.inner is None:

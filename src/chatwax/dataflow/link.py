@@ -20,7 +20,7 @@ from nats.js.errors import NotFoundError
 
 from chatwax.client.connection import connect_options
 from chatwax.core import protocol
-from chatwax.core.errors import ConfigError
+from chatwax.core.errors import ConfigError, ErrorCode
 from chatwax.core.settings import Settings
 from chatwax.core.threads import LoopThread
 from chatwax.dataflow.metrics import Metrics
@@ -173,10 +173,29 @@ class NatsLink:
 
     def publish_transcripts(self, transcripts: Iterable[tuple[protocol.Transcript, bytes]]
                             ) -> None:
-        """Store each encoded turn, without waiting."""
+        """Store each encoded record (a summary's), without waiting."""
         for t, data in transcripts:
-            self.thread.spawn(self._store_transcript(t, data),
-                              f"storing transcript {t.request_id}")
+            self.thread.spawn(self._store_only(t, data), f"storing transcript {t.request_id}")
+
+    async def _store_only(self, t: protocol.Transcript, data: bytes) -> None:
+        await self._store_transcript(t, data)
+
+    def publish_answers(self, answers: Iterable[tuple[protocol.Transcript, bytes, str, bytes]]
+                        ) -> None:
+        """Each answer's transcript stored, then its final reply sent: a client holding the
+        final can read the turn back at once (`chatwax export`, a page reload)."""
+        for t, data, subject, final in answers:
+            self.thread.spawn(self._store_then_reply(t, data, subject, final),
+                              f"answer {t.request_id}")
+
+    async def _store_then_reply(self, t: protocol.Transcript, data: bytes, subject: str,
+                                final: bytes) -> None:
+        if not await self._store_transcript(t, data):
+            final = protocol.ErrorEvent(
+                t.request_id, ErrorCode.INTERNAL,
+                "the answer could not be stored (NATS did not take it); ask again"
+            ).encode()
+        await self.nc.publish(subject, final)
 
     def publish_dead_letters(self, letters: Iterable[protocol.DeadLetter]) -> None:
         for letter in letters:
@@ -192,16 +211,18 @@ class NatsLink:
                       d.origin or "-", exc)
 
     async def _store_transcript(self, t: protocol.Transcript, data: bytes,
-                                attempts: int = 20) -> None:
-        """JetStream publish with retries; the request id makes a replayed turn a no-op."""
+                                attempts: int = 20) -> bool:
+        """JetStream publish with retries; the request id makes a replayed turn a no-op.
+        Whether it was stored."""
         subject = t.subject
         headers = {protocol.MSG_ID_HEADER: t.request_id}
         for attempt in range(attempts):
             try:
                 await self.js.publish(subject, data, headers=headers, timeout=5)
-                return
+                return True
             except (TimeoutError, NatsError) as exc:
                 log.warning("transcript %s not stored yet (%s), retrying", t.request_id, exc)
                 await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
         self.metrics.transcript_failures.inc()
         log.error("transcript %s could not be stored", t.request_id)
+        return False

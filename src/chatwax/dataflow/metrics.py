@@ -22,7 +22,7 @@ LATENCY_BUCKETS: Final = (
 TTFT_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 MAX_MODEL_LABELS: Final = 32
-GUARDED_STEPS: Final = ("parse", "user_limits", "conversation", "nats", "compat")
+GUARDED_STEPS: Final = ("parse", "user", "nats", "compat")
 """The steps whose failures are set aside (`chatwax.dataflow.guard`; `compat` is the
 tutorial adapter, which answers its failures at once and stores no dead letter)."""
 REJECT_REASONS: Final = ("bad_request", "prompt_too_large", "unsupported_version",
@@ -105,6 +105,11 @@ class Metrics:
         )
         self.summary_turns_folded = Counter(
             "chatwax_summary_turns_folded", "Turns folded into a conversation's summary.",
+            registry=r,
+        )
+        self.conversations_expired = Counter(
+            "chatwax_conversations_expired",
+            "Conversations that left the dataflow's state after the retention age idle.",
             registry=r,
         )
         self.dead_letters = Counter(

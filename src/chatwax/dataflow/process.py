@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from chatwax.core.settings import Settings
 from chatwax.core.threads import LoopThread
-from chatwax.dataflow import compat, health, legacy
+from chatwax.dataflow import compat, health
 from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics
 from chatwax.dataflow.restarts import RestartState, exit_on_stop_signals, reexec
@@ -101,7 +101,6 @@ def run(settings: Settings, env: Mapping[str, str]) -> int:
                  timeout=settings.llm_timeout_s + settings.retry_max_time_s + 30)
     recovery = (RecoveryConfig(str(spec.recovery_dir), spec.backup_interval)
                 if spec.recovery_dir else None)
-    legacy.install()  # snapshots of older releases name classes that have moved
     edges = runtime.edges(from_start=recovery is not None, on_poll=state.worker_active)
     flow = build_flow(settings, edges, metrics, runtime.counter)
     try:

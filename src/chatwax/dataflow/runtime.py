@@ -1,7 +1,7 @@
 """What one dataflow process runs on: built once by the entry point and handed down.
 
 One event loop on a thread drives the NATS connection and every LLM call; one queue
-carries finished calls and ended requests back into the flow. Sources and sinks receive
+carries finished calls back into the flow. Sources and sinks receive
 these objects instead of reaching for process-wide singletons.
 """
 
@@ -15,7 +15,7 @@ from chatwax.core.settings import Settings
 from chatwax.core.threads import LoopThread
 from chatwax.core.tokens import TokenCounter
 from chatwax.dataflow.answerer import Answerer, Feedback
-from chatwax.dataflow.edges import FeedbackSink, FeedbackSource, LlmSink, ReplySink
+from chatwax.dataflow.edges import LlmSink, ReplySink, ResultSource
 from chatwax.dataflow.flow import Edges
 from chatwax.dataflow.link import NatsLink
 from chatwax.dataflow.metrics import Metrics
@@ -47,7 +47,7 @@ class Runtime:
 
     def edges(self, *, from_start: bool, on_poll: Callable[[int], None] | None = None
               ) -> Edges:
-        """The production edges: the prompts stream, the answerer and the feedback loop.
+        """The production edges: the prompts stream, the answerer and its results.
 
         `from_start`: with recovery on, a first start reads the whole prompts stream.
         `on_poll`: told the worker index whenever a worker polls (the health endpoint).
@@ -55,8 +55,7 @@ class Runtime:
         poll_ms = self.settings.poll_ms
         return Edges(
             prompts=PromptSource(self.link, poll_ms, from_start=from_start),
-            feedback=FeedbackSource(self.feedback, poll_ms, on_poll),
+            results=ResultSource(self.feedback, poll_ms, on_poll),
             llm=LlmSink(self.answerer),
             replies=ReplySink(self.link),
-            loopback=FeedbackSink(self.feedback),
         )

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -23,11 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, MappingProxyType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlparse
 
 from chatwax.core import protocol
 from chatwax.core.errors import ConfigError
+from chatwax.core.natsurl import without_credentials
 from chatwax.core.settings import Settings
 from chatwax.frontend import launch
 from chatwax.local import model as local_llm
@@ -254,6 +256,20 @@ def llm_env(choice: str, port: int, env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+
+UI_WITHHELD: Final = ("OPENAI_API_KEY",)
+"""Variables the frontend process does not inherit: it names the model, never calls it."""
+
+
+def private_dir(path: Path) -> None:
+    """Make `path` (JetStream, recovery, passwords, cookie secret, exports) the owner's
+    alone: created 0700, an existing one of ours tightened to 0700 (never a shared folder
+    such as /tmp, which is sticky, nor one of another user)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX:
+        path.chmod(0o700)
+
 @dataclass(frozen=True)
 class LlmChoice:
     """The LLM of the whole stack, decided once before anything starts: every child gets
@@ -437,8 +453,10 @@ class Stack:
         if o.auth not in ("none", "oidc"):
             raise ConfigError(f"--auth {o.auth!r}: use none or oidc")
         self.check_ports()
-        o.data_dir.mkdir(parents=True, exist_ok=True)
-        self.ui_env = {**self.llm.env, "NATS_URL": self.nats_url}
+        private_dir(o.data_dir)
+        # The pages never call the LLM: the frontend does not get its key.
+        self.ui_env = {**{k: v for k, v in self.llm.env.items() if k not in UI_WITHHELD},
+                       "NATS_URL": self.nats_url}
         if o.ui:  # a sign-in that cannot work fails here, before anything starts
             self.ui_env.update(self.auth_env())
             launch.check_oidc(Settings.from_env(self.ui_env))
@@ -491,7 +509,8 @@ class Stack:
     def describe(self) -> str:
         o = self.opts
         monitor = "" if o.external_nats else f"  (monitor http://127.0.0.1:{o.nats_monitor_port})"
-        lines = ["chatwax is up:", f"  NATS        {self.nats_url}{monitor}"]
+        lines = ["chatwax is up:",
+                 f"  NATS        {without_credentials(self.nats_url)}{monitor}"]
         for i, url in enumerate(self.metrics_urls()):
             lines.append(f"  metrics {i}   {url}  "
                          f"(health http://127.0.0.1:{o.health_port + i}/readyz)")

@@ -1,13 +1,18 @@
-"""Conversation logic without I/O: trimming, prompt building, ordering, ownership."""
+"""Conversation logic without I/O: trimming, prompt building, ordering, answers."""
 
 from __future__ import annotations
 
-from chatwax.core.conversation import Conversation, ConversationConfig, LlmCall, LlmResult
+from chatwax.core.conversation import (
+    Answered,
+    Conversation,
+    ConversationConfig,
+    LlmCall,
+    LlmResult,
+)
 from chatwax.core.errors import ErrorCode
 from chatwax.core.history import Turn, build_messages, trim_history
 from chatwax.core.intake import Accepted, Rejected, parse_inbound
-from chatwax.core.limits import Release
-from chatwax.core.protocol import ErrorEvent, Inbound, PromptRequest, Reply, Transcript, Usage
+from chatwax.core.protocol import ErrorEvent, FinalEvent, Inbound, PromptRequest, Reply, Usage
 from chatwax.core.tokens import ESTIMATE, message_tokens
 
 CFG = ConversationConfig(system_prompt="be brief", prompt_budget=200, provider="local")
@@ -18,7 +23,7 @@ def _req(rid: str, user: str = "alice", conv: str = "c1", prompt: str = "q") -> 
 
 
 def _ok(rid: str, answer: str, conv: str = "c1") -> LlmResult:
-    return LlmResult(rid, conv, answer, Usage(3, 4), "m", 10.0, 2.0, 5.0)
+    return LlmResult(rid, conv, answer, Usage(3, 4), "m", 10.0, 2.0, 5.0, user_id="alice")
 
 
 def estimate_tokens(text: str) -> int:
@@ -72,10 +77,14 @@ def test_one_call_in_flight_and_queued_turns_see_earlier_answers() -> None:
     assert len(first) == 1 and isinstance(first[0], LlmCall)
     assert conv.on_prompt(_req("r2", prompt="two"), CFG) == []  # queued behind r1
     effects = conv.on_result(_ok("r1", "ONE"), CFG)
-    release, transcript, call = effects
-    assert release == Release("alice", "r1", 7)  # the tokens it spent, for the quota
-    assert isinstance(transcript, Transcript) and transcript.turn == 1
-    assert transcript.answer == "ONE" and transcript.usage == Usage(3, 4)
+    answered, call = effects
+    assert isinstance(answered, Answered)
+    transcript, final = answered.transcript, answered.final
+    assert transcript.turn == 1 and transcript.answer == "ONE"
+    assert transcript.usage == Usage(3, 4)
+    # One item: stored first, then this final sent, to the prompt's reply subject.
+    assert final.subject == "_INBOX.r1" and isinstance(final.event, FinalEvent)
+    assert (final.event.text, final.event.turn, final.event.usage) == ("ONE", 1, Usage(3, 4))
     assert isinstance(call, LlmCall) and call.request.request_id == "r2"
     assert call.messages[1:] == [
         {"role": "user", "content": "one"},
@@ -89,28 +98,23 @@ def test_failed_call_adds_no_turn_and_starts_the_next() -> None:
     conv = Conversation(owner="alice")
     conv.on_prompt(_req("r1"), CFG)
     conv.on_prompt(_req("r2"), CFG)
-    failed = LlmResult("r1", "c1", None, Usage(), "m", 0.0, None, 1.0, ErrorCode.LLM_UNAVAILABLE)
+    failed = LlmResult("r1", "c1", None, Usage(), "m", 0.0, None, 1.0, ErrorCode.LLM_UNAVAILABLE,
+                       error_message="the server is down", user_id="alice")
     effects = conv.on_result(failed, CFG)
-    assert [type(e) for e in effects] == [Release, LlmCall]
+    reply, call = effects
+    assert isinstance(reply, Reply) and reply.subject == "_INBOX.r1"
+    assert isinstance(reply.event, ErrorEvent)
+    assert (reply.event.code, reply.event.message) == (ErrorCode.LLM_UNAVAILABLE,
+                                                       "the server is down")
+    assert isinstance(call, LlmCall) and call.request.request_id == "r2"
     assert conv.history == [] and conv.turns == 0
-
-
-def test_another_users_prompt_is_forbidden() -> None:
-    conv = Conversation(owner="alice")
-    effects = conv.on_prompt(_req("r1", user="mallory"), CFG)
-    reply, release = effects
-    assert release == Release("mallory", "r1", 0)
-    assert isinstance(reply, Reply) and isinstance(reply.event, ErrorEvent)
-    assert reply.event.code is ErrorCode.CONVERSATION_FORBIDDEN
-    assert conv.pending == []
 
 
 def test_prompt_beyond_the_context_window_is_refused() -> None:
     cfg = ConversationConfig("sys", prompt_budget=50, provider="p", input_limit=100)
     conv = Conversation(owner="alice")
     effects = conv.on_prompt(_req("r1", prompt="x" * 1000), cfg)
-    reply, release = effects
-    assert release == Release("alice", "r1", 0)
+    (reply,) = effects
     assert isinstance(reply, Reply) and isinstance(reply.event, ErrorEvent)
     assert reply.event.code is ErrorCode.PROMPT_TOO_LARGE
     assert conv.pending == [] and conv.in_flight is None
@@ -121,7 +125,8 @@ def test_redelivered_prompt_is_not_queued_twice() -> None:
     conv.on_prompt(_req("r1"), CFG)
     assert conv.on_prompt(_req("r1"), CFG) == []
     conv.on_result(_ok("r1", "a"), CFG)
-    assert conv.on_prompt(_req("r1"), CFG) == [Release("alice", "r1", 0)]
+    assert conv.knows("r1") and not conv.knows("r2")
+    assert conv.on_prompt(_req("r1"), CFG) == []
     assert conv.turns == 1
 
 
@@ -160,20 +165,13 @@ def test_commands_are_read_only_from_the_command_subject() -> None:
     assert isinstance(odd, Rejected) and "unknown command None" in odd.message
 
 
-def test_forget_tells_waiting_prompts_and_frees_their_slots() -> None:
-    from chatwax.core.protocol import AckEvent, ForgetRequest
+def test_a_dropped_conversation_tells_its_waiting_prompts() -> None:
     conv = Conversation(owner="alice")
     conv.on_prompt(_req("r1"), CFG)
     conv.on_result(_ok("r1", "a"), CFG)
     conv.on_prompt(_req("r2"), CFG)  # in flight
     conv.on_prompt(_req("r3"), CFG)  # waiting
-    effects = conv.forget(ForgetRequest("f1", "alice", "c1", "_INBOX.f1"))
-    replies = [e for e in effects if isinstance(e, Reply)]
-    assert [(r.subject, type(r.event)) for r in replies] == [
-        ("_INBOX.r2", ErrorEvent), ("_INBOX.r3", ErrorEvent), ("_INBOX.f1", AckEvent)]
-    assert all(r.event.code is ErrorCode.CONVERSATION_DELETED
-               for r in replies if isinstance(r.event, ErrorEvent))
-    assert [e for e in effects if isinstance(e, Release)] == [
-        Release("alice", "r2", 0), Release("alice", "r3", 0)]
-    ack = replies[-1].event
-    assert isinstance(ack, AckEvent) and "1 turns, 2 waiting" in ack.message
+    replies = conv.drop()
+    assert [r.subject for r in replies if isinstance(r, Reply)] == ["_INBOX.r2", "_INBOX.r3"]
+    assert all(isinstance(r, Reply) and isinstance(r.event, ErrorEvent)
+               and r.event.code is ErrorCode.CONVERSATION_DELETED for r in replies)

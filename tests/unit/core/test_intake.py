@@ -11,11 +11,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatwax.core import protocol
-from chatwax.core.conversation import Conversation, ConversationConfig, LlmCall, LlmResult
+from chatwax.core.conversation import (
+    Answered,
+    Conversation,
+    ConversationConfig,
+    LlmCall,
+    LlmResult,
+)
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted, Rejected, parse_inbound
-from chatwax.core.limits import Release
-from chatwax.core.protocol import ErrorEvent, Inbound, PromptRequest, Reply, Transcript, Usage
+from chatwax.core.protocol import (
+    ErrorEvent,
+    FinalEvent,
+    Inbound,
+    PromptRequest,
+    Reply,
+    Transcript,
+    Usage,
+)
 
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 json_values = st.recursive(
@@ -83,9 +96,9 @@ events = st.lists(
 def test_conversation_invariants_hold_for_any_event_order(seq: list[Any]) -> None:
     conv = Conversation(owner="alice")
     transcripts: list[Transcript] = []
-    for kind, user, n, text in seq:
+    for kind, _, n, text in seq:  # a conversation is one user's (their state holds it)
         if kind == "prompt":
-            req = PromptRequest(f"r{n}", user, "c", text or "x", "_INBOX.r", 0.0)
+            req = PromptRequest(f"r{n}", "alice", "c", text or "x", "_INBOX.r", 0.0)
             effects = conv.on_prompt(Accepted(req, 0.0), CFG)
         elif kind == "restart":
             effects = conv.restart_in_flight(CFG)
@@ -93,13 +106,16 @@ def test_conversation_invariants_hold_for_any_event_order(seq: list[Any]) -> Non
             rid = conv.in_flight if n % 2 == 0 and conv.in_flight else f"r{n}"
             answer = None if kind == "fail" else f"answer {n}"
             effects = conv.on_result(
-                LlmResult(rid, "c", answer, Usage(1, 1), "m", 1.0, None, 0.0), CFG)
+                LlmResult(rid, "c", answer, Usage(1, 1), "m", 1.0, None, 0.0,
+                          None if answer else ErrorCode.LLM_UNAVAILABLE, user_id="alice"), CFG)
         for e in effects:
-            assert isinstance(e, LlmCall | Reply | Transcript | Release)
+            assert isinstance(e, LlmCall | Reply | Answered)
             if isinstance(e, Reply):
                 assert isinstance(e.event, ErrorEvent)
-            if isinstance(e, Transcript):
-                transcripts.append(e)
+            if isinstance(e, Answered):
+                transcripts.append(e.transcript)
+                assert isinstance(e.final.event, FinalEvent)
+                assert e.final.event.turn == e.transcript.turn
             if isinstance(e, LlmCall):
                 assert e.request.user_id == "alice"
                 assert conv.in_flight == e.request.request_id

@@ -1,12 +1,10 @@
-"""Per-user admission: token quota over a rolling window and concurrent prompts."""
+"""Per-user admission: token quota, unanswered prompts, prompt rate, conversations."""
 
 from __future__ import annotations
 
-import pytest
-
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted
-from chatwax.core.limits import LimitsConfig, Release, UserLimits
+from chatwax.core.limits import Allowance, LimitsConfig
 from chatwax.core.protocol import ErrorEvent, PromptRequest, Reply
 
 
@@ -14,106 +12,69 @@ def _req(rid: str) -> Accepted:
     return Accepted(PromptRequest(rid, "alice", "c", "q", f"_INBOX.{rid}", 0.0), 0.0)
 
 
-def _code(out: Accepted | Reply) -> ErrorCode | None:
-    if isinstance(out, Reply):
-        assert isinstance(out.event, ErrorEvent)
-        return out.event.code
-    return None
+def _admit(a: Allowance, cfg: LimitsConfig, now: float, waiting: int = 0,
+           conversations: int = 0, new: bool = False) -> ErrorCode | None:
+    got = a.admit(_req("x"), cfg, now, waiting=waiting, conversations=conversations, new=new)
+    if got is None:
+        return None
+    assert isinstance(got, Reply) and isinstance(got.event, ErrorEvent)
+    return got.event.code
 
 
-def test_concurrency_limit_counts_unanswered_prompts() -> None:
-    lim, cfg = UserLimits(), LimitsConfig(max_concurrent=2)
-    assert _code(lim.admit(_req("a"), cfg, 0.0)) is None
-    assert _code(lim.admit(_req("b"), cfg, 0.0)) is None
-    assert _code(lim.admit(_req("c"), cfg, 0.0)) is ErrorCode.TOO_MANY_REQUESTS
-    lim.release(Release("alice", "a", 10), 1.0)
-    assert _code(lim.admit(_req("c"), cfg, 1.0)) is None
+def test_unanswered_prompts_are_capped() -> None:
+    a, cfg = Allowance(), LimitsConfig(max_concurrent=2)
+    assert _admit(a, cfg, 0.0, waiting=1) is None
+    assert _admit(a, cfg, 0.0, waiting=2) is ErrorCode.TOO_MANY_REQUESTS
 
 
 def test_token_quota_over_a_rolling_window() -> None:
-    lim, cfg = UserLimits(), LimitsConfig(token_quota=100, window_s=60)
-    lim.admit(_req("a"), cfg, 0.0)
-    lim.release(Release("alice", "a", 100), 0.0)
-    refused = lim.admit(_req("b"), cfg, 30.0)
-    assert _code(refused) is ErrorCode.QUOTA_EXCEEDED
-    assert isinstance(refused, Reply) and "100 of 100" in refused.event.message
-    assert "try again in 30 s" in refused.event.message  # type: ignore[union-attr]
-    assert _code(lim.admit(_req("b"), cfg, 61.0)) is None  # the spend left the window
-
-
-def test_redelivered_prompt_is_admitted_once() -> None:
-    lim, cfg = UserLimits(), LimitsConfig(max_concurrent=1)
-    assert _code(lim.admit(_req("a"), cfg, 0.0)) is None
-    assert _code(lim.admit(_req("a"), cfg, 0.0)) is None  # same request, no new slot
-    assert len(lim.in_flight) == 1
-
-
-def test_a_lost_release_cannot_lock_a_user_out_forever() -> None:
-    lim, cfg = UserLimits(), LimitsConfig(max_concurrent=1, stale_after_s=100)
-    lim.admit(_req("a"), cfg, 0.0)
-    assert _code(lim.admit(_req("b"), cfg, 50.0)) is ErrorCode.TOO_MANY_REQUESTS
-    assert _code(lim.admit(_req("b"), cfg, 150.0)) is None
-
-
-def test_limits_off_admit_everything_and_idle_state_is_dropped() -> None:
-    lim, cfg = UserLimits(), LimitsConfig()
-    for i in range(50):
-        assert _code(lim.admit(_req(f"r{i}"), cfg, 0.0)) is None
-    for i in range(50):
-        lim.release(Release("alice", f"r{i}", 0), 0.0)
-    assert lim.idle
-
-
-def _conv(rid: str, conversation: str) -> Accepted:
-    return Accepted(PromptRequest(rid, "alice", conversation, "q", f"_INBOX.{rid}", 0.0), 0.0)
+    a, cfg = Allowance(), LimitsConfig(token_quota=100, window_s=60)
+    a.spend(100, 0.0)
+    refused = a.admit(_req("b"), cfg, 30.0, waiting=0, conversations=1, new=False)
+    assert isinstance(refused, Reply) and isinstance(refused.event, ErrorEvent)
+    assert refused.event.code is ErrorCode.QUOTA_EXCEEDED
+    assert "100 of 100" in refused.event.message and "try again in 30 s" in refused.event.message
+    assert _admit(a, cfg, 61.0) is None  # the spend left the window
 
 
 def test_prompt_rate_allows_a_burst_then_one_per_interval() -> None:
-    lim, cfg = UserLimits(), LimitsConfig(prompts_per_minute=6)
-    assert [_code(lim.admit(_req(f"b{i}"), cfg, 0.0)) for i in range(6)] == [None] * 6
-    refused = lim.admit(_req("b6"), cfg, 0.0)
-    assert _code(refused) is ErrorCode.TOO_MANY_REQUESTS
-    assert isinstance(refused, Reply) and "6 a minute" in refused.event.message
-    assert "try again in 10 s" in refused.event.message  # type: ignore[union-attr]
-    assert _code(lim.admit(_req("b7"), cfg, 9.0)) is ErrorCode.TOO_MANY_REQUESTS
-    assert _code(lim.admit(_req("b8"), cfg, 10.5)) is None  # one refilled after 10 s
-    assert _code(lim.admit(_req("b9"), cfg, 10.5)) is ErrorCode.TOO_MANY_REQUESTS
+    a, cfg = Allowance(), LimitsConfig(prompts_per_minute=6)
+    assert [_admit(a, cfg, 0.0) for _ in range(6)] == [None] * 6
+    refused = a.admit(_req("b6"), cfg, 0.0, waiting=0, conversations=0, new=False)
+    assert isinstance(refused, Reply) and isinstance(refused.event, ErrorEvent)
+    assert refused.event.code is ErrorCode.TOO_MANY_REQUESTS
+    assert "6 a minute" in refused.event.message and "try again in 10 s" in refused.event.message
+    assert _admit(a, cfg, 9.0) is ErrorCode.TOO_MANY_REQUESTS
+    assert _admit(a, cfg, 10.5) is None  # one refilled after 10 s
+    assert _admit(a, cfg, 10.5) is ErrorCode.TOO_MANY_REQUESTS
 
 
-def test_a_refilled_bucket_is_not_state() -> None:
-    lim, cfg = UserLimits(), LimitsConfig(prompts_per_minute=60)
-    lim.admit(_req("a"), cfg, 0.0)
-    lim.release(Release("alice", "a", 0), 0.5)
-    lim.settle(cfg, 0.5)
-    assert not lim.idle  # still one prompt short of a full bucket
-    lim.settle(cfg, 2.0)
-    assert lim.idle
+def test_the_bucket_refills_to_the_rate_and_no_further() -> None:
+    a, cfg = Allowance(), LimitsConfig(prompts_per_minute=60)
+    assert _admit(a, cfg, 0.0) is None
+    assert a.bucket == 59.0
+    assert _admit(a, cfg, 3600.0) is None  # an hour later: full (60), then one taken
+    assert a.bucket == 59.0
 
 
-def test_conversations_per_user_are_capped_and_forget_frees_one() -> None:
-    lim, cfg = UserLimits(), LimitsConfig(max_conversations=2)
-    assert _code(lim.admit(_conv("a", "c1"), cfg, 0.0)) is None
-    assert _code(lim.admit(_conv("b", "c2"), cfg, 0.0)) is None
-    assert _code(lim.admit(_conv("c", "c1"), cfg, 0.0)) is None  # an old one goes on
-    refused = lim.admit(_conv("d", "c3"), cfg, 0.0)
-    assert _code(refused) is ErrorCode.CONVERSATION_LIMIT
-    lim.forget("c1")
-    assert _code(lim.admit(_conv("e", "c3"), cfg, 0.0)) is None
-    assert lim.conversations == {"c2", "c3"}
+def test_a_new_conversation_past_the_cap_is_refused_an_old_one_goes_on() -> None:
+    a, cfg = Allowance(), LimitsConfig(max_conversations=2)
+    assert _admit(a, cfg, 0.0, conversations=2, new=False) is None
+    assert _admit(a, cfg, 0.0, conversations=2, new=True) is ErrorCode.CONVERSATION_LIMIT
+    assert _admit(a, cfg, 0.0, conversations=1, new=True) is None
+
+
+def test_limits_off_admit_everything() -> None:
+    a, cfg = Allowance(), LimitsConfig()
+    a.spend(10**9, 0.0)
+    assert all(_admit(a, cfg, 0.0, waiting=10**6, conversations=10**6, new=True) is None
+               for _ in range(50))
 
 
 def test_snapshots_are_plain_data_and_round_trip() -> None:
-    lim, cfg = UserLimits(), LimitsConfig(prompts_per_minute=5, max_conversations=3)
-    lim.admit(_conv("a", "c1"), cfg, 10.0)
-    lim.release(Release("alice", "a", 7), 11.0)
-    snap = lim.to_snapshot()
-    assert type(snap) is dict and snap["v"] == 1
-    assert UserLimits.from_snapshot(snap) == lim
-
-
-def test_an_earlier_builds_object_is_read_and_unknown_snapshots_are_refused() -> None:
-    old = UserLimits({"r": 1.0}, [(1.0, 5)])
-    assert UserLimits.from_snapshot(old) == UserLimits({"r": 1.0}, [(1.0, 5)])
-    for bad in ({"v": 99}, ("not", "limits"), b"bytes"):
-        with pytest.raises(ValueError, match="snapshot"):
-            UserLimits.from_snapshot(bad)
+    a, cfg = Allowance(), LimitsConfig(prompts_per_minute=5)
+    _admit(a, cfg, 10.0)
+    a.spend(7, 11.0)
+    snap = a.to_snapshot()
+    assert type(snap) is dict
+    assert Allowance.from_snapshot(snap) == a

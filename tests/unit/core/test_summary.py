@@ -14,7 +14,6 @@ from chatwax.core.conversation import (
 )
 from chatwax.core.history import SUMMARY_PREFIX, Turn, build_messages
 from chatwax.core.intake import Accepted
-from chatwax.core.limits import Release
 from chatwax.core.protocol import PromptRequest, Transcript, Usage
 from chatwax.core.summary import SUMMARIZER_MARK, SummaryConfig, summary_messages, to_fold
 from chatwax.core.tokens import ESTIMATE, MESSAGE_OVERHEAD_TOKENS, message_tokens
@@ -40,7 +39,8 @@ def _req(rid: str, prompt: str) -> Accepted:
 
 def _answer(rid: str, words: int, usage: Usage | None = None) -> LlmResult:
     text = " ".join(["w"] * words)
-    return LlmResult(rid, "c1", text, usage or Usage(1, words), "m", 5.0, 1.0, 2.0)
+    return LlmResult(rid, "c1", text, usage or Usage(1, words), "m", 5.0, 1.0, 2.0,
+                     user_id="alice")
 
 
 def _turn(conv: Conversation, rid: str, prompt_words: int = 6, answer_words: int = 10,
@@ -115,9 +115,8 @@ def test_a_summary_replaces_the_turns_it_folded_and_is_stored_with_its_usage() -
     conv, call = _summarizing()
     _turn(conv, "r4")  # a turn that ends while the summary is made stays
     effects = conv.on_summary(SummaryResult(call.call_id, "c1", "Ada likes tea", Usage(30, 5),
-                                            "m", 40.0, 9.0), CFG)
-    release, transcript = effects
-    assert release == Release("alice", call.call_id, 35)  # the quota pays for summaries too
+                                            "m", 40.0, 9.0, user_id="alice"), CFG)
+    (transcript,) = effects
     assert isinstance(transcript, Transcript) and transcript.kind == "summary"
     assert transcript.answer == "Ada likes tea" and transcript.usage == Usage(30, 5)
     assert transcript.subject == "chatwax.transcripts.alice.c1.summary"
@@ -131,11 +130,11 @@ def test_a_summary_replaces_the_turns_it_folded_and_is_stored_with_its_usage() -
 
 def test_a_failed_summary_falls_back_to_trimming_and_a_stale_one_is_ignored() -> None:
     conv, call = _summarizing()
-    assert conv.on_summary(SummaryResult("sum-other", "c1", "x", Usage(), "m", 1.0, 1.0),
-                           CFG) == []
-    effects = conv.on_summary(SummaryResult(call.call_id, "c1", None, Usage(), "m", 1.0, 1.0),
-                              CFG)
-    assert effects == [Release("alice", call.call_id, 0)]
+    assert conv.on_summary(SummaryResult("sum-other", "c1", "x", Usage(), "m", 1.0, 1.0,
+                                         user_id="alice"), CFG) == []
+    effects = conv.on_summary(SummaryResult(call.call_id, "c1", None, Usage(), "m", 1.0, 1.0,
+                                            user_id="alice"), CFG)
+    assert effects == []
     assert conv.summary == "" and conv.summarizing is None
     assert sum(t.size(WORDS) for t in conv.history) <= CFG.prompt_budget
 
@@ -166,20 +165,6 @@ def test_a_restart_starts_the_cut_off_summary_again() -> None:
     effects = restored.restart_in_flight(CFG)
     assert [type(e) for e in effects] == [SummaryCall, LlmCall]
     assert effects[0] == conv.summarizing
-
-
-def test_state_snapshotted_before_summaries_existed_loads_with_defaults() -> None:
-    conv = Conversation(owner="alice", history=[Turn("r0", "p", "a", 9)], turns=1)
-    # An older build's snapshot: pickle's default state of a slotted object, without the
-    # summary fields; turns without a token count.
-    old = {k: getattr(conv, k) for k in ("owner", "history", "turns", "pending", "in_flight")}
-    restored = Conversation.__new__(Conversation)
-    restored.__setstate__((None, old))
-    assert (restored.owner, restored.turns, restored.history) == ("alice", 1, conv.history)
-    assert (restored.summary, restored.folded, restored.summarizing) == ("", 0, None)
-    old_turn = Turn.__new__(Turn)
-    old_turn.__setstate__((None, {"request_id": "r", "prompt": "p", "answer": "a"}))
-    assert old_turn.tokens == -1 and old_turn.size(WORDS) == 1 + 1 + 2 * MESSAGE_OVERHEAD_TOKENS
 
 
 def test_state_round_trips_through_pickle() -> None:

@@ -33,7 +33,7 @@ from tests.unit.core.test_safejson import KILLERS
 def _echo(call: LlmCall) -> LlmResult:
     r = call.request
     return LlmResult(r.request_id, r.conversation_id, f"echo: {r.prompt}", Usage(1, 2), "m",
-                     1.0, 0.5, 0.0)
+                     1.0, 0.5, 0.0, user_id=r.user_id)
 
 
 def _prompt(seq: int, user: str, conv: str, text: str = "hi") -> Inbound:
@@ -63,7 +63,7 @@ def test_the_known_killers_are_refused_and_the_next_prompt_answered() -> None:
              for i, data in enumerate(KILLERS.values())]
     items.append(_prompt(100, "alice", "after"))
     metrics = Metrics(CollectorRegistry())
-    out, llm = _run(items, expected_feedback=2, metrics=metrics)
+    out, llm = _run(items, expected_feedback=1, metrics=metrics)
 
     errors = _errors(out)
     assert all(errors[f"_INBOX.k{i}"].code in (ErrorCode.BAD_REQUEST, ErrorCode.PROMPT_TOO_LARGE)
@@ -96,37 +96,45 @@ def test_any_batch_of_messages_leaves_the_flow_running(batch: list[bytes]) -> No
     (a reply where it named a usable reply subject) and none reaches the LLM."""
     items = [Inbound(i % 2, i, data, f"_INBOX.f{i}", 1.0) for i, data in enumerate(batch)]
     items.append(_prompt(1000, "carol", "fuzzed"))
-    out, llm = _run(items, expected_feedback=2)
+    out, llm = _run(items, expected_feedback=1)
     assert [c.request.request_id for c in llm.calls] == ["r1000"]
     assert len(_errors(out)) == len(batch)
 
 
 def _snapshot_rows(store: Path) -> list[tuple[Path, str]]:
     rows = []
-    for part in store.iterdir():
+    for part in store.glob("*.sqlite3"):
         with sqlite3.connect(part) as db:
             rows += [(part, key) for (key,) in db.execute(
-                "SELECT state_key FROM snaps WHERE step_id LIKE '%conversation%'")]
+                "SELECT state_key FROM snaps WHERE step_id LIKE '%.user.%'")]
     return rows
 
 
-def _overwrite(store: Path, conversation: str, snapshot: object) -> None:
-    """Put `snapshot` where Bytewax keeps the conversation's state, as its own pickle."""
+def _overwrite(store: Path, user: str, snapshot: object) -> None:
+    """Put `snapshot` where Bytewax keeps the user's state, as its own pickle."""
     for part, key in _snapshot_rows(store):
-        if key == conversation:
+        if key == user:
             with sqlite3.connect(part) as db:
                 db.execute("UPDATE snaps SET ser_change = ? WHERE state_key = ? AND step_id "
-                           "LIKE '%conversation%'", (pickle.dumps(snapshot), key))
+                           "LIKE '%.user.%'", (pickle.dumps(snapshot), key))
             return
-    raise AssertionError(f"no snapshot of {conversation}")
+    raise AssertionError(f"no snapshot of {user}")
+
+
+def _garbled(snap: dict[str, Any], packed: bytes) -> dict[str, Any]:
+    return {**snap, "packed": {"c": (False, 0, packed)}}
 
 
 UNREADABLE = st.one_of(
-    st.tuples(st.booleans(), st.binary(max_size=64)),  # the packed form, garbled bytes
-    st.tuples(st.booleans(), st.just(pickle.dumps({"not": "a conversation"}))),
+    # Another build's shapes: an older snapshot's forms, an unknown version, garbage.
+    st.tuples(st.booleans(), st.binary(max_size=64)),
     st.integers() | st.text(max_size=10) | st.binary(max_size=10),
-    st.tuples(st.integers()) | st.lists(st.integers(), max_size=4),
+    st.lists(st.integers(), max_size=4),
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=3),
+    st.integers(0, 9).filter(lambda v: v != 2).map(lambda v: {"v": v, "user": "dora"}),
+    # This build's form with a conversation inside it garbled, or not a conversation.
+    st.binary(max_size=64).map(lambda b: ("packed", b)),
+    st.just(("packed", pickle.dumps({"not": "a conversation"}))),
 )
 
 
@@ -137,20 +145,26 @@ def test_a_snapshot_this_build_cannot_read_is_kept_and_its_prompts_set_aside(
         tmp_path_factory: Any, snapshot: object) -> None:
     store = tmp_path_factory.mktemp("recovery")
     init_db_dir(store, 2)
-    first = [_prompt(1, "dora", "kept"), _prompt(2, "dora", "garbled")]
-    _run(first, expected_feedback=4, recovery=store)
-    _overwrite(store, "garbled", snapshot)
+    first = [_prompt(1, "dora", "c"), _prompt(2, "eve", "c")]
+    _run(first, expected_feedback=2, recovery=store)
+    if isinstance(snapshot, tuple) and snapshot[0] == "packed":
+        for part, key in _snapshot_rows(store):
+            if key == "dora":
+                with sqlite3.connect(part) as db:
+                    (raw,) = db.execute("SELECT ser_change FROM snaps WHERE state_key = 'dora' "
+                                        "AND step_id LIKE '%.user.%'").fetchone()
+                snapshot = _garbled(pickle.loads(raw), snapshot[1])
+    _overwrite(store, "dora", snapshot)
 
-    later = [*first, _prompt(3, "dora", "garbled"), _prompt(4, "dora", "kept")]
-    out, llm = _run(later, expected_feedback=3, recovery=store)
+    later = [*first, _prompt(3, "dora", "c"), _prompt(4, "eve", "c")]
+    out, llm = _run(later, expected_feedback=1, recovery=store)
 
     assert [c.request.request_id for c in llm.calls] == ["r4"]
-    assert llm.calls[0].messages[-3]["content"] == "hi"  # "kept" had its history back
+    assert llm.calls[0].messages[-3]["content"] == "hi"  # eve had her history back
     refused = _errors(out)["_INBOX.3"]
     assert refused.code is ErrorCode.INTERNAL and "set aside" in refused.message
     dead = [d for d in out if isinstance(d, DeadLetter)]
-    assert [d.step for d in dead] == ["conversation"]
+    assert [d.step for d in dead] == ["user"]
     assert json.loads(dead[0].data)["request_id"] == "r3"
-    assert sorted(r.request_id for r in llm.releases) == ["r3", "r4"]  # the slot is freed
-    # The unreadable snapshot stays as it was, for a build that can read it.
-    assert ("garbled" in {k for _, k in _snapshot_rows(store)})
+    # The unreadable snapshot stays, for a build that can read it.
+    assert "dora" in {k for _, k in _snapshot_rows(store)}

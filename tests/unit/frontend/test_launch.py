@@ -117,7 +117,25 @@ def test_streamlit_inherits_no_secret() -> None:
 def test_chatwax_ui_refuses_an_incomplete_sign_in_before_starting() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATWAX_")}
     res = subprocess.run([sys.executable, "-m", "chatwax", "ui", "--port", "1"],
-                         env={**env, "CHATWAX_AUTH": "oidc"}, capture_output=True, text=True,
-                         timeout=60)
+                         env={**env, "CHATWAX_AUTH": "oidc", "CHATWAX_OIDC_CLIENT_ID": "x"},
+                         capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "configuration error: CHATWAX_AUTH=oidc needs CHATWAX_OIDC_METADATA_URL" in res.stderr
+
+
+def test_sign_in_with_no_provider_at_all_fails_closed() -> None:
+    """The chart's default (sign-in on, no provider yet) starts the pages, which then let
+    nobody in (tests/e2e/test_signin.py), and still with identity headers off; any provider
+    value given makes every other one required."""
+    bare = Settings.from_env({"CHATWAX_AUTH": "oidc"})
+    assert launch.unconfigured(bare)
+    assert "no provider is configured" in launch.describe(bare)
+    assert not launch.unconfigured(Settings.from_env({}))  # open mode is no sign-in at all
+    for name in ("CHATWAX_OIDC_METADATA_URL", "CHATWAX_OIDC_CLIENT_ID",
+                 "CHATWAX_OIDC_CLIENT_SECRET"):
+        assert not launch.unconfigured(Settings.from_env({"CHATWAX_AUTH": "oidc",
+                                                          name: OIDC[name]}))
+    cmd = launch.streamlit_command(8501, "0.0.0.0", sign_in=True)
+    assert {"--server.trustedUserHeaders={}", "--server.enableAgentApi=false",
+            "--server.enableXsrfProtection=true"} <= set(cmd)
+    assert not [a for a in cmd if a.startswith("--secrets.files")]
