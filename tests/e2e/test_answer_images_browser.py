@@ -5,19 +5,14 @@ image's URL the moment it is shown (issue #23)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from chatwax.dev.stack import Stack
-from tests.support.procs import NatsServer, free_port, stop, wait_http
 from tests.support.signin import chat, chromium, wait_idle
 
 
@@ -54,22 +49,6 @@ def leak() -> Iterator[Leak]:
     server = Leak()
     yield server
     server.server.shutdown()
-
-
-@pytest.fixture
-def frontend(nats: NatsServer, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "streamlit.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chatwax", "ui", "--port", str(port)],
-        env={**os.environ, "NATS_URL": nats.url, "CHATWAX_AUTH": "none"}, stdout=log,
-        stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
-        log.close()
 
 
 def test_images_in_answers_are_links_and_never_fetched(cluster: Stack, frontend: str,

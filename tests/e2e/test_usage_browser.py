@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import Stack
 from tests.support.asks import ask_all, run
 from tests.support.browser import capture
-from tests.support.procs import NatsServer, free_port, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
-
-
-@pytest.fixture
-def frontend(nats: NatsServer, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "streamlit.log").open("wb")
-    proc = subprocess.Popen(  # as every deployment starts the pages: `chatwax ui`
-        [sys.executable, "-m", "chatwax", "ui", "--port", str(port)],
-        env={**os.environ, "NATS_URL": nats.url, "CHATWAX_AUTH": "none"}, stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
-        log.close()
 
 
 def test_usage_page_renders_the_numbers(

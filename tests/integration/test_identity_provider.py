@@ -10,7 +10,6 @@ import base64
 import hashlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -124,24 +123,17 @@ def test_a_missing_user_claim_is_refused_and_oid_is_stable(idp: Provider) -> Non
         Settings.from_env({"CHATWAX_AUTH_USER_CLAIM": "preferred_username"})
 
 
-def _routable_address() -> str | None:
-    """An address of this machine that is not loopback (where http must be refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.1", 9))  # no packet is sent
-        except OSError:
-            return None
-        address = str(s.getsockname()[0])
-    return None if address.startswith("127.") else address
+NOT_LOOPBACK_HOST = "0.0.0.0"
+"""An address chatwax must treat as another machine's (only `localhost` and loopback
+addresses may use http), which Linux still connects to this machine's loopback: the
+test's provider is served on 127.0.0.1 and really reached, and no packet leaves."""
 
 
 def test_a_provider_over_plain_http_is_refused_before_it_is_asked() -> None:
-    """The same provider: on loopback over http it is accepted; on the machine's network
-    address over http `chatwax ui` refuses to start and the provider sees no request."""
-    address = _routable_address()
-    if address is None:
-        pytest.skip("this machine has no non-loopback IPv4 address")
-    with oidc_provider(address) as remote:
+    """The same provider: on loopback over http it is accepted; named as another host over
+    http `chatwax ui` refuses to start and the provider sees no request."""
+    address = NOT_LOOPBACK_HOST
+    with oidc_provider(address, bind="127.0.0.1") as remote:
         assert httpx.get(remote.metadata_url, timeout=10).json()["issuer"] == remote.issuer
         served = remote.requests
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHATWAX_")}

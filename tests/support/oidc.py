@@ -296,11 +296,11 @@ def _login_form(query: str, error: str = "") -> str:
 
 
 @contextlib.contextmanager
-def oidc_provider(host: str = "127.0.0.1") -> Iterator[Provider]:
-    """The provider, serving on `host` (loopback by default) in a thread until the block
-    ends."""
+def oidc_provider(host: str = "127.0.0.1", bind: str | None = None) -> Iterator[Provider]:
+    """The provider, named `host` in its URLs and serving on `bind` (default: `host`;
+    loopback by default) in a thread until the block ends."""
     provider = Provider(host)
-    httpd = make_server(host, provider.port, _app(provider), threaded=True)
+    httpd = make_server(bind or host, provider.port, _app(provider), threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name="test-oidc", daemon=True)
     thread.start()
     try:

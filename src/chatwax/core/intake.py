@@ -46,7 +46,7 @@ def parse_inbound(msg: Inbound, max_prompt_chars: int) -> Accepted | Forget | Re
         request = protocol.decode_inbound(msg.data, max_prompt_chars, msg.command)
     except ProtocolError as exc:
         return Rejected(
-            protocol.safe_reply_to(msg.reply_to), _salvage_request_id(msg.data), exc.code,
+            protocol.safe_reply_to(msg.reply_to), salvage_request_id(msg.data), exc.code,
             exc.message,
         )
     if isinstance(request, ForgetRequest):
@@ -54,7 +54,7 @@ def parse_inbound(msg: Inbound, max_prompt_chars: int) -> Accepted | Forget | Re
     return Accepted(request, msg.stored_at)
 
 
-def _salvage_request_id(data: bytes) -> str:
+def salvage_request_id(data: bytes) -> str:
     """Best effort: echo the request id of a bad message if one can be read safely."""
     try:
         obj = protocol.load_object(data)

@@ -26,7 +26,7 @@ import bytewax.operators as op
 from chatwax.core import protocol
 from chatwax.core.conversation import LlmResult, SummaryResult
 from chatwax.core.errors import ErrorCode
-from chatwax.core.intake import Accepted, Forget
+from chatwax.core.intake import Accepted, Forget, salvage_request_id
 from chatwax.core.protocol import DeadLetter, Inbound, Reply
 from chatwax.dataflow.metrics import Metrics
 
@@ -79,7 +79,7 @@ def error_text(exc: BaseException, item: object) -> str:
 def _payload(item: object) -> tuple[bytes, dict[str, str], str, str | None, str]:
     """What a dead letter keeps of an item: bytes, headers, origin, reply address, id."""
     if isinstance(item, Inbound):
-        rid = _salvage_id(item.data)
+        rid = salvage_request_id(item.data)
         return (item.data, dict(item.headers), f"{item.partition}:{item.seq}",
                 protocol.safe_reply_to(item.reply_to), rid)
     if isinstance(item, Accepted | Forget):
@@ -88,14 +88,6 @@ def _payload(item: object) -> tuple[bytes, dict[str, str], str, str | None, str]
     ids = {k: getattr(item, k) for k in getattr(type(item), "__slots__", ())
            if k.endswith("_id") and isinstance(getattr(item, k, None), str)}
     return json.dumps({"type": type(item).__name__, **ids}).encode(), {}, "", None, ""
-
-
-def _salvage_id(data: bytes) -> str:
-    try:
-        rid = protocol.load_object(data).get("request_id")
-        return protocol.check_id(rid, "request_id", protocol.MAX_REQUEST_ID)
-    except Exception:  # noqa: BLE001 - whatever the bytes are: no id then
-        return ""
 
 
 def failed(step: str, item: object, exc: BaseException, metrics: Metrics) -> list[Any]:
@@ -161,21 +153,21 @@ class GuardedLogic(op.StatefulLogic[In, Any, Any], Generic[In]):
             return failed(self.step, value, exc, self.metrics), self.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
-        if self.inner is None:
-            return [], self.RETAIN
-        try:
-            return self.inner.on_notify()
-        except Exception as exc:  # noqa: BLE001 - the guard's whole job
-            self._timer_failed("its timer", exc)
-            return [], self.RETAIN
+        return self._without_item("its timer", lambda inner: inner.on_notify())
 
     def on_eof(self) -> tuple[Iterable[Any], bool]:
+        return self._without_item("the end of its input", lambda inner: inner.on_eof())
+
+    def _without_item(self, what: str, call: Callable[[op.StatefulLogic[In, Any, Any]],
+                                                      tuple[Iterable[Any], bool]]
+                      ) -> tuple[Iterable[Any], bool]:
+        """A call with no item to set aside: a failure is logged, and the key goes on."""
         if self.inner is None:
             return [], self.RETAIN
         try:
-            return self.inner.on_eof()
+            return call(self.inner)
         except Exception as exc:  # noqa: BLE001 - the guard's whole job
-            self._timer_failed("the end of its input", exc)
+            self._timer_failed(what, exc)
             return [], self.RETAIN
 
     def notify_at(self) -> datetime | None:
