@@ -4,8 +4,8 @@ started by `chatwax up`'s own code."""
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,18 +13,27 @@ from pathlib import Path
 
 from chatwax.dev.stack import Stack, StackOptions, nats_server_binary, port_free, wait_http
 
+# Ports handed to servers that bind them only seconds later: below Linux's ephemeral range
+# (32768-60999), so an outgoing connection of any process cannot take one meanwhile, as
+# a port from `bind(0)` (in that range) could. Random, so parallel tests rarely meet.
+_SERVER_PORTS = range(20000, 32700)
+_pick = random.Random()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(200):
+        port = _pick.choice(_SERVER_PORTS)
+        if port_free(port):
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def free_port_run(count: int) -> int:
     """The first of `count` consecutive free ports (chatwax up uses base + i)."""
     for _ in range(50):
         base = free_port()
-        if base + count < 65535 and all(port_free(base + i) for i in range(count)):
+        if base + count < _SERVER_PORTS.stop and all(port_free(base + i)
+                                                     for i in range(count)):
             return base
     raise RuntimeError("no run of free ports found")
 

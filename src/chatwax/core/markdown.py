@@ -80,7 +80,8 @@ def _images_to_links(text: str) -> str:
         else:
             out.append(text[i])
             i += 1
-    return "".join(out)
+    # A `!` just before a converted image (`!![`) would start an image again: break it.
+    return "".join(out).replace("![image", "!" + JOINER + "[image")
 
 
 def _escaped(text: str, i: int) -> bool:
