@@ -5,6 +5,7 @@ so each distinct render runs once per session."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -80,6 +81,13 @@ def secret_files_of(workload: dict[str, Any]) -> dict[str, dict[str, str]]:
     return {item["path"]: {"name": source["secret"]["name"], "key": item["key"]}
             for source in volume["projected"]["sources"]
             for item in source["secret"]["items"]}
+
+
+def nats_routes(docs: Rendered) -> list[str]:
+    """host:port of each route of the NATS pods: their command builds the route URLs, which
+    carry the route password read from a file."""
+    script: str = docs.container("StatefulSet", "-nats")["command"][2]
+    return re.findall(r"nats://route:\$ROUTE_PASSWORD@([^,\]\s]+)", script)
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.conftest import Chart, Rendered
+from tests.chart.conftest import Chart, Rendered, nats_routes
 
 EVERYTHING = Path(__file__).parent / "data" / "everything-values.yaml"
 # Helm's rule for release names (helm/pkg/chartutil: at most 53 characters).
@@ -191,10 +191,10 @@ def test_chatwax_in_namespace_chat_keeps_the_names_of_chart_0_2_0(
     assert env["BYTEWAX_ADDRESSES"] == ";".join(
         f"chatwax-dataflow-{i}.chatwax-dataflow-headless.chat.svc.cluster.local:2101"
         for i in range(2))
-    conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
-    assert re.findall(r"nats://(\S+)", conf) == [
+    assert nats_routes(docs) == [
         f"chatwax-nats-{i}.chatwax-nats-headless.chat.svc.cluster.local:6222" for i in range(3)]
-    url = "nats://chatwax-nats.chat.svc.cluster.local:4222"
+    # (tls:// here: the values that render everything turn on nats.tls)
+    url = "tls://chatwax-nats.chat.svc.cluster.local:4222"
     assert docs.find("ConfigMap", "-dataflow-env")["data"]["NATS_URL"] == url
     assert docs.find("StatefulSet", "-dataflow")["spec"]["serviceName"] == \
         "chatwax-dataflow-headless"

@@ -26,14 +26,16 @@ from typing import Any
 
 import nats as nats_py
 import pytest
+import trustme
 
 from chatwax.cli import build_parser
 from chatwax.client.chat import ChatClient
+from chatwax.client.connection import connect_options
 from chatwax.core.protocol import FinalEvent
 from chatwax.core.settings import Settings
-from chatwax.dev.stack import nats_server_binary
 from chatwax.kube.secrets import new_value
 from tests.chart.conftest import NAMESPACE, Chart, Rendered, secret_files_of
+from tests.chart.natspod import NatsPod
 from tests.support.procs import free_port, stop, wait_http
 from tests.support.waiting import eventually
 
@@ -83,29 +85,19 @@ def _secret_value(docs: Rendered, name: str, key: str) -> str:
     return base64.b64decode(secret["data"][key]).decode()
 
 
-def _nats_command(docs: Rendered, workdir: Path, conf: Path) -> list[str]:
-    """The NATS container's rendered command, its volumes (the password files) and config
-    path made local folders; nats-server from this machine."""
-    sts = docs.find("StatefulSet", "-nats")["spec"]["template"]["spec"]
-    container = sts["containers"][0]
-    if "command" not in container:
-        return [nats_server_binary(), *container["args"]]
-    volume = next(v for v in sts["volumes"] if v["name"] == "passwords")["secret"]
-    mount = next(m for m in container["volumeMounts"] if m["name"] == "passwords")
-    folder = workdir / "nats-passwords"
-    folder.mkdir()
-    for item in volume["items"]:
-        (folder / item["path"]).write_text(_secret_value(docs, volume["secretName"],
-                                                         item["key"]))
-    script = (container["command"][2].replace(mount["mountPath"], str(folder))
-              .replace("/etc/nats/nats.conf", str(conf))
-              .replace("exec nats-server", f"exec {nats_server_binary()}"))
-    return [*container["command"][:2], script]
-
-
 _GENERATED: dict[tuple[int, str, str], str] = {}
 """Values of Secrets a hook makes, one per render, as `chatwax kube ensure-secret` would
 (tests/cluster/ runs that hook itself against the API server stand-in)."""
+
+
+def _pod_passwords(docs: Rendered, workload: dict[str, Any]) -> dict[str, str]:
+    """key -> value of the Secret behind the pod's `passwords` volume."""
+    pod = workload["spec"]["template"]["spec"]
+    volume = next((v for v in pod["volumes"] if v["name"] == "passwords"), None)
+    if volume is None:
+        return {}
+    return {item["key"]: _secret_value(docs, volume["secret"]["secretName"], item["key"])
+            for item in volume["secret"]["items"]}
 
 
 def _hook_secrets(docs: Rendered) -> set[str]:
@@ -125,27 +117,35 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
 
 def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
                                                     own_llm: Any) -> None:
+    """With NATS over TLS (nats.tls from a Secret): each client pod reaches the server by
+    the rendered tls:// URL's scheme and checks it against the mounted ca.crt."""
     docs = chart.render("dataflow.processes=2", "nats.auth.enabled=true",
                   f"llm.baseUrl={own_llm.base_url}", "llm.model=echo-1",
-                  "llm.apiKey=sk-rendered-key", "dataflow.recovery.snapshotIntervalSeconds=1")
+                  "llm.apiKey=sk-rendered-key", "dataflow.recovery.snapshotIntervalSeconds=1",
+                  "nats.tls.enabled=true", "nats.tls.secretName=chat-nats-tls")
     nats_sts = docs.find("StatefulSet", "-nats")
-    nats_conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
-    nats_env = _pod_env(docs, nats_sts, 0)
+    # The Secret nats.tls names, made as cert-manager or an operator would; the clients'
+    # mounted ca.crt becomes a local file.
+    ca = trustme.CA()
+    tls = workdir / "nats-tls"
+    tls.mkdir()
+    leaf = ca.issue_cert("localhost")
+    (tls / "tls.crt").write_bytes(leaf.cert_chain_pems[0].bytes())
+    (tls / "tls.key").write_bytes(leaf.private_key_pem.bytes())
+    (tls / "ca.crt").write_bytes(ca.cert_pem.bytes())
+    nats = NatsPod(docs, workdir, 0, {}, _pod_passwords(docs, nats_sts), tls)
+    nats.start(_pod_env(docs, nats_sts, 0))
+    port = nats.client
 
-    # NATS: the rendered config; its volume and ports become local ones.
-    port, monitor = free_port(), free_port()
-    (workdir / "nats").mkdir()
-    conf = (nats_conf.replace("store_dir: /data", f"store_dir: {workdir / 'nats'}")
-            .replace("/var/run/nats/nats.pid", str(workdir / "nats.pid"))
-            .replace("0.0.0.0:4222", f"127.0.0.1:{port}")
-            .replace("0.0.0.0:8222", f"127.0.0.1:{monitor}"))
-    (workdir / "nats.conf").write_text(conf)
-    server = subprocess.Popen(  # the rendered command: passwords read from files
-        [*_nats_command(docs, workdir, workdir / "nats.conf")],
-        env={**os.environ, **nats_env})
+    def local(env: dict[str, str]) -> dict[str, str]:
+        """What only a cluster provides: the Service's DNS name and the CA volume."""
+        url = env["NATS_URL"]
+        assert url.startswith("tls://"), url
+        return {**env, "NATS_URL": f"tls://localhost:{port}",
+                "NATS_CA": env["NATS_CA"].replace("/run/secrets/nats-ca", str(tls))}
+
     dataflow: list[subprocess.Popen[bytes]] = []
     try:
-        wait_http(f"http://127.0.0.1:{monitor}/healthz", 20, server)
         sts = docs.find("StatefulSet", "-dataflow")
         container = sts["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["chatwax", "dataflow"]
@@ -158,7 +158,7 @@ def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
             env["BYTEWAX_ADDRESSES"] = re.sub(
                 rf"{name}-(\d+)\.[^:;]+", lambda m: f"127.0.0.{2 + int(m.group(1))}",
                 env["BYTEWAX_ADDRESSES"])
-            env["NATS_URL"] = f"nats://127.0.0.1:{port}"
+            env = local(env)
             env["BYTEWAX_RECOVERY_DIRECTORY"] = str(workdir / "recovery")
             env["BYTEWAX_DATAFLOW_API_PORT"] = str(api_ports[ordinal])
             env["CHATWAX_HEALTH_HOST"] = f"127.0.0.{2 + ordinal}"  # the pod's own address
@@ -183,12 +183,12 @@ def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
 
         frontend = docs.find("Deployment", "-frontend")
         answer, denied = asyncio.run(_ask_as_frontend(
-            port, {**_pod_env(docs, frontend, 0), **_pod_secrets(docs, frontend)}))
+            local({**_pod_env(docs, frontend, 0), **_pod_secrets(docs, frontend)})))
         assert isinstance(answer, FinalEvent) and answer.text == "echo: hello from the chart"
         assert denied, "the frontend user could publish into the transcripts stream"
         # `helm test`: the rendered test pod's command, with its environment.
         test_pod = docs.find("Pod", "-test-ask")
-        env = {**_pod_env(docs, test_pod), "NATS_URL": f"nats://127.0.0.1:{port}"}
+        env = local(_pod_env(docs, test_pod))
         command = test_pod["spec"]["containers"][0]["command"]
         res = subprocess.run([str(Path(sys.executable).parent / command[0]), *command[1:]],
                              env={"PATH": os.environ["PATH"], **env}, capture_output=True,
@@ -201,12 +201,12 @@ def test_rendered_pods_form_one_cluster_and_answer(chart: Chart, workdir: Path,
     finally:
         for proc in dataflow:
             stop(proc)
-        stop(server)
+        nats.stop()
 
 
-async def _ask_as_frontend(port: int, env: dict[str, str]) -> tuple[Any, bool]:
-    settings = Settings(nats_url=f"nats://127.0.0.1:{port}", nats_user=env["NATS_USER"],
-                        nats_password=env["NATS_PASSWORD"])
+async def _ask_as_frontend(env: dict[str, str]) -> tuple[Any, bool]:
+    settings = Settings(nats_url=env["NATS_URL"], nats_user=env["NATS_USER"],
+                        nats_password=env["NATS_PASSWORD"], nats_ca=env["NATS_CA"])
     client = await ChatClient.connect(settings)
     try:
         events = [e async for e in client.ask("chart-user", "chart-conv",
@@ -219,8 +219,7 @@ async def _ask_as_frontend(port: int, env: dict[str, str]) -> tuple[Any, bool]:
     async def on_error(exc: Exception) -> None:
         errors.append(exc)
 
-    nc = await nats_py.connect(settings.nats_url, user=env["NATS_USER"],
-                               password=env["NATS_PASSWORD"], error_cb=on_error)
+    nc = await nats_py.connect(**{**connect_options(settings, "test"), "error_cb": on_error})
     await nc.publish("chatwax.transcripts.chart-user.chart-conv", b"{}")
     await nc.flush()
 
@@ -238,13 +237,11 @@ async def _ask_as_frontend(port: int, env: dict[str, str]) -> tuple[Any, bool]:
                                     "production-values.yaml"])
 def test_rendered_nats_config_is_valid_for_nats_server(chart: Chart, values: str,
                                                        workdir: Path) -> None:
+    """Through the rendered command (passwords from files, routes when clustered)."""
     docs = chart.render(values=(chart.path / "ci" / values,))
-    conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
-    (workdir / "nats.conf").write_text(conf)
-    env = {**os.environ, "SERVER_NAME": "chatwax-nats-0", "DATAFLOW_PASSWORD": "a",
-           "FRONTEND_PASSWORD": "b", "OPERATOR_PASSWORD": "c"}
-    res = subprocess.run([nats_server_binary(), "--config", str(workdir / "nats.conf"), "-t"],
-                         env=env, capture_output=True, text=True, timeout=30)
+    sts = docs.find("StatefulSet", "-nats")
+    res = NatsPod(docs, workdir, 0, {i: free_port() for i in range(sts["spec"]["replicas"])},
+                  _pod_passwords(docs, sts)).check()
     assert res.returncode == 0, res.stdout + res.stderr
     assert "is valid" in res.stdout + res.stderr
 

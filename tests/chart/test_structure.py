@@ -18,6 +18,7 @@ from tests.chart.conftest import (
     Chart,
     Rendered,
     env_of,
+    nats_routes,
     secret_files_of,
 )
 
@@ -226,7 +227,8 @@ def test_nats_auth_is_on_by_default_and_passwords_are_made_in_the_cluster(chart:
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     args = build_parser().parse_args(command[1:])
     assert (args.kube_command, args.namespace) == ("ensure-secret", chart.namespace)
-    assert sorted(args.key) == ["dataflow-password", "frontend-password", "operator-password"]
+    assert sorted(args.key) == ["dataflow-password", "frontend-password", "operator-password",
+                                "route-password"]
     role = docs.find("Role", "-nats-auth-init")
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
@@ -431,9 +433,8 @@ def test_nats_store_routes_and_services_fit_together(chart: Chart) -> None:
                  if m["name"] == claim["metadata"]["name"])
     assert f"store_dir: {mount['mountPath']}" in conf
     name, headless = sts["metadata"]["name"], sts["spec"]["serviceName"]
-    routes = re.findall(r"nats://(\S+):(\d+)", conf)
-    assert routes == [(f"{name}-{i}.{headless}.{chart.namespace}.svc.cluster.local", "6222")
-                      for i in range(3)]
+    assert nats_routes(docs) == [f"{name}-{i}.{headless}.{chart.namespace}.svc.cluster.local:6222"
+                                 for i in range(3)]
     assert docs.find("Service", headless)["spec"]["publishNotReadyAddresses"] is True
     assert docs.find("PodDisruptionBudget", "-nats")["spec"]["maxUnavailable"] == 1
     assert not [p for p in chart.render().of_kind("PodDisruptionBudget")
@@ -448,7 +449,7 @@ def test_production_values_cluster_nats_with_auth_and_policies(chart: Chart) -> 
     assert nats["spec"]["replicas"] == 3
     assert docs.find("StatefulSet", "-dataflow")["spec"]["replicas"] == 4
     conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
-    assert conf.count("nats://chatwax-nats-") == 3 and "authorization" in conf
+    assert len(nats_routes(docs)) == 3 and "authorization" in conf
     assert [c["name"] for c in nats["spec"]["template"]["spec"]["containers"]] == [
         "nats", "exporter"]
     assert len(docs.of_kind("NetworkPolicy")) == 3

@@ -163,7 +163,8 @@ def test_install_makes_the_passwords_and_every_pod_comes_up_ready(day2: Day2) ->
     model.helm.install(docs)
     assert model.helm.hook_runs == [("pre-install", "chatwax-nats-auth-init", True)]
     passwords = model.secret("chatwax-nats-auth")
-    assert sorted(passwords) == ["dataflow-password", "frontend-password", "operator-password"]
+    assert sorted(passwords) == ["dataflow-password", "frontend-password", "operator-password",
+                                "route-password"]
     model.wait_settled("-nats", 120)
     model.wait_settled(DATAFLOW, 180)
     # Every pod waited for its own DNS record (one second behind) before Bytewax bound it,

@@ -93,13 +93,69 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .image.repository (toString $tag) }}
 {{- end }}
 
-{{/* Where clients find NATS: the chart's own service or an external URL. */}}
+{{/* Where clients find NATS: the chart's own service (tls:// with nats.tls) or an
+     external URL. */}}
 {{- define "chatwax.natsUrl" -}}
 {{- if .Values.nats.enabled -}}
-nats://{{ include "chatwax.nats.fullname" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:{{ .Values.nats.ports.client }}
+{{ ternary "tls" "nats" .Values.nats.tls.enabled }}://{{ include "chatwax.nats.host" . }}:{{ .Values.nats.ports.client }}
 {{- else -}}
 {{- required "nats.url is required when nats.enabled is false" .Values.nats.url -}}
 {{- end -}}
+{{- end }}
+
+{{- define "chatwax.nats.host" -}}
+{{ include "chatwax.nats.fullname" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}
+{{- end }}
+
+{{/* "true" when the chart runs a clustered NATS: its routes log in (route-password). */}}
+{{- define "chatwax.nats.clustered" -}}
+{{- if and .Values.nats.enabled (gt (int .Values.nats.replicas) 1) }}true{{ end }}
+{{- end }}
+
+{{/* The NATS pods' auth Secret is needed for client passwords or the route password. */}}
+{{- define "chatwax.nats.passwordFiles" -}}
+{{- if and .Values.nats.enabled (or .Values.nats.auth.enabled (include "chatwax.nats.clustered" .)) }}true{{ end }}
+{{- end }}
+
+{{/* The Secret with the NATS certificate (nats.tls): given, or the Certificate's. */}}
+{{- define "chatwax.nats.tlsSecretName" -}}
+{{- $tls := .Values.nats.tls -}}
+{{- if $tls.secretName -}}
+{{- $tls.secretName -}}
+{{- else if and $tls.certManager.enabled .Values.nats.enabled -}}
+{{- printf "%s-tls" (include "chatwax.nats.fullname" .) -}}
+{{- else if .Values.nats.enabled -}}
+{{- fail "nats.tls.enabled needs a certificate: nats.tls.secretName (a kubernetes.io/tls Secret with ca.crt) or nats.tls.certManager.enabled with nats.tls.certManager.issuerRef.name" -}}
+{{- else -}}
+{{- fail "nats.tls.enabled with an external NATS needs nats.tls.secretName: a Secret whose ca.crt signed that server's certificate" -}}
+{{- end -}}
+{{- end }}
+
+{{/* Clients of a TLS NATS read its CA from a file (NATS_CA): the env entry, the mount and
+     the volume, each empty without nats.tls. */}}
+{{- define "chatwax.nats.tlsDir" -}}/run/secrets/nats-tls{{- end }}
+{{- define "chatwax.nats.caDir" -}}/run/secrets/nats-ca{{- end }}
+{{- define "chatwax.nats.caEnv" -}}
+{{- if .Values.nats.tls.enabled }}
+NATS_CA: {{ printf "%s/ca.crt" (include "chatwax.nats.caDir" .) | quote }}
+{{- end }}
+{{- end }}
+{{- define "chatwax.nats.caMount" -}}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-ca
+  mountPath: {{ include "chatwax.nats.caDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- define "chatwax.nats.caVolume" -}}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-ca
+  secret:
+    secretName: {{ include "chatwax.nats.tlsSecretName" . }}
+    defaultMode: 292  # 0444: a CA is no secret
+    items:
+      - {key: ca.crt, path: ca.crt}
+{{- end }}
 {{- end }}
 
 {{- define "chatwax.nats.authSecretName" -}}

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         "NATS_PASSWORD", "NATS password (keep it in a Secret).")] = None
     nats_token: Annotated[SecretStr | None, env(
         "NATS_TOKEN", "NATS token, instead of user/password.")] = None
+    nats_ca: Annotated[str | None, env(
+        "NATS_CA", "CA bundle (PEM file) the NATS server's certificate is checked against; "
+        "turns TLS on, as a tls:// URL does.")] = None
+    nats_cert: Annotated[str | None, env(
+        "NATS_CERT", "Client certificate (PEM file) for a NATS that verifies clients; "
+        "needs NATS_KEY.")] = None
+    nats_key: Annotated[str | None, env(
+        "NATS_KEY", "Private key (PEM file) of NATS_CERT.")] = None
     openai_api_key: Annotated[SecretStr | None, env(
         "OPENAI_API_KEY", "API key for the LLM server. Never logged.")] = None
     openai_base_url: Annotated[str | None, env(
@@ -292,6 +300,12 @@ class Settings(BaseSettings):
                 "(e.g. email_verified)")
         return self
 
+    @model_validator(mode="after")
+    def _client_certificate_has_its_key(self) -> Settings:
+        if bool(self.nats_cert) != bool(self.nats_key):
+            raise ValueError("NATS_CERT and NATS_KEY go together: set both or neither")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -301,7 +315,8 @@ class Settings(BaseSettings):
         # Only what is passed in: the environment is read in from_env, at an entry point.
         return (init_settings,)
 
-    @field_validator("nats_user", "openai_base_url", "provider_override", mode="before")
+    @field_validator("nats_user", "nats_ca", "nats_cert", "nats_key", "openai_base_url",
+                     "provider_override", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
