@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chatwax.bench.harness import Result, Scenario, plot, run_scenario, table
+from chatwax.bench.measure import Result
+from chatwax.bench.report import plot, table
+from chatwax.bench.runner import run_scenario
+from chatwax.bench.scenarios import Scenario
 
 
 def test_bench_harness_reports_throughput_latency_and_resources(tmp_path: Path) -> None:
@@ -24,7 +27,7 @@ def test_bench_harness_reports_throughput_latency_and_resources(tmp_path: Path) 
 
 
 def test_bench_measures_state_per_idle_conversation() -> None:
-    from chatwax.bench.harness import conversation_memory
+    from chatwax.bench.memory import conversation_memory
 
     per_conversation = conversation_memory(2000)
     assert 100 < per_conversation < 100_000  # a measurement was made, of plausible size
@@ -44,7 +47,7 @@ def test_restart_measurement_resumes_seeded_conversations() -> None:
 
 def test_a_scenario_runs_another_commits_dataflow_side_by_side() -> None:
     """`--before REF`: the dataflow processes run that commit's code, checked out beside."""
-    from chatwax.bench.harness import Build, checkout
+    from chatwax.bench.builds import Build, checkout
 
     with checkout("HEAD") as src:
         assert (src / "chatwax" / "dataflow" / "process.py").exists()

@@ -17,10 +17,10 @@ import openai
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from chatwax.client.loopthread import LoopThread
 from chatwax.core.intake import Accepted, parse_inbound
 from chatwax.core.protocol import ChunkEvent, FinalEvent, PromptRequest, Usage
 from chatwax.core.settings import Settings, secret
-from chatwax.core.threads import LoopThread
 from chatwax.dataflow.link import NatsLink
 from chatwax.dataflow.metrics import Metrics
 from chatwax.dataflow.prompts import PromptSource

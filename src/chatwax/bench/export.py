@@ -21,7 +21,8 @@ from pathlib import Path
 import nats
 from nats.js import api
 
-from chatwax.bench.harness import free_run, proc_stats
+from chatwax.bench.measure import proc_stats
+from chatwax.bench.ports import free_run
 from chatwax.core import protocol
 from chatwax.core.protocol import Transcript, Usage
 from chatwax.dev.stack import nats_server_binary, wait_http

@@ -1,4 +1,5 @@
-"""`chatwax bench --restart N`: how long a restart takes with N conversations in recovery.
+"""`chatwax bench --restart-conversations N`: how long a restart takes with N conversations
+in recovery.
 
 Seeding N conversations through a live stack would take N / throughput seconds (about
 15 minutes for 100,000), so the store is filled by running the real flow in this process
@@ -21,7 +22,8 @@ from bytewax.testing import run_main
 from prometheus_client import CollectorRegistry
 
 from chatwax.bench.edges import Discard, InstantLoop, PartitionedPrompts
-from chatwax.bench.harness import free_run, proc_stats
+from chatwax.bench.measure import proc_stats
+from chatwax.bench.ports import free_run
 from chatwax.client.chat import ChatClient
 from chatwax.core.conversation import LlmCall, LlmResult
 from chatwax.core.protocol import FinalEvent, Inbound, PromptRequest, Usage, partition_for

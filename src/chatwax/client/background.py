@@ -7,11 +7,11 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from chatwax.client.chat import ChatClient, ConversationSummary
+from chatwax.client.loopthread import LoopThread
 from chatwax.client.transcripts import read_transcripts
 from chatwax.core import protocol
 from chatwax.core.protocol import ReplyEvent
 from chatwax.core.settings import Settings
-from chatwax.core.threads import LoopThread
 
 T = TypeVar("T")
 

@@ -29,10 +29,9 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from chatwax.core.protocol import MAX_USER_ID
-from chatwax.core.settings import Settings
 
 SIGNED_IN_PREFIX: Final = "oidc-"
 """Every signed-in user id starts so; a typed (open-mode) id never may."""
@@ -63,6 +62,29 @@ def split_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+class AuthSettings(Protocol):
+    """The CHATWAX_AUTH_* settings a policy is made of (`Settings` has them).
+
+    A protocol, not an import of `Settings`: the settings check admins and the user claim
+    with this module's rules, so importing them back would make a cycle in `core`.
+    """
+
+    @property
+    def auth_user_claim(self) -> str: ...
+    @property
+    def auth_groups_claim(self) -> str: ...
+    @property
+    def auth_allowed_domains(self) -> str: ...
+    @property
+    def auth_allowed_groups(self) -> str: ...
+    @property
+    def auth_admins(self) -> str: ...
+    @property
+    def auth_session_max_age_s(self) -> float: ...
+    @property
+    def auth_user_claim_verified_by(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AuthPolicy:
     """Who may sign in and who is an admin (from the CHATWAX_AUTH_* settings)."""
@@ -87,7 +109,7 @@ class AuthPolicy:
                    user_claim_verified_by)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuthPolicy:
+    def from_settings(cls, settings: AuthSettings) -> AuthPolicy:
         return cls.of(settings.auth_user_claim, settings.auth_groups_claim,
                       split_list(settings.auth_allowed_domains),
                       split_list(settings.auth_allowed_groups), split_list(settings.auth_admins),

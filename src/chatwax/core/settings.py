@@ -27,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chatwax.core.errors import ConfigError
+from chatwax.core.identity import STABLE_CLAIMS, is_signed_in_id, split_list
 from chatwax.core.pricing import PriceTable, parse_prices
 
 DEFAULT_SYSTEM_PROMPT: Final = "You are a helpful assistant. Answer clearly and concisely."
@@ -279,8 +280,6 @@ class Settings(BaseSettings):
     @field_validator("auth_admins")
     @classmethod
     def _admins_by_id_or_group(cls, value: str) -> str:
-        from chatwax.core.identity import is_signed_in_id, split_list  # identity imports us
-
         for admin in split_list(value):
             if not (admin.startswith("group:") or is_signed_in_id(admin)):
                 raise ValueError(f"lists {admin!r}: admins are chatwax user ids (oidc-..., "
@@ -290,8 +289,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _user_claim_is_stable_or_verified(self) -> Settings:
-        from chatwax.core.identity import STABLE_CLAIMS
-
         if self.auth_user_claim not in STABLE_CLAIMS and not self.auth_user_claim_verified_by:
             raise ValueError(
                 f"CHATWAX_AUTH_USER_CLAIM={self.auth_user_claim!r} may be a value users set "

@@ -19,10 +19,10 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from chatwax.client.connection import connect_options
+from chatwax.client.loopthread import LoopThread
 from chatwax.core import protocol
 from chatwax.core.errors import ConfigError, ErrorCode
 from chatwax.core.settings import Settings
-from chatwax.core.threads import LoopThread
 from chatwax.dataflow.metrics import Metrics
 
 log = logging.getLogger(__name__)

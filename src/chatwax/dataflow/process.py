@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Mapping
 
+from chatwax.client.loopthread import LoopThread
 from chatwax.core.settings import Settings
-from chatwax.core.threads import LoopThread
 from chatwax.dataflow import compat, health
 from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics

@@ -11,8 +11,8 @@ import queue
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chatwax.client.loopthread import LoopThread
 from chatwax.core.settings import Settings
-from chatwax.core.threads import LoopThread
 from chatwax.core.tokens import TokenCounter
 from chatwax.dataflow.answerer import Answerer, Feedback
 from chatwax.dataflow.edges import LlmSink, ReplySink, ResultSource

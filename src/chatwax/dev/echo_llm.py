@@ -36,8 +36,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
+from chatwax.client.loopthread import LoopThread
 from chatwax.core.summary import SUMMARIZER_MARK
-from chatwax.core.threads import LoopThread
 
 _DIRECTIVE = re.compile(r"\[\[(\d{3}|[a-z]+)(?:x(\d+)|:(\d+))?\]\]")
 KNOWN = frozenset({"429", "500", "hang", "cut", "garbage", "slow", "tokens"})

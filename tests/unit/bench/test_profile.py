@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatwax.bench.profile import parse, report
 
-LOOP = "thread (0x1f): chatwax-loop;run (chatwax/core/threads.py:33)"
+LOOP = "thread (0x1f): chatwax-loop;run (chatwax/client/loopthread.py:34)"
 ATTEMPT = "_attempt (chatwax/llm/client.py:120)"
 COLLAPSED = "\n".join([
     f"{LOOP};{ATTEMPT};loads (json/decoder.py:337) 30",

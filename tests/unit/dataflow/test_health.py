@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.request
 
-from chatwax.core.threads import LoopThread
+from chatwax.client.loopthread import LoopThread
 from chatwax.dataflow.health import Health, serve
 
 

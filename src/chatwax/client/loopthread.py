@@ -2,7 +2,8 @@
 
 Bytewax workers and Streamlit scripts are plain threads that must not block on network
 I/O, while nats-py and the LLM client are asyncio. Each such process owns one `LoopThread`
-and hands it coroutines.
+and hands it coroutines. It lives with the client, not in `core`: core is pure logic and
+owns no threads or event loops (an import-linter contract says so).
 """
 
 from __future__ import annotations
