@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import streamlit as st
 
 from chatwax.client.background import BackgroundClient
-from chatwax.core.errors import ChatwaxError
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, Usage, check_id
+from chatwax.client.chat import Chunk
+from chatwax.core.errors import ChatwaxError, RequestFailed
+from chatwax.core.protocol import FinalEvent, Usage, check_id
 from chatwax.core.settings import Settings
 from chatwax.frontend.shared import (
     connect,
@@ -100,26 +101,26 @@ if prompt := st.chat_input(f"Ask anything (up to {limit:,} characters)", max_cha
     with st.chat_message("user"):
         markdown(prompt)
     with st.chat_message("assistant"):
-        outcome: dict[str, FinalEvent | ErrorEvent] = {}
+        outcome: dict[str, FinalEvent | ChatwaxError] = {}
 
-        def deltas(chat: BackgroundClient, text: str) -> Iterator[str]:
-            for event in chat.ask(user, conversation, text):
-                if isinstance(event, ChunkEvent):
-                    yield event.delta
-                elif isinstance(event, FinalEvent | ErrorEvent):
-                    outcome["end"] = event
+        def chunks(chat: BackgroundClient, text: str) -> Iterator[Chunk]:
+            """The answer's chunks (restarts folded in: they add up to the final text)."""
+            try:
+                for item in chat.ask(user, conversation, text):
+                    if isinstance(item, FinalEvent):
+                        outcome["end"] = item
+                    else:
+                        yield item
+            except ChatwaxError as exc:
+                outcome["end"] = exc
 
-        try:
-            streamed = stream_markdown(deltas(client, prompt))
-        except ChatwaxError as exc:
-            outcome["end"] = ErrorEvent("", exc.code, exc.message)
-            streamed = ""
+        stream_markdown(chunks(client, prompt))
         end = outcome.get("end")
         if isinstance(end, FinalEvent):
-            if end.text != streamed:  # a retried stream: show the authoritative text
-                markdown(end.text)
             st.caption(usage_caption(end))
-        elif isinstance(end, ErrorEvent):
+        elif isinstance(end, RequestFailed):
             st.error(f"{end.message} ({end.code.value})")
+        elif isinstance(end, ChatwaxError):
+            st.error(end.message)
         else:
             st.error("The answer stopped without an end event.")

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import streamlit as st
 
 from chatwax.client.background import BackgroundClient
+from chatwax.client.chat import Chunk
 from chatwax.core.identity import (
     SIGNED_IN_PREFIX,
     AuthPolicy,
@@ -85,13 +86,14 @@ def markdown(text: str) -> None:
     st.markdown(no_remote_images(text))
 
 
-def stream_markdown(chunks: Iterable[str]) -> str:
+def stream_markdown(chunks: Iterable[Chunk]) -> str:
     """st.write_stream, except that each step shows the whole text so far through
-    no_remote_images (an image split over two chunks never renders); returns the text."""
+    no_remote_images (an image split over two chunks never renders), and a restarted
+    answer replaces what was shown; returns the text."""
     shown = st.empty()
     text = ""
     for chunk in chunks:
-        text += chunk
+        text = chunk.text if chunk.restart else text + chunk.text
         shown.markdown(no_remote_images(text) + " ▌")
     shown.markdown(no_remote_images(text))
     return text

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from chatwax.core.settings import Settings
-from chatwax.core.usage import aggregate, parse_since, total
+from chatwax.core.usage import parse_since, total
 from chatwax.frontend.shared import connect, signed_in
 
 WINDOWS = {"Last hour": "1h", "Last 24 hours": "24h", "Last 7 days": "7d", "All time": "all"}
@@ -28,18 +28,17 @@ if client is None:
 
 label = st.selectbox("Window", list(WINDOWS), index=1, key="window")
 try:
-    turns = client.transcripts(parse_since(WINDOWS[label]),
-                               identity.user_id if own and identity else None)
+    report = client.usage(parse_since(WINDOWS[label]),
+                          identity.user_id if own and identity else None)
 except Exception as exc:  # noqa: BLE001 - shown to the user
     st.error(f"Could not read transcripts: {exc}")
     st.stop()
 
-if not turns:
+by_user = report.rows("user")
+if not by_user:
     st.info("No completed turns in this window yet.")
     st.stop()
-
-by_user = aggregate(turns, "user")
-by_model = aggregate(turns, "model")
+by_model = report.rows("model")
 overall = total(by_user)
 
 c1, c2, c3, c4 = st.columns(4)
@@ -56,15 +55,11 @@ if overall.estimated_tokens:
                "where one was available, else estimated.")
 
 st.subheader("Tokens over time by model")
-frame = pd.DataFrame(
-    {"time": datetime.fromtimestamp(t.finished_at), "model": t.model,
-     "tokens": t.usage.total_tokens}
-    for t in turns
+_, buckets = report.series()
+series = pd.DataFrame(
+    {"time": datetime.fromtimestamp(start), "model": model, "tokens": tokens}
+    for start, model, tokens in buckets
 )
-span_s = max(t.finished_at for t in turns) - min(t.finished_at for t in turns)
-bucket = "1min" if span_s <= 6 * 3600 else "1h" if span_s <= 7 * 86_400 else "1D"
-frame["time"] = frame["time"].dt.floor(bucket)
-series = frame.groupby(["time", "model"], as_index=False)["tokens"].sum()
 st.bar_chart(series, x="time", y="tokens", color="model", x_label="time", y_label="tokens")
 
 st.subheader("Your totals" if own else "Top users")

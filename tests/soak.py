@@ -68,7 +68,7 @@ async def user(client: ChatClient, name: str, until: float, think_s: float,
         if random.random() < 0.1:
             prompt = f"[[429x1]] {prompt}"
         results["sent"] += 1
-        pending = await client.send(name, conv, prompt)
+        pending = await client.ask(name, conv, prompt)
         ends = 0
         final = None
         try:

@@ -209,8 +209,8 @@ async def _ask_as_frontend(env: dict[str, str]) -> tuple[Any, bool]:
                         nats_password=env["NATS_PASSWORD"], nats_ca=env["NATS_CA"])
     client = await ChatClient.connect(settings)
     try:
-        events = [e async for e in client.ask("chart-user", "chart-conv",
-                                              "hello from the chart", timeout=60)]
+        reply = await client.ask("chart-user", "chart-conv", "hello from the chart", timeout=60)
+        events = [e async for e in reply.events()]
     finally:
         await client.close()
     # The frontend may not write where only the dataflow writes.

@@ -80,7 +80,7 @@ class Traffic:
         while not self._stop.is_set():
             prompt = f"{user} turn {self.turns[user]}"
             try:
-                pending = await client.send(user, f"conv-{user}", prompt)
+                pending = await client.ask(user, f"conv-{user}", prompt)
             except ChatwaxError:
                 await asyncio.sleep(0.5)  # not accepted: not sent; try again
                 continue

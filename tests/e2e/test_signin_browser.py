@@ -20,7 +20,7 @@ from nats.js import api
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from chatwax.client.chat import ChatClient
-from chatwax.client.transcripts import read_transcripts
+from chatwax.client.transcripts import iter_transcripts
 from chatwax.core import protocol
 from chatwax.core.identity import user_id_for
 from chatwax.core.settings import Settings
@@ -261,7 +261,8 @@ async def _prompts_after(u: Up, seq: int) -> list[protocol.PromptRequest]:
 async def _as_frontend(u: Up, user: str, conversation: str) -> tuple[Any, list[str]]:
     client = await ChatClient.connect(nats_settings(u, "frontend"))
     try:
-        events = [e async for e in client.ask(user, conversation, "let me in", timeout=30)]
+        reply = await client.ask(user, conversation, "let me in", timeout=30)
+        events = [e async for e in reply.events()]
         return events[-1], [t.prompt for t in await client.history(user, conversation)]
     finally:
         await client.close()
@@ -270,7 +271,7 @@ async def _as_frontend(u: Up, user: str, conversation: str) -> tuple[Any, list[s
 async def _all_turns(u: Up) -> int:
     client = await ChatClient.connect(nats_settings(u, "operator"))
     try:
-        return len(await read_transcripts(client.js, None))
+        return len([t async for t in iter_transcripts(client.js, None)])
     finally:
         await client.close()
 

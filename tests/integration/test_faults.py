@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from chatwax.client.chat import ChatClient
+from chatwax.client.chat import ChatClient, Chunk
 from chatwax.core.errors import ErrorCode
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import Stack
-from tests.support.asks import chunk_text, run, uid
+from tests.support.asks import run, uid
 from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, log_text, nats_server
 
 
@@ -58,7 +58,7 @@ def test_prompts_accepted_before_a_nats_restart_are_answered_after_it(
         client = await ChatClient.connect(settings)
         try:
             own_llm.set(latency_s=1.5)  # answers will be produced while the broker is down
-            pendings = [await client.send(uid("nr"), uid("c"), f"before restart {i}")
+            pendings = [await client.ask(uid("nr"), uid("c"), f"before restart {i}")
                         for i in range(6)]
             await asyncio.to_thread(nats.stop)  # all 6 were acknowledged: durably accepted
             await asyncio.sleep(0.5)
@@ -66,7 +66,7 @@ def test_prompts_accepted_before_a_nats_restart_are_answered_after_it(
             own_llm.set(latency_s=0.0)
             before = await asyncio.gather(*(_collect(p) for p in pendings),
                                           return_exceptions=True)
-            after = [await _collect(await client.send(uid("nr"), uid("c"), f"after {i}"))
+            after = [await _collect(await client.ask(uid("nr"), uid("c"), f"after {i}"))
                      for i in range(3)]
             return before, after
         finally:
@@ -106,9 +106,9 @@ def test_one_retrying_conversation_does_not_stall_the_others(
     async def main() -> tuple[list[tuple[float, list[Any]]], list[tuple[float, list[Any]]]]:
         client = await ChatClient.connect(settings)
         try:
-            slow = [await client.send(uid("slow"), uid("c"), "[[429x3]] storm"),
-                    await client.send(uid("slow"), uid("c"), "[[hangx1]] stuck")]
-            fast = [await client.send(uid("fast"), uid("c"), f"quick {i}") for i in range(20)]
+            slow = [await client.ask(uid("slow"), uid("c"), "[[429x3]] storm"),
+                    await client.ask(uid("slow"), uid("c"), "[[hangx1]] stuck")]
+            fast = [await client.ask(uid("fast"), uid("c"), f"quick {i}") for i in range(20)]
             done = await asyncio.gather(*(timed(p) for p in [*slow, *fast]))
             return list(done[:2]), list(done[2:])
         finally:
@@ -134,7 +134,13 @@ def test_a_cut_stream_is_retried_and_the_client_starts_over(
     indexes = [e.index for e in events if isinstance(e, ChunkEvent)]
     restart = indexes.index(0, 1)  # the second attempt starts again at chunk 0
     assert indexes[:restart] == list(range(restart)) and restart > 0
-    assert chunk_text(events) == final.text  # what a client shows after starting over
+    # What a client shows: the Reply folds the restart in, once, and ends on the final text.
+    chunks, answer = run(_ask_chunks(nats.url, "[[cutx1]] seven eight nine ten eleven"))
+    shown = ""
+    for chunk in chunks:
+        shown = chunk.text if chunk.restart else shown + chunk.text
+    assert shown == answer.text == "echo: seven eight nine ten eleven"
+    assert [c.restart for c in chunks].count(True) == 1
 
 
 def test_a_stream_cut_every_time_ends_in_a_clear_error(
@@ -161,10 +167,20 @@ def test_the_api_key_never_reaches_logs_or_replies(
     assert key not in log_text(cluster)
 
 
+async def _ask_chunks(url: str, prompt: str) -> tuple[list[Chunk], FinalEvent]:
+    client = await ChatClient.connect(Settings(nats_url=url))
+    try:
+        reply = await client.ask(uid("k"), uid("c"), prompt, timeout=30)
+        return [c async for c in reply], await reply.result()
+    finally:
+        await client.close()
+
+
 async def _ask_once(url: str, prompt: str) -> list[Any]:
     client = await ChatClient.connect(Settings(nats_url=url))
     try:
-        return [e async for e in client.ask(uid("k"), uid("c"), prompt, timeout=30)]
+        reply = await client.ask(uid("k"), uid("c"), prompt, timeout=30)
+        return [e async for e in reply.events()]
     finally:
         await client.close()
 
@@ -183,16 +199,16 @@ def test_per_user_quota_and_concurrency_are_enforced(own_llm: Any, tmp_path: Pat
                 try:
                     own_llm.set(latency_s=0.5)
                     greedy = uid("greedy")
-                    burst = [await client.send(greedy, uid("c"), f"burst {i}") for i in range(3)]
+                    burst = [await client.ask(greedy, uid("c"), f"burst {i}") for i in range(3)]
                     burst_out = await asyncio.gather(*(_collect(p) for p in burst))
                     own_llm.set(latency_s=0.0)
                     spend = []
                     for _ in range(3):
-                        spend.append(await _collect(await client.send(greedy, uid("c"),
+                        spend.append(await _collect(await client.ask(greedy, uid("c"),
                                                                       "w " * 12)))
                         # A turn's tokens reach the limits step a few ms after its reply.
                         await asyncio.sleep(0.5)
-                    other = [await _collect(await client.send(uid("other"), uid("c"), "hi"))]
+                    other = [await _collect(await client.ask(uid("other"), uid("c"), "hi"))]
                     return list(burst_out), spend, other
                 finally:
                     own_llm.set(latency_s=0.0)

@@ -122,7 +122,7 @@ async def _ask(settings: Settings, user: str, conversation: str, prompt: str
     client = await ChatClient.connect(settings)
     chunks: list[ChunkEvent] = []
     try:
-        async for event in client.ask(user, conversation, prompt, timeout=120):
+        async for event in (await client.ask(user, conversation, prompt, timeout=120)).events():
             if isinstance(event, ChunkEvent):
                 chunks.append(event)
             else:

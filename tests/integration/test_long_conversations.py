@@ -60,7 +60,7 @@ async def _talk(settings: Settings, user: str, conv: str, turns: range
     try:
         for i in turns:
             started = time.monotonic()
-            pending = await client.send(user, conv, f"{conv} turn {i}: fact-{i} {FILLER}")
+            pending = await client.ask(user, conv, f"{conv} turn {i}: fact-{i} {FILLER}")
             last = [e async for e in pending.events(60)][-1]
             await pending.close()
             assert isinstance(last, FinalEvent | ErrorEvent)

@@ -19,7 +19,7 @@ from chatwax.core.errors import ErrorCode
 from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
 from chatwax.core.settings import Settings
 from chatwax.dev.stack import Stack
-from tests.support.asks import ask_all, chunk_text, run, uid
+from tests.support.asks import ask_all, run, uid
 from tests.support.metrics import metric, scrape
 
 
@@ -40,7 +40,7 @@ def test_concurrent_users_stream_in_order_with_their_own_history(
             pendings: dict[str, list[Any]] = {u: [] for u in users}
             for turn in range(3):  # stored in order per conversation, answered concurrently
                 for u in users:
-                    pendings[u].append(await client.send(u, convs[u], f"{u} turn {turn}"))
+                    pendings[u].append(await client.ask(u, convs[u], f"{u} turn {turn}"))
             results = await asyncio.gather(
                 *(collect(p) for u in users for p in pendings[u])
             )
@@ -58,7 +58,7 @@ def test_concurrent_users_stream_in_order_with_their_own_history(
             assert final.turn == n + 1
             chunks = [e for e in events if isinstance(e, ChunkEvent)]
             assert [c.index for c in chunks] == list(range(len(chunks)))
-            assert chunk_text(events) == final.text
+            assert "".join(c.delta for c in chunks) == final.text
             assert final.usage.output_tokens == len(final.text.split())
     # The LLM saw each conversation's own earlier turns, in order, and nobody else's.
     for u in users:

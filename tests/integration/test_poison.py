@@ -113,7 +113,8 @@ async def _publish(h: Hostile, data: bytes, partition: int, reply: bool = True,
 async def _answered(h: Hostile, user: str, conversation: str, prompt: str) -> FinalEvent:
     client = await ChatClient.connect(Settings(nats_url=h.url))
     try:
-        events = [e async for e in client.ask(user, conversation, prompt, timeout=30)]
+        reply = await client.ask(user, conversation, prompt, timeout=30)
+        events = [e async for e in reply.events()]
     finally:
         await client.close()
     assert isinstance(events[-1], FinalEvent), events
@@ -215,7 +216,7 @@ def test_a_flood_from_one_user_is_refused_while_another_is_answered(hostile: Hos
     async def main() -> tuple[Counter[str], list[FinalEvent]]:
         client = await ChatClient.connect(Settings(nats_url=h.url))
         try:
-            pendings = [await client.send("flooder", f"f{i % 3}", f"flood {i}")
+            pendings = [await client.ask("flooder", f"f{i % 3}", f"flood {i}")
                         for i in range(flood)]
             calm = [await _answered(h, "calm", "calm", f"calm {i}") for i in range(3)]
             ends = [[e async for e in p.events(30)][-1] for p in pendings]

@@ -67,7 +67,7 @@ async def _scenario(u: Any, settings: Settings) -> dict[str, int]:
     killed = False
     for turn in range(TURNS):
         for user, conv in convs.items():
-            pendings[user].append(await client.send(user, conv, f"{user} turn {turn}"))
+            pendings[user].append(await client.ask(user, conv, f"{user} turn {turn}"))
         if turn == 1 and not killed:
             await asyncio.sleep(0.4)
             os.kill(children_of(u.proc.pid)[2], signal.SIGKILL)  # dataflow process 1

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from chatwax.client.chat import ChatClient
-from chatwax.core.protocol import ChunkEvent, ReplyEvent
+from chatwax.core.protocol import ReplyEvent
 from chatwax.core.settings import Settings
 
 T = TypeVar("T")
@@ -26,17 +26,6 @@ def uid(prefix: str) -> str:
 async def ask_all(settings: Settings, user: str, conv: str, prompt: str) -> list[ReplyEvent]:
     client = await ChatClient.connect(settings)
     try:
-        return [e async for e in client.ask(user, conv, prompt, timeout=30)]
+        return [e async for e in (await client.ask(user, conv, prompt, timeout=30)).events()]
     finally:
         await client.close()
-
-
-def chunk_text(events: list[ReplyEvent]) -> str:
-    """Join chunk deltas as a client shows them: a chunk with index 0 starts over."""
-    parts: list[str] = []
-    for e in events:
-        if isinstance(e, ChunkEvent):
-            if e.index == 0:
-                parts = []
-            parts.append(e.delta)
-    return "".join(parts)

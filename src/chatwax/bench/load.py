@@ -36,7 +36,7 @@ class _Load:
         first: float | None = None
         self.sent_at[f"prompt {i}"] = time.time()
         try:
-            pending = await self.client.send(f"u{i % sc.conversations}", conv, f"prompt {i}")
+            pending = await self.client.ask(f"u{i % sc.conversations}", conv, f"prompt {i}")
             async for event in pending.events(timeout=self.duration + 30):
                 if isinstance(event, ChunkEvent) and first is None:
                     first = time.perf_counter()

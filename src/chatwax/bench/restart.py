@@ -85,11 +85,9 @@ async def _ask_until_answered(url: str, conversation: str, deadline: float) -> F
                 raise
             await asyncio.sleep(0.05)
     try:
-        async for event in client.ask("user-1", conversation, "and now?",
-                                      timeout=deadline - time.monotonic()):
-            if isinstance(event, FinalEvent):
-                return event
-        raise RuntimeError("no answer")
+        reply = await client.ask("user-1", conversation, "and now?",
+                                 timeout=deadline - time.monotonic())
+        return await reply.result()
     finally:
         await client.close()
 

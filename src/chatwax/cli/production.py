@@ -16,13 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from chatwax.core.console import needs_extra, setup_logging
+from chatwax.core.console import EXIT_CODES, fail, needs_extra, setup_logging
 from chatwax.core.errors import ChatwaxError
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
-
-EXIT_CODES = ("exit codes: 0 done, 1 failed, 2 bad arguments, 3 NATS unreachable, "
-              "4 output not writable, 5 not confirmed by the dataflow in time")
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,34 +116,28 @@ async def _ask(settings: Settings, user: str, conversation: str, text: str,
     from chatwax.client.chat import ChatClient
 
     client = await ChatClient.connect(settings, name="chatwax-ask")
-    shown = 0
     try:
-        events = client.ask(user, conversation, text, timeout=timeout)
-        async for event in events:
-            if isinstance(event, ChunkEvent):
-                if event.index == 0 and shown:
+        reply = await client.ask(user, conversation, text, timeout=timeout)
+        try:
+            async for chunk in reply:
+                if chunk.restart:
                     sys.stdout.write("\n[retrying]\n")
-                sys.stdout.write(event.delta)
+                sys.stdout.write(chunk.text)
                 sys.stdout.flush()
-                shown += 1
-            elif isinstance(event, FinalEvent):
-                if not shown:
-                    sys.stdout.write(event.text)
+            answer = await reply.result()
+        except ChatwaxError:
+            if reply.text:
                 sys.stdout.write("\n")
-                u = event.usage
-                print(f"[{event.model} · turn {event.turn} · {u.input_tokens} in / "
-                      f"{u.output_tokens} out tokens · {event.latency_ms:.0f} ms]",
-                      file=sys.stderr)
-                return 0
-            elif isinstance(event, ErrorEvent):
-                if shown:
-                    sys.stdout.write("\n")
-                print(f"chatwax: error ({event.code.value}): {event.message}", file=sys.stderr)
-                return 1
+            raise
+        finally:
+            await reply.close()
+        sys.stdout.write("\n")
+        u = answer.usage
+        print(f"[{answer.model} · turn {answer.turn} · {u.input_tokens} in / "
+              f"{u.output_tokens} out tokens · {answer.latency_ms:.0f} ms]", file=sys.stderr)
+        return 0
     finally:
-        await events.aclose()
         await client.close()
-    return 1
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -157,13 +147,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return asyncio.run(_ask(settings, args.user, conversation, " ".join(args.text),
                                 args.timeout))
     except ChatwaxError as exc:
-        print(f"chatwax: error ({exc.code.value}): {exc.message}", file=sys.stderr)
-        return 2 if exc.code.value == "llm_timeout" else 1
+        return fail(exc)
 
 
 def add_ask(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`chatwax ask`: one prompt, the answer streamed to stdout."""
-    ask = sub.add_parser("ask", help="send one prompt and stream the answer (NATS_URL says where)")
+    ask = sub.add_parser("ask", help="send one prompt and stream the answer (NATS_URL says where)",
+                         epilog=EXIT_CODES)
     ask.add_argument("--user", required=True, help="user id (letters, digits, _ and -)")
     ask.add_argument("--conversation", help="conversation id (default: <user>-cli)")
     ask.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
@@ -176,16 +166,18 @@ def add_ask(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def _usage(settings: Settings, since: str, by: str) -> int:
     from chatwax.client.chat import ChatClient
-    from chatwax.client.transcripts import read_transcripts
-    from chatwax.core.usage import aggregate, format_table, parse_since
+    from chatwax.client.transcripts import iter_transcripts
+    from chatwax.core.usage import UsageReport, format_table, parse_since
 
     window = parse_since(since)
     client = await ChatClient.connect(settings, name="chatwax-usage")
+    report = UsageReport()
     try:
-        transcripts = await read_transcripts(client.js, window)
+        async for transcript in iter_transcripts(client.js, window):
+            report.add(transcript)
     finally:
         await client.close()
-    print(format_table(aggregate(transcripts, by), by))  # type: ignore[arg-type]
+    print(format_table(report.rows(by), by))  # type: ignore[arg-type]
     return 0
 
 
@@ -193,13 +185,13 @@ def cmd_usage(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_usage(Settings.from_env(), args.since, args.by))
     except ChatwaxError as exc:
-        print(f"chatwax: {exc.message}", file=sys.stderr)
-        return 1
+        return fail(exc)
 
 
 def add_usage(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`chatwax usage`: token usage and cost, by user, model or conversation."""
-    usage = sub.add_parser("usage", help="token usage and cost from the transcripts stream")
+    usage = sub.add_parser("usage", help="token usage and cost from the transcripts stream",
+                           epilog=EXIT_CODES)
     usage.add_argument("--since", default="24h", help="window: 30m, 24h, 7d, ... or all")
     usage.add_argument("--by", choices=["user", "model", "conversation"], default="user")
     usage.set_defaults(func=cmd_usage)

@@ -6,12 +6,13 @@ import queue
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-from chatwax.client.chat import ChatClient, ConversationSummary
+from chatwax.client.chat import ChatClient, Chunk, ConversationSummary
 from chatwax.client.loopthread import LoopThread
-from chatwax.client.transcripts import read_transcripts
+from chatwax.client.transcripts import ALL_TRANSCRIPTS, iter_transcripts
 from chatwax.core import protocol
-from chatwax.core.protocol import ReplyEvent
+from chatwax.core.protocol import FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.usage import UsageReport
 
 T = TypeVar("T")
 
@@ -41,26 +42,38 @@ class BackgroundClient:
     def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
         return list(self._call(self.client.history(user_id, conversation_id), 15))
 
-    def transcripts(self, since_s: float | None,
-                    user_id: str | None = None) -> list[protocol.Transcript]:
-        """Every record (turns and summaries) of the last `since_s` seconds (all when None),
-        for usage views; only `user_id`'s when given (read through that user's subject
-        filter, so no other user's turn reaches this process)."""
-        if user_id is None:
-            return list(self._call(read_transcripts(self.client.js, since_s), 60))
-        protocol.check_id(user_id, "user_id", protocol.MAX_USER_ID)
-        subject = protocol.user_records_filter(user_id)
-        return list(self._call(read_transcripts(self.client.js, since_s, subject), 60))
+    def usage(self, since_s: float | None, user_id: str | None = None) -> UsageReport:
+        """The usage of the last `since_s` seconds (all when None), read in one pass and
+        never held as records; only `user_id`'s when given (read through that user's
+        subject filter, so no other user's turn reaches this process)."""
+        subject = ALL_TRANSCRIPTS
+        if user_id is not None:
+            protocol.check_id(user_id, "user_id", protocol.MAX_USER_ID)
+            subject = protocol.user_records_filter(user_id)
+
+        async def read() -> UsageReport:
+            report = UsageReport()
+            async for transcript in iter_transcripts(self.client.js, since_s, subject):
+                report.add(transcript)
+            return report
+
+        return self._call(read(), 60)
 
     def ask(self, user_id: str, conversation_id: str, prompt: str,
-            timeout: float = 120.0) -> Iterator[ReplyEvent]:
-        """Yield reply events as they arrive; raises ChatwaxError on failure to send."""
-        events: queue.Queue[ReplyEvent | BaseException | None] = queue.Queue()
+            timeout: float = 120.0) -> Iterator[Chunk | FinalEvent]:
+        """`ChatClient.ask` for a thread: the answer's chunks as they arrive, then its
+        final event; raises ChatwaxError when it cannot be sent or ends in an error."""
+        events: queue.Queue[Chunk | FinalEvent | BaseException | None] = queue.Queue()
 
         async def pump() -> None:
             try:
-                async for event in self.client.ask(user_id, conversation_id, prompt, timeout):
-                    events.put(event)
+                reply = await self.client.ask(user_id, conversation_id, prompt, timeout)
+                try:
+                    async for chunk in reply:
+                        events.put(chunk)
+                    events.put(await reply.result())
+                finally:
+                    await reply.close()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 events.put(exc)
             finally:

@@ -1,5 +1,11 @@
 """A small asyncio client for the chatwax protocol: ask, stream, reload history.
 
+    client = await ChatClient.connect(Settings.from_env())
+    reply = await client.ask("alice", "trip", "Where is Lisbon?")
+    async for chunk in reply:          # Chunk(text, restart)
+        ...
+    answer = await reply.result()      # FinalEvent, or ChatwaxError
+
 Used by `chatwax ask`, the Streamlit frontend (through `BackgroundClient`) and the tutorial
 adapter, so every way in takes the same durable path: publish into JetStream, then read
 reply events.
@@ -10,21 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.js import api
 from nats.js.errors import APIError, NotFoundError
 
 from chatwax.client.connection import connect_options
+from chatwax.client.transcripts import read_subject
 from chatwax.core import protocol
-from chatwax.core.errors import ChatwaxError, ErrorCode, NatsUnavailable
-from chatwax.core.protocol import ErrorEvent, FinalEvent, PromptRequest, ReplyEvent
+from chatwax.core.errors import (
+    ChatwaxError,
+    ErrorCode,
+    NatsUnavailable,
+    NoAnswer,
+    NotRunning,
+    RequestFailed,
+)
+from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, PromptRequest, ReplyEvent
 from chatwax.core.settings import Settings
+
+__all__ = ["ChatClient", "Chunk", "ConversationSummary", "Reply"]
 
 NOT_RUNNING = (
     "chatwax is not running: the prompts stream does not exist yet "
@@ -83,7 +98,7 @@ class ChatClient:
             try:
                 info = await self.js.stream_info(protocol.PROMPTS_STREAM)
             except NotFoundError:
-                raise ChatwaxError(ErrorCode.LLM_UNAVAILABLE, NOT_RUNNING) from None
+                raise NotRunning(NOT_RUNNING) from None
             meta = info.config.metadata or {}
             self._partitions = int(meta.get(protocol.PARTITIONS_METADATA_KEY, "1"))
         return self._partitions
@@ -101,42 +116,37 @@ class ChatClient:
             await self.js.publish(subject, request.encode(), headers=headers,
                                   stream=protocol.PROMPTS_STREAM, timeout=10)
         except NotFoundError:
-            raise ChatwaxError(ErrorCode.LLM_UNAVAILABLE, NOT_RUNNING) from None
+            raise NotRunning(NOT_RUNNING) from None
         except APIError as exc:
             raise refusal(exc) from None
 
-    async def send(self, user_id: str, conversation_id: str, prompt: str) -> PendingReply:
-        """Store a prompt and return a handle to its reply events.
+    async def ask(self, user_id: str, conversation_id: str, prompt: str,
+                  timeout: float = 120.0) -> Reply:
+        """Store a prompt and return its `Reply`: chunks while the answer streams, then
+        the final answer (or the error that ended it) within `timeout` seconds.
 
         The reply inbox is subscribed before the publish, so no event can be missed;
-        returning means JetStream has the prompt.
+        returning means JetStream has the prompt. A prompt the dataflow would refuse (a bad
+        id, over the length limit) raises `ChatwaxError` here and nothing is stored::
+
+            reply = await client.ask("alice", "trip", "Where is Lisbon?")
+            async for chunk in reply:
+                print(chunk.text, end="")
+            answer = await reply.result()   # FinalEvent: text, usage, model
         """
         request = PromptRequest(
             request_id=protocol.new_id(), user_id=user_id, conversation_id=conversation_id,
             prompt=prompt, reply_to=self.nc.new_inbox(),
         )
-        # Validate as the dataflow would, so a bad id or a prompt over the limit fails here
-        # with the same message, and nothing is stored.
         protocol.decode_prompt(request.encode(), self.max_prompt_chars)
-        pending = PendingReply(request)
-        pending.sub = await self.nc.subscribe(request.reply_to, cb=pending.on_msg)
+        reply = Reply(request, timeout)
+        reply.sub = await self.nc.subscribe(request.reply_to, cb=reply.on_msg)
         try:
             await self.submit(request)
         except BaseException:
-            await pending.close()
+            await reply.close()
             raise
-        return pending
-
-    async def ask(
-        self, user_id: str, conversation_id: str, prompt: str, timeout: float = 120.0
-    ) -> AsyncGenerator[ReplyEvent, None]:
-        """Send a prompt and yield its events: chunks, then one final or error."""
-        pending = await self.send(user_id, conversation_id, prompt)
-        try:
-            async for event in pending.events(timeout):
-                yield event
-        finally:
-            await pending.close()
+        return reply
 
     async def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
         """Every stored turn of one of the user's conversations, oldest first, without
@@ -176,34 +186,49 @@ class ChatClient:
             info = await self.js.stream_info(protocol.TRANSCRIPTS_STREAM, subjects_filter=subject)
         except NotFoundError:
             return []
-        count = (info.state.subjects or {}).get(subject, 0)
-        if count == 0:
+        if not (info.state.subjects or {}).get(subject):
             return []
-        sub = await self.js.subscribe(subject, stream=protocol.TRANSCRIPTS_STREAM,
-                                      ordered_consumer=True,
-                                      deliver_policy=api.DeliverPolicy.ALL)
         turns: dict[str, protocol.Transcript] = {}
-        try:
-            for _ in range(count):
-                msg = await sub.next_msg(timeout=5)
-                if (t := protocol.decode_stored(msg.data)) is not None:
-                    turns.setdefault(t.request_id, t)
-        finally:
-            await sub.unsubscribe()
+        async for stored in read_subject(self.nc, subject):  # a batch per round trip
+            if (t := protocol.decode_stored(stored.data)) is not None:
+                turns.setdefault(t.request_id, t)
         return sorted(turns.values(), key=lambda t: (t.turn, t.finished_at))
 
 
-class PendingReply:
-    """The reply events of one stored prompt, in order, without duplicates.
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a streaming answer. `restart` means: forget what was shown before, the
+    answer starts again with `text` (the LLM call was retried, or the dataflow restarted
+    and answers again, or the final text differs from what streamed)."""
 
-    A reply re-sent after a dataflow restart is dropped: once the final or error event
-    has been yielded, the iterator ends, and events of other requests are ignored.
+    text: str
+    restart: bool = False
+
+
+class Reply:
+    """The answer to one stored prompt, from `ChatClient.ask`.
+
+    Iterate it for `Chunk`s as the answer streams (restarts folded in, so the chunks
+    always add up to the final text), await `result()` for the final answer, or read the
+    raw wire events with `events()`. Events of other requests and events re-sent after a
+    dataflow restart are dropped; the subscription ends with the final or error event.
     """
 
-    def __init__(self, request: PromptRequest) -> None:
+    def __init__(self, request: PromptRequest, timeout: float = 120.0) -> None:
         self.request = request
         self.sub: Any = None
+        self._deadline = time.monotonic() + timeout
+        self._timeout = timeout
         self._queue: asyncio.Queue[ReplyEvent] = asyncio.Queue()
+        self._parts: list[str] = []
+        self._end: FinalEvent | ErrorEvent | None = None
+
+    @property
+    def text(self) -> str:
+        """The answer as it stands: the final text once it came, else the chunks so far."""
+        if isinstance(self._end, FinalEvent):
+            return self._end.text
+        return "".join(self._parts)
 
     async def on_msg(self, msg: Any) -> None:
         try:
@@ -213,22 +238,53 @@ class PendingReply:
         if event.request_id == self.request.request_id:
             self._queue.put_nowait(event)
 
-    async def events(self, timeout: float = 120.0) -> AsyncIterator[ReplyEvent]:
-        deadline = time.monotonic() + timeout
-        while True:
+    async def events(self, timeout: float | None = None) -> AsyncIterator[ReplyEvent]:
+        """The wire events, once: chunks, then one final or error event. Raises
+        `ChatwaxError` (llm_timeout) when none ends the reply within the ask's timeout
+        (or `timeout` seconds from now)."""
+        deadline = self._deadline if timeout is None else time.monotonic() + timeout
+        while self._end is None:
             remaining = deadline - time.monotonic()
             try:
                 event = await asyncio.wait_for(self._queue.get(), max(remaining, 0.001))
             except TimeoutError:
-                raise ChatwaxError(
-                    ErrorCode.LLM_TIMEOUT,
-                    f"no answer within {timeout:g}s (request {self.request.request_id})",
+                await self.close()
+                wait = self._timeout if timeout is None else timeout
+                raise NoAnswer(
+                    f"no answer within {wait:g}s (request {self.request.request_id})",
                 ) from None
-            yield event
             if isinstance(event, FinalEvent | ErrorEvent):
-                return
+                self._end = event
+                await self.close()
+            yield event
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        async for event in self.events():
+            if isinstance(event, ChunkEvent):
+                if event.index == 0 and self._parts:
+                    self._parts = [event.delta]
+                    yield Chunk(event.delta, restart=True)
+                elif event.index >= len(self._parts):
+                    self._parts.append(event.delta)
+                    yield Chunk(event.delta)
+                # else: a chunk already shown, re-sent after a restart
+            elif isinstance(event, FinalEvent) and event.text != "".join(self._parts):
+                yield Chunk(event.text, restart=bool(self._parts))
+                self._parts = [event.text]
+
+    async def result(self) -> FinalEvent:
+        """The final answer; raises `ChatwaxError` with the error event's code, or
+        llm_timeout when none came in time."""
+        if self._end is None:
+            async for _ in self.events():
+                pass
+        if isinstance(self._end, ErrorEvent):
+            raise RequestFailed(self._end.code, self._end.message)
+        assert isinstance(self._end, FinalEvent)
+        return self._end
 
     async def close(self) -> None:
+        """Stop listening (an abandoned reply); safe to call again."""
         if self.sub is not None:
             with contextlib.suppress(NatsError):
                 await self.sub.unsubscribe()
@@ -238,13 +294,12 @@ class PendingReply:
 def refusal(exc: APIError) -> ChatwaxError:
     """What a refused publish into the prompts stream means for the sender."""
     if exc.err_code == STREAM_FULL:
-        return ChatwaxError(ErrorCode.BUSY, "chatwax is busy: too many prompts are waiting "
+        return RequestFailed(ErrorCode.BUSY, "chatwax is busy: too many prompts are waiting "
                             "to be answered; nothing was stored, try again in a minute")
     if exc.err_code == MESSAGE_TOO_LARGE:
-        return ChatwaxError(ErrorCode.PROMPT_TOO_LARGE,
+        return RequestFailed(ErrorCode.PROMPT_TOO_LARGE,
                             "the prompt is larger than chatwax accepts; nothing was stored")
-    return ChatwaxError(ErrorCode.INTERNAL,
-                        f"the prompt was not stored: {exc.description or exc}")
+    return ChatwaxError(f"the prompt was not stored: {exc.description or exc}")
 
 
 def _title(prompt: str, limit: int = 48) -> str:

@@ -1,18 +1,10 @@
-"""`chatwax export` and `chatwax forget`: what they print and the exit code of every outcome.
-
-    0  done
-    1  failed otherwise (the message says why)
-    2  bad arguments
-    3  NATS unreachable (or it stopped answering)
-    4  the output file cannot be written
-    5  forget: the dataflow did not confirm in time (the commands stay queued)
-"""
+"""`chatwax export` and `chatwax forget`: what they print and the exit code of every
+outcome (the table is `chatwax.core.console.Exit`)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from enum import IntEnum
 from pathlib import Path
 
 from nats.errors import Error as NatsError
@@ -20,19 +12,11 @@ from nats.errors import Error as NatsError
 from chatwax.client.chat import ChatClient
 from chatwax.client.export import export, partial_path
 from chatwax.client.forget import forget_user
-from chatwax.core.errors import ChatwaxError, ConfigError, ErrorCode, NatsUnavailable
+from chatwax.core.console import Exit, fail
+from chatwax.core.errors import ChatwaxError, ConfigError, NatsUnavailable
 from chatwax.core.export import Format, Selection, parse_time
 from chatwax.core.protocol import MAX_USER_ID, check_id
 from chatwax.core.settings import Settings
-
-
-class Exit(IntEnum):
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    NATS_UNREACHABLE = 3
-    OUTPUT_UNWRITABLE = 4
-    NOT_CONFIRMED = 5
 
 
 def _fail(code: Exit, message: str) -> int:
@@ -92,12 +76,8 @@ async def run_forget(settings: Settings, user: str, timeout: float) -> int:
         report = await forget_user(client, user, timeout)
     except NatsUnavailable as exc:
         return _fail(Exit.NATS_UNREACHABLE, exc.message)
-    except ChatwaxError as exc:
-        if exc.code is ErrorCode.BAD_REQUEST:
-            return _fail(Exit.USAGE, exc.message)
-        if exc.code is ErrorCode.LLM_TIMEOUT:
-            return _fail(Exit.NOT_CONFIRMED, exc.message)
-        return _fail(Exit.FAILED, exc.message)
+    except ChatwaxError as exc:  # a bad user id, a refusal, no confirmation in time
+        return fail(exc)
     except NatsError as exc:  # e.g. a permissions violation: only `operator` may forget
         return _fail(Exit.FAILED, f"NATS refused a step of forgetting {user} ({exc}); with "
                      "NATS auth on, forget runs as NATS_USER=operator")

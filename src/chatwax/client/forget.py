@@ -20,9 +20,9 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from chatwax.client.chat import ChatClient
-from chatwax.client.transcripts import jetstream_api
+from chatwax.client.transcripts import STREAM_NOT_FOUND, jetstream_api
 from chatwax.core import protocol
-from chatwax.core.errors import ChatwaxError, ErrorCode
+from chatwax.core.errors import ChatwaxError, NoAnswer, RequestFailed
 from chatwax.core.protocol import AckEvent, ErrorEvent, ForgetRequest
 
 log = logging.getLogger("chatwax.audit")
@@ -97,7 +97,7 @@ async def forget_user(client: ChatClient, user_id: str, timeout: float = 60.0) -
     finally:
         await sub.unsubscribe()
     if isinstance(event, ErrorEvent):
-        raise ChatwaxError(event.code, f"the dataflow refused to forget: {event.message}")
+        raise RequestFailed(event.code, f"the dataflow refused to forget: {event.message}")
     report.conversations = event.details.get("conversations", 0)
     report.turns = event.details.get("turns", 0)
     report.waiting = event.details.get("waiting", 0)
@@ -122,8 +122,7 @@ async def _answer(sub: Any, request_id: str, timeout: float) -> AckEvent | Error
         try:
             msg = await sub.next_msg(timeout=max(left, 0.001))
         except TimeoutError:
-            raise ChatwaxError(
-                ErrorCode.LLM_TIMEOUT,
+            raise NoAnswer(
                 f"the dataflow did not confirm the forget command within {timeout:g}s; it "
                 "stays queued and runs when the dataflow is up: run `chatwax forget` again "
                 "then") from None
@@ -139,7 +138,6 @@ async def _purge_transcripts(client: ChatClient, user_id: str) -> int:
     resp = await jetstream_api(client.nc, f"$JS.API.STREAM.PURGE.{protocol.TRANSCRIPTS_STREAM}",
                                {"filter": protocol.user_records_filter(user_id)})
     error = resp.get("error")
-    if error and error.get("err_code") != 10059:  # 10059: no stream, nothing to purge
-        raise ChatwaxError(ErrorCode.INTERNAL,
-                           f"purging {user_id}'s transcripts failed: {error.get('description')}")
+    if error and error.get("err_code") != STREAM_NOT_FOUND:  # no stream: nothing to purge
+        raise ChatwaxError(f"purging {user_id}'s transcripts failed: {error.get('description')}")
     return int(resp.get("purged", 0))

@@ -17,27 +17,35 @@ from typing import Any, Final
 from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
+from nats.js.api import Header, StatusCode
 from nats.js.errors import NotFoundError
 
 from chatwax.core import protocol
-from chatwax.core.errors import ChatwaxError, ErrorCode, NatsUnavailable
+from chatwax.core.errors import ChatwaxError, NatsUnavailable
 from chatwax.core.protocol import Transcript
 
 ALL_TRANSCRIPTS: Final = f"{protocol.TRANSCRIPTS_PREFIX}.>"
+STREAM_NOT_FOUND: Final = 10059
+"""JetStream's error code for a stream that does not exist (JSStreamNotFoundErr)."""
+END_OF_BATCH: Final = "204"
+"""The status a batched direct get ends each batch with (NATS ADR-31); nats.py's
+StatusCode has no name for it."""
 BATCH: Final = 256
 """Records per direct-get round trip."""
 
 
-async def read_transcripts(
+async def iter_transcripts(
     js: JetStreamContext, since_s: float | None, subject: str = ALL_TRANSCRIPTS
-) -> list[Transcript]:
-    """Every stored record newer than `since_s` seconds (all when None), oldest first."""
+) -> AsyncIterator[Transcript]:
+    """Every stored record newer than `since_s` seconds (all when None) on `subject`
+    (a filter), oldest first, one at a time: an ordered consumer's flow control keeps a
+    bounded window in memory whatever the stream holds. Unreadable records are skipped."""
     try:
         info = await js.stream_info(protocol.TRANSCRIPTS_STREAM)
     except NotFoundError:
-        return []
+        return
     if info.state.messages == 0:
-        return []
+        return
     policy, config = api.DeliverPolicy.ALL, None
     if since_s is not None:
         start = datetime.fromtimestamp(time.time() - since_s, tz=UTC)
@@ -45,20 +53,18 @@ async def read_transcripts(
         config = api.ConsumerConfig(opt_start_time=start)
     sub = await js.subscribe(subject, stream=protocol.TRANSCRIPTS_STREAM,
                              ordered_consumer=True, deliver_policy=policy, config=config)
-    out: list[Transcript] = []
     try:
         while True:
             try:
                 msg = await sub.next_msg(timeout=2)
             except TimeoutError:
-                break  # nothing newer than the start time
+                return  # nothing newer than the start time
             if (t := protocol.decode_stored(msg.data)) is not None:
-                out.append(t)
+                yield t
             if msg.metadata.num_pending == 0:
-                break
+                return
     finally:
         await sub.unsubscribe()
-    return out
 
 
 async def jetstream_api(nc: NATS, subject: str, body: dict[str, Any],
@@ -82,10 +88,9 @@ async def subjects(nc: NATS, subjects_filter: str, stream: str = protocol.TRANSC
                          {"subjects_filter": subjects_filter, "offset": offset}, timeout)
         error = obj.get("error")
         if error:
-            if error.get("err_code") == 10059:  # stream not found
+            if error.get("err_code") == STREAM_NOT_FOUND:
                 return
-            raise ChatwaxError(ErrorCode.INTERNAL,
-                               f"stream info failed: {error.get('description')}")
+            raise ChatwaxError(f"stream info failed: {error.get('description')}")
         page: dict[str, int] = (obj.get("state") or {}).get("subjects") or {}
         for subject in sorted(page):
             yield subject, page[subject]
@@ -127,17 +132,16 @@ async def read_subject(nc: NATS, subject: str, since: float | None = None,
                     raise NatsUnavailable(f"NATS stopped sending {subject} for {timeout:g}s"
                                           ) from exc
                 headers = msg.headers or {}
-                status = headers.get("Status")
-                if status == "404":
+                status = headers.get(Header.STATUS)
+                if status == StatusCode.NO_MESSAGES:
                     return  # nothing (more) on this subject
-                if status == "204":  # end of this batch
+                if status == END_OF_BATCH:
                     if int(headers.get("Nats-Num-Pending", "0")) == 0 or last == 0:
                         return
                     break
                 if status:
-                    raise ChatwaxError(ErrorCode.INTERNAL,
-                                       f"direct get of {subject} failed: {status} "
-                                       f"{headers.get('Description', '')}".strip())
+                    raise ChatwaxError(f"direct get of {subject} failed: {status} "
+                                       f"{headers.get(Header.DESCRIPTION, '')}".strip())
                 last = int(headers["Nats-Sequence"])
                 yield Stored(last, parse_timestamp(headers["Nats-Time-Stamp"]), msg.data)
             request = {"next_by_subj": subject, "batch": batch, "seq": last + 1}

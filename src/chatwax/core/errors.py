@@ -1,7 +1,9 @@
-"""Error codes on the wire and the exceptions that carry them.
+"""Error codes on the wire, and chatwax's exceptions by layer.
 
 A failure on the hot path becomes an `error` reply with one of these stable codes and a
-message a person can act on; it never takes the dataflow down.
+message a person can act on; it never takes the dataflow down. Exceptions say which layer
+failed (as nats.py's `js/errors.py` does): a request refused or failed (`RequestFailed`,
+with its wire code), NATS or the streams missing, no answer in time, or configuration.
 """
 
 from __future__ import annotations
@@ -48,31 +50,49 @@ _RETRYABLE = frozenset(
 
 
 class ChatwaxError(Exception):
-    """Base of every error chatwax raises on purpose."""
+    """Base of every error chatwax raises on purpose. The layer it comes from is its
+    class; only `RequestFailed` and its subclasses carry a wire `ErrorCode`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# -- a request refused or failed: what travels as an `error` reply ------------------------
+
+
+class RequestFailed(ChatwaxError):
+    """A request refused or failed, with the wire code a client sees (docs/protocol.md):
+    the dataflow's error reply, or the same check made before sending."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
 
 
-class ProtocolError(ChatwaxError):
+class ProtocolError(RequestFailed):
     """A message that does not follow docs/protocol.md."""
+
+
+class LlmError(RequestFailed):
+    """The LLM call failed for good (after retries, where retrying made sense)."""
+
+
+# -- the client's own conditions: never on the wire ----------------------------------------
 
 
 class NatsUnavailable(ChatwaxError):
     """NATS cannot be reached (or stopped answering): nothing chatwax keeps can be read."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.LLM_UNAVAILABLE, message)
+
+class NotRunning(ChatwaxError):
+    """NATS answers but chatwax's streams do not exist: the dataflow never started."""
 
 
-class LlmError(ChatwaxError):
-    """The LLM call failed for good (after retries, where retrying made sense)."""
+class NoAnswer(ChatwaxError):
+    """Nothing ended the request in time: the dataflow is down, behind, or the LLM slow.
+    The request stays stored and is answered when the dataflow gets to it."""
 
 
 class ConfigError(ChatwaxError):
     """A setting is missing or malformed; raised at start-up, never on the hot path."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.INTERNAL, message)

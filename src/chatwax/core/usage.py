@@ -8,7 +8,7 @@ aggregation is pure; `chatwax.client.transcripts` reads the stream.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from chatwax.core.errors import ConfigError
@@ -61,26 +61,75 @@ def _key(t: Transcript, by: GroupBy) -> str:
     return f"{t.user_id}/{t.conversation_id}"
 
 
+def _count(row: UsageRow, t: Transcript) -> None:
+    if t.kind == "turn":
+        row.turns += 1
+        row.latency_ms_sum += t.latency_ms
+    else:
+        row.summaries += 1
+    row.input_tokens += t.usage.input_tokens
+    row.output_tokens += t.usage.output_tokens
+    if t.usage.estimated:
+        row.estimated_tokens += t.usage.total_tokens
+    row.cost_usd += t.cost_usd
+
+
+def _ranked(rows: dict[str, UsageRow]) -> list[UsageRow]:
+    return sorted(rows.values(), key=lambda r: (-r.total_tokens, r.key))
+
+
 def aggregate(transcripts: Iterable[Transcript], by: GroupBy) -> list[UsageRow]:
     """One row per key, most tokens first; each request counted once."""
-    rows: dict[str, UsageRow] = {}
-    seen: set[str] = set()
+    report = UsageReport()
     for t in transcripts:
-        if t.request_id in seen:
-            continue
-        seen.add(t.request_id)
-        row = rows.setdefault(_key(t, by), UsageRow(_key(t, by)))
-        if t.kind == "turn":
-            row.turns += 1
-            row.latency_ms_sum += t.latency_ms
-        else:
-            row.summaries += 1
-        row.input_tokens += t.usage.input_tokens
-        row.output_tokens += t.usage.output_tokens
-        if t.usage.estimated:
-            row.estimated_tokens += t.usage.total_tokens
-        row.cost_usd += t.cost_usd
-    return sorted(rows.values(), key=lambda r: (-r.total_tokens, r.key))
+        report.add(t)
+    return report.rows(by)
+
+
+MINUTE = 60.0
+
+
+@dataclass(slots=True)
+class UsageReport:
+    """Every view of the usage pages and `chatwax usage`, built in one pass over the
+    stream: records are added one at a time and never kept (a record carries a whole
+    prompt and answer). What stays is a row per user, model and conversation, the tokens
+    per model per minute, and the request ids seen (a record stored twice counts once)."""
+
+    by: dict[GroupBy, dict[str, UsageRow]] = field(
+        default_factory=lambda: {"user": {}, "model": {}, "conversation": {}})
+    minutes: dict[tuple[float, str], int] = field(default_factory=dict)
+    """(start of the minute, model) -> tokens."""
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, t: Transcript) -> None:
+        if t.request_id in self.seen:
+            return
+        self.seen.add(t.request_id)
+        for by, rows in self.by.items():
+            key = _key(t, by)
+            _count(rows.setdefault(key, UsageRow(key)), t)
+        minute = (t.finished_at // MINUTE * MINUTE, t.model)
+        self.minutes[minute] = self.minutes.get(minute, 0) + t.usage.total_tokens
+
+    def rows(self, by: GroupBy) -> list[UsageRow]:
+        """One row per key, most tokens first."""
+        return _ranked(self.by[by])
+
+    def series(self) -> tuple[str, list[tuple[float, str, int]]]:
+        """Tokens over time by model, in buckets that fit the span (a minute up to 6 h,
+        an hour up to 7 days, else a day): (bucket name, [(start, model, tokens)])."""
+        if not self.minutes:
+            return "1min", []
+        starts = [m for m, _ in self.minutes]
+        span = max(starts) - min(starts)
+        name, size = (("1min", MINUTE) if span <= 6 * 3600 else
+                      ("1h", 3600.0) if span <= 7 * 86_400 else ("1D", 86_400.0))
+        out: dict[tuple[float, str], int] = {}
+        for (start, model), tokens in self.minutes.items():
+            key = (start // size * size, model)
+            out[key] = out.get(key, 0) + tokens
+        return name, sorted((s, m, n) for (s, m), n in out.items())
 
 
 def total(rows: Iterable[UsageRow]) -> UsageRow:

@@ -16,8 +16,7 @@ from typing import Any
 
 from chatwax.client.chat import ChatClient
 from chatwax.core import protocol
-from chatwax.core.errors import ChatwaxError
-from chatwax.core.protocol import ErrorEvent, FinalEvent
+from chatwax.core.errors import ChatwaxError, ProtocolError
 from chatwax.dataflow.link import NatsLink
 
 log = logging.getLogger(__name__)
@@ -44,19 +43,16 @@ async def _serve(link: NatsLink, subject: str, max_prompt_chars: int, timeout: f
     async def respond(msg: Any) -> None:
         try:
             req = protocol.decode_compat(msg.data, max_prompt_chars)
-        except ChatwaxError as exc:
+        except ProtocolError as exc:
             link.metrics.refused(exc.code)
             await msg.respond(error_text(exc.message))
             return
         reply = error_text("no answer")
         try:
-            async for event in client.ask(
+            answer = await (await client.ask(
                 req.user_id, protocol.compat_conversation_id(req.user_id), req.prompt, timeout
-            ):
-                if isinstance(event, FinalEvent):
-                    reply = event.text.encode()
-                elif isinstance(event, ErrorEvent):
-                    reply = error_text(event.message)
+            )).result()
+            reply = answer.text.encode()
         except ChatwaxError as exc:
             reply = error_text(exc.message)
         except Exception:

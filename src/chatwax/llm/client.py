@@ -21,14 +21,20 @@ from typing import Any, Final
 import aiohttp
 import backoff
 import certifi
-import httpx2
 import openai
 from openai import AsyncOpenAI
 
 from chatwax.core.errors import ErrorCode, LlmError
 from chatwax.core.protocol import Usage
 from chatwax.core.settings import Settings, secret
-from chatwax.llm.failures import CUT_STREAM, Attempt, Failure, RetryReason, classify
+from chatwax.llm.failures import (
+    CUT_STREAM,
+    Attempt,
+    Failure,
+    HttpStatus,
+    RetryReason,
+    classify,
+)
 from chatwax.llm.sse import SseEvents, parse_chunk
 
 log = logging.getLogger(__name__)
@@ -97,7 +103,9 @@ class LlmClient:
             # taken once: the SDK's per-call request building (option transforms,
             # idempotency keys, header merging) and its HTTP pool's per-request checks of
             # every idle connection were a third of the event loop's busy time at 300
-            # prompts/s. Errors still become the SDK's exceptions (`_send`).
+            # prompts/s. The SDK stays the source of the endpoint and its headers (the
+            # key, OPENAI_ORG_ID, OPENAI_PROJECT_ID), read through its public attributes;
+            # failures are classified from what aiohttp and the server say (`_send`).
             self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
             self._headers = {k: v for k, v in self._client.default_headers.items()
                              if isinstance(v, str) and k.lower() != "accept-encoding"}
@@ -200,33 +208,36 @@ class LlmClient:
                           tries[0])
 
     async def _send(self, body: bytes) -> aiohttp.ClientResponse:
-        """POST the chat request; failing before the answer streams, raise what the SDK
-        raises (its timeout, connection and status errors), so classification is one."""
-        assert self._client is not None
-        try:
-            response = await self._session().post(self._url, data=body, proxy=self._proxy)
-        except TimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too
-            raise openai.APITimeoutError(request=self._request()) from exc
-        except aiohttp.ClientError as exc:
-            raise openai.APIConnectionError(message=f"{type(exc).__name__}: {exc}",
-                                            request=self._request()) from exc
+        """POST the chat request; an error status becomes `HttpStatus` with the server's
+        message. aiohttp's timeouts and connection errors pass through as they are:
+        `chatwax.llm.failures` classifies them."""
+        response = await self._session().post(self._url, data=body, proxy=self._proxy)
         if response.status >= 400:
             content = await response.read()
             response.release()
-            raise self._client._make_status_error_from_response(httpx2.Response(
-                response.status, headers=list(response.headers.items()), content=content,
-                request=self._request()))
+            raise HttpStatus(response.status, error_detail(content))
         return response
-
-    def _request(self) -> httpx2.Request:
-        """The request as the SDK's exceptions describe it (no headers: no key in them)."""
-        return httpx2.Request("POST", self._url)
 
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
         if self._client is not None:
             await self._client.close()
+
+
+def error_detail(body: bytes) -> str:
+    """The message of an OpenAI-style error body (`{"error": {"message": ...}}` or
+    `{"error": "..."}`), else the body's start; never more than 200 characters."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace").strip() or "no details"
+    error = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message")
+    if isinstance(error, str) and error:
+        return error[:200]
+    return json.dumps(obj)[:200]
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:

@@ -1,8 +1,10 @@
 """How one LLM attempt failed, and whether another attempt may fix it.
 
-One ordered table maps what an attempt raised to a wire error code, a message a person can
-act on, and a retry reason (None: retrying is pointless). Metrics count retries by
-`RetryReason`, so the labels and this table cannot drift apart.
+One ordered table maps what an attempt raised (aiohttp's errors, the server's HTTP status,
+a broken stream) to a wire error code, a message a person can act on, and a retry reason
+(None: retrying is pointless). Metrics count retries by `RetryReason`, so the labels and
+this table cannot drift apart. The chat request goes out on aiohttp (`chatwax.llm.client`),
+so these are the only exceptions an attempt raises; no SDK exception is made up for them.
 """
 
 from __future__ import annotations
@@ -12,11 +14,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import aiohttp
-import httpx2
-import openai
 
 from chatwax.core.errors import ErrorCode
 from chatwax.llm.sse import StreamError
+
+
+class HttpStatus(Exception):
+    """The LLM server answered the chat request with an HTTP error status; `detail` is
+    its error message (OpenAI's `{"error": {"message": ...}}`, or the body's start)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
 
 
 class RetryReason(StrEnum):
@@ -45,8 +55,8 @@ class Attempt:
 
 
 def _detail(exc: BaseException) -> str:
-    """A short, key-free description of an SDK error for error replies and logs."""
-    message = getattr(exc, "message", "") or str(exc) or exc.__class__.__name__
+    """A short, key-free description of a failure for error replies and logs."""
+    message = getattr(exc, "detail", "") or str(exc) or exc.__class__.__name__
     return message[:200]
 
 
@@ -60,7 +70,7 @@ def _rate_limited(exc: BaseException, at: Attempt) -> Failure:
                    f"the LLM server is rate limiting ({_detail(exc)})", RetryReason.RATE_LIMITED)
 
 
-def _sdk_timeout(exc: BaseException, at: Attempt) -> Failure:
+def _server_timeout(exc: BaseException, at: Attempt) -> Failure:
     return Failure(ErrorCode.LLM_TIMEOUT, "the LLM server did not answer in time",
                    RetryReason.TIMEOUT)
 
@@ -80,7 +90,7 @@ def _stream_error(exc: BaseException, at: Attempt) -> Failure:
 
 
 def _server_error(exc: BaseException, at: Attempt) -> Failure:
-    status = getattr(exc, "status_code", "?")
+    status = getattr(exc, "status", "?")
     return Failure(ErrorCode.LLM_UNAVAILABLE, f"the LLM server failed ({status})",
                    RetryReason.SERVER_ERROR)
 
@@ -94,27 +104,26 @@ def _malformed(exc: BaseException, at: Attempt) -> Failure:
 
 
 def _status(exc: BaseException, at: Attempt) -> Failure:
-    assert isinstance(exc, openai.APIStatusError)
-    if exc.status_code in (408, 409) or exc.status_code >= 500:
+    assert isinstance(exc, HttpStatus)
+    if exc.status == 429:
+        return _rate_limited(exc, at)
+    if exc.status in (408, 409) or exc.status >= 500:
         return _server_error(exc, at)
     return Failure(ErrorCode.LLM_REJECTED,
-                   f"the LLM server refused the request ({exc.status_code}: {_detail(exc)})",
-                   None)
+                   f"the LLM server refused the request ({exc.status}: {_detail(exc)})", None)
 
 
 Rule = tuple[tuple[type[BaseException], ...], Callable[[BaseException, Attempt], Failure]]
 
 RULES: tuple[Rule, ...] = (
-    # Most specific first: the SDK's timeout is a connection error, and its rate-limit and
-    # server errors are status errors.
+    # Most specific first: aiohttp's read and connect timeouts are both TimeoutErrors and
+    # ClientErrors; the attempt's own deadline is a plain TimeoutError.
+    ((aiohttp.ServerTimeoutError,), _server_timeout),
     ((TimeoutError,), _timeout),
-    ((openai.RateLimitError,), _rate_limited),
-    ((openai.APITimeoutError,), _sdk_timeout),
-    ((openai.APIConnectionError, httpx2.TransportError, aiohttp.ClientError), _connection),
+    ((aiohttp.ClientError,), _connection),
+    ((HttpStatus,), _status),
     ((StreamError,), _stream_error),
-    ((openai.InternalServerError,), _server_error),
-    ((ValueError, openai.APIResponseValidationError), _malformed),
-    ((openai.APIStatusError,), _status),
+    ((ValueError,), _malformed),
 )
 
 

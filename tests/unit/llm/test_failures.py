@@ -1,66 +1,55 @@
 """Every failure an LLM attempt can end in, classified: the wire code, whether it is retried
-and why (the reason metrics count), with the SDK's real exception types."""
+and why (the reason metrics count), from what aiohttp and the server say."""
 
 from __future__ import annotations
 
 import json
 
-import httpx2
-import openai
+import aiohttp
 import pytest
 
 from chatwax.core.errors import ErrorCode
-from chatwax.llm.failures import RULES, Attempt, RetryReason, classify
+from chatwax.llm.client import error_detail
+from chatwax.llm.failures import RULES, Attempt, HttpStatus, RetryReason, classify
 from chatwax.llm.sse import StreamError
 
-REQUEST = httpx2.Request("POST", "http://llm.test/v1/chat/completions")
 FIRST = Attempt(timeout_s=60, answering=False)
 LATER = Attempt(timeout_s=60, answering=True)
 
 
-def status(cls: type[openai.APIStatusError], code: int, message: str = "no") -> Exception:
-    response = httpx2.Response(code, request=REQUEST, content=json.dumps({"error": message}))
-    return cls(message, response=response, body={"error": message})
-
-
 CASES = [
     (TimeoutError(), FIRST, ErrorCode.LLM_TIMEOUT, RetryReason.TIMEOUT, "within 60s"),
-    (status(openai.RateLimitError, 429, "slow down"), FIRST, ErrorCode.RATE_LIMITED,
-     RetryReason.RATE_LIMITED, "slow down"),
-    (openai.APITimeoutError(REQUEST), FIRST, ErrorCode.LLM_TIMEOUT, RetryReason.TIMEOUT,
+    (HttpStatus(429, "slow down"), FIRST, ErrorCode.RATE_LIMITED, RetryReason.RATE_LIMITED,
+     "slow down"),
+    (aiohttp.SocketTimeoutError("read"), FIRST, ErrorCode.LLM_TIMEOUT, RetryReason.TIMEOUT,
      "did not answer in time"),
-    (openai.APIConnectionError(request=REQUEST), FIRST, ErrorCode.LLM_UNAVAILABLE,
-     RetryReason.CONNECTION, "cannot reach the LLM server"),
-    (openai.APIConnectionError(request=REQUEST), LATER, ErrorCode.LLM_UNAVAILABLE,
+    (aiohttp.ConnectionTimeoutError("connect"), FIRST, ErrorCode.LLM_TIMEOUT,
+     RetryReason.TIMEOUT, "did not answer in time"),
+    (aiohttp.ClientConnectionError("refused"), FIRST, ErrorCode.LLM_UNAVAILABLE,
+     RetryReason.CONNECTION, "cannot reach the LLM server (refused)"),
+    (aiohttp.ClientPayloadError("reset"), LATER, ErrorCode.LLM_UNAVAILABLE,
      RetryReason.CUT_STREAM, "ended before the answer was complete"),
-    (httpx2.ReadError("reset"), FIRST, ErrorCode.LLM_UNAVAILABLE, RetryReason.CONNECTION,
-     "reset"),
-    (httpx2.RemoteProtocolError("peer closed"), LATER, ErrorCode.LLM_UNAVAILABLE,
+    (aiohttp.ServerDisconnectedError(), LATER, ErrorCode.LLM_UNAVAILABLE,
      RetryReason.CUT_STREAM, "ended before"),
     (StreamError("model crashed"), LATER, ErrorCode.LLM_UNAVAILABLE, RetryReason.SERVER_ERROR,
      "failed mid-answer (model crashed)"),
-    (status(openai.InternalServerError, 500), FIRST, ErrorCode.LLM_UNAVAILABLE,
-     RetryReason.SERVER_ERROR, "(500)"),
-    (status(openai.APIStatusError, 503), FIRST, ErrorCode.LLM_UNAVAILABLE,
-     RetryReason.SERVER_ERROR, "(503)"),
-    (status(openai.APIStatusError, 408), FIRST, ErrorCode.LLM_UNAVAILABLE,
-     RetryReason.SERVER_ERROR, "(408)"),
-    (status(openai.ConflictError, 409), FIRST, ErrorCode.LLM_UNAVAILABLE,
-     RetryReason.SERVER_ERROR, "(409)"),
+    (HttpStatus(500, "boom"), FIRST, ErrorCode.LLM_UNAVAILABLE, RetryReason.SERVER_ERROR,
+     "(500)"),
+    (HttpStatus(503, "later"), FIRST, ErrorCode.LLM_UNAVAILABLE, RetryReason.SERVER_ERROR,
+     "(503)"),
+    (HttpStatus(408, "slow"), FIRST, ErrorCode.LLM_UNAVAILABLE, RetryReason.SERVER_ERROR,
+     "(408)"),
+    (HttpStatus(409, "busy"), FIRST, ErrorCode.LLM_UNAVAILABLE, RetryReason.SERVER_ERROR,
+     "(409)"),
     (json.JSONDecodeError("bad", "x", 0), LATER, ErrorCode.LLM_UNAVAILABLE,
      RetryReason.MALFORMED_STREAM, "JSONDecodeError"),
     (ValueError("not a chunk"), LATER, ErrorCode.LLM_UNAVAILABLE, RetryReason.MALFORMED_STREAM,
      "malformed stream"),
-    (openai.APIResponseValidationError(httpx2.Response(200, request=REQUEST), None), FIRST,
-     ErrorCode.LLM_UNAVAILABLE, RetryReason.MALFORMED_STREAM, "malformed"),
-    (status(openai.BadRequestError, 400, "context too long"), FIRST, ErrorCode.LLM_REJECTED,
-     None, "refused the request (400: context too long)"),
-    (status(openai.AuthenticationError, 401, "bad key"), FIRST, ErrorCode.LLM_REJECTED, None,
-     "(401: bad key)"),
-    (status(openai.NotFoundError, 404, "no such model"), FIRST, ErrorCode.LLM_REJECTED, None,
-     "(404"),
-    (status(openai.UnprocessableEntityError, 422), FIRST, ErrorCode.LLM_REJECTED, None,
-     "(422"),
+    (HttpStatus(400, "context too long"), FIRST, ErrorCode.LLM_REJECTED, None,
+     "refused the request (400: context too long)"),
+    (HttpStatus(401, "bad key"), FIRST, ErrorCode.LLM_REJECTED, None, "(401: bad key)"),
+    (HttpStatus(404, "no such model"), FIRST, ErrorCode.LLM_REJECTED, None, "(404"),
+    (HttpStatus(422, "no"), FIRST, ErrorCode.LLM_REJECTED, None, "(422"),
 ]
 
 
@@ -92,3 +81,16 @@ def test_more_specific_rules_come_first() -> None:
         for t in types:
             assert not any(issubclass(t, earlier) for earlier in seen), t
         seen.extend(types)
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    (b'{"error": {"message": "context too long", "type": "invalid_request_error"}}',
+     "context too long"),
+    (b'{"error": "model not loaded"}', "model not loaded"),
+    (b'{"detail": "Not Found"}', '{"detail": "Not Found"}'),
+    (b"<html>Bad Gateway</html>", "<html>Bad Gateway</html>"),
+    (b"", "no details"),
+    (b'{"error": {"message": "' + b"x" * 500 + b'"}}', "x" * 200),
+])
+def test_an_error_body_gives_the_servers_message(body: bytes, detail: str) -> None:
+    assert error_detail(body) == detail
