@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatwax.dev.stack import nats_server_binary
+from chatwax.dev.natsserver import nats_server_binary
 from tests.chart.conftest import Rendered
 from tests.support.procs import free_port, stop, wait_http
 

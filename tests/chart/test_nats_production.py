@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chatwax.dev.stack import nats_server_binary
+from chatwax.dev.natsserver import nats_server_binary
 from tests.chart.conftest import Chart, Rendered, env_of
 from tests.chart.notes import install_notes
 

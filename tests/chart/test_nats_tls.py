@@ -25,7 +25,7 @@ from cryptography import x509
 from chatwax.client.connection import connect_options
 from chatwax.core.errors import ConfigError
 from chatwax.core.settings import Settings
-from chatwax.dev.stack import nats_server_binary
+from chatwax.dev.natsserver import nats_server_binary
 from chatwax.kube.secrets import new_value
 from tests.chart.conftest import Chart, Rendered, env_of
 from tests.chart.natspod import NatsPod

@@ -105,6 +105,7 @@ class Network:
     def _write(self) -> None:
         lines = ["127.0.0.1 localhost"]
         lines += [f"{ip} {name}" for name, ip in sorted(self._names.items())]
+        (self.workdir / "dns").mkdir(parents=True, exist_ok=True)
         tmp = self.workdir / "dns" / "hosts.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.workdir / "dns" / "hosts")

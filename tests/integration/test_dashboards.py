@@ -19,7 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatwax.core.settings import Settings
-from chatwax.dev.stack import Stack, prometheus_binary, prometheus_config
+from chatwax.dev.prometheus import prometheus_binary, prometheus_config
+from chatwax.dev.stack import Stack
 from tests.support.asks import ask_all, run
 from tests.support.procs import free_port, stop, wait_http
 from tests.support.waiting import wait_until

@@ -11,7 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatwax.dev.stack import Stack, StackOptions, nats_server_binary, port_free, wait_http
+from chatwax.dev.natsserver import nats_server_binary
+from chatwax.dev.options import StackOptions
+from chatwax.dev.probes import port_free, wait_http
+from chatwax.dev.stack import Stack
 
 # Ports handed to servers that bind them only seconds later: below Linux's ephemeral range
 # (32768-60999), so an outgoing connection of any process cannot take one meanwhile, as

@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any
 
 from chatwax.bench.ports import free_run
-from chatwax.dev.stack import wait_http
+from chatwax.dev.probes import wait_http
 
 
 class EchoProcess:

@@ -25,7 +25,8 @@ from chatwax.bench.measure import proc_stats
 from chatwax.bench.ports import free_run
 from chatwax.core import protocol
 from chatwax.core.protocol import Transcript, Usage
-from chatwax.dev.stack import nats_server_binary, wait_http
+from chatwax.dev.natsserver import nats_server_binary
+from chatwax.dev.probes import wait_http
 
 
 @dataclass

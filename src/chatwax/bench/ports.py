@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatwax.dev.stack import port_free
+from chatwax.dev.probes import port_free
 
 
 def free_run(count: int, start: int) -> int:

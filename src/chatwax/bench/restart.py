@@ -32,7 +32,8 @@ from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics
 from chatwax.dataflow.runspec import READY_MARKER, default_partitions
 from chatwax.dev.echo_llm import serve_in_thread
-from chatwax.dev.stack import Stack, StackOptions
+from chatwax.dev.options import StackOptions
+from chatwax.dev.stack import Stack
 
 
 def _answer(call: LlmCall) -> LlmResult:

@@ -14,7 +14,8 @@ from chatwax.bench.measure import Result, proc_stats
 from chatwax.bench.ports import free_run
 from chatwax.bench.pyspy import start_profiles
 from chatwax.bench.scenarios import Scenario
-from chatwax.dev.stack import Stack, StackOptions
+from chatwax.dev.options import StackOptions
+from chatwax.dev.stack import Stack
 
 
 def stack_options(sc: Scenario, data_dir: Path, llm_base_url: str, build: Build

@@ -78,14 +78,6 @@ def _ranked(rows: dict[str, UsageRow]) -> list[UsageRow]:
     return sorted(rows.values(), key=lambda r: (-r.total_tokens, r.key))
 
 
-def aggregate(transcripts: Iterable[Transcript], by: GroupBy) -> list[UsageRow]:
-    """One row per key, most tokens first; each request counted once."""
-    report = UsageReport()
-    for t in transcripts:
-        report.add(t)
-    return report.rows(by)
-
-
 MINUTE = 60.0
 
 

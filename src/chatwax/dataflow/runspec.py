@@ -21,6 +21,11 @@ from chatwax.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_WORKERS_PER_PROCESS = 1
+"""Worker threads per process when BYTEWAX_WORKERS_PER_PROCESS is unset."""
+DEFAULT_SNAPSHOT_INTERVAL_S = 5
+"""Seconds between recovery snapshots when BYTEWAX_SNAPSHOT_INTERVAL is unset."""
+
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
@@ -70,7 +75,8 @@ class RunSpec:
             addresses=addresses,
             workers_per_process=workers,
             recovery_dir=Path(recovery) if recovery else None,
-            snapshot_interval=timedelta(seconds=snapshot if snapshot is not None else 5),
+            snapshot_interval=timedelta(seconds=snapshot if snapshot is not None
+                                         else DEFAULT_SNAPSHOT_INTERVAL_S),
             backup_interval=timedelta(seconds=backup if backup is not None else 0),
             recovery_partitions=(_opt_int(env, "CHATWAX_RECOVERY_PARTITIONS")
                                  or default_partitions(count)),
@@ -90,8 +96,8 @@ def default_partitions(processes: int) -> int:
 
 
 def workers_from_env(env: Mapping[str, str]) -> int:
-    """Worker threads per process (BYTEWAX_WORKERS_PER_PROCESS, default 1)."""
-    return _opt_int(env, "BYTEWAX_WORKERS_PER_PROCESS") or 1
+    """Worker threads per process (BYTEWAX_WORKERS_PER_PROCESS, else the default)."""
+    return _opt_int(env, "BYTEWAX_WORKERS_PER_PROCESS") or DEFAULT_WORKERS_PER_PROCESS
 
 
 def _opt_int(env: Mapping[str, str], name: str) -> int | None:

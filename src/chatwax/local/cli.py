@@ -16,10 +16,13 @@ from chatwax.local.model import (
     model_file,
 )
 
+DEFAULT_PORT = 8400
+"""Where the local model server listens unless --port says otherwise (`chatwax up` too)."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8400)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--model", type=Path, help="a GGUF file (default: the packaged SmolLM2)")
     parser.add_argument("--alias", default=MODEL_ALIAS, help="model name clients use")
     parser.add_argument("--context-tokens", type=int, default=DEFAULT_CONTEXT_TOKENS)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chatwax.core.errors import ConfigError
 from chatwax.core.pricing import Price, PriceTable, parse_prices
 from chatwax.core.protocol import Transcript, Usage
-from chatwax.core.usage import aggregate, format_table, parse_since, total
+from chatwax.core.usage import GroupBy, UsageReport, UsageRow, format_table, parse_since, total
 
 
 def _t(rid: str, user: str, model: str, inp: int, out: int, cost: float = 0.0) -> Transcript:
@@ -31,23 +33,30 @@ def test_price_overrides_parse_and_bad_ones_name_themselves() -> None:
         parse_prices("oops")
 
 
-def test_aggregate_by_user_counts_each_request_once() -> None:
+def _rows(transcripts: list[Transcript], by: GroupBy) -> list[UsageRow]:
+    report = UsageReport()
+    for t in transcripts:
+        report.add(t)
+    return report.rows(by)
+
+
+def test_rows_by_user_count_each_request_once() -> None:
     ts = [_t("1", "a", "m1", 10, 5, 0.5), _t("2", "b", "m1", 1, 1), _t("3", "a", "m2", 4, 4),
           _t("1", "a", "m1", 10, 5, 0.5)]
-    rows = aggregate(ts, "user")
+    rows = _rows(ts, "user")
     assert [(r.key, r.turns, r.input_tokens, r.output_tokens) for r in rows] == [
         ("a", 2, 14, 9), ("b", 1, 1, 1),
     ]
     assert rows[0].cost_usd == pytest.approx(0.5)
     t = total(rows)
     assert (t.turns, t.total_tokens) == (3, 25)
-    by_model = {r.key: r.total_tokens for r in aggregate(ts, "model")}
+    by_model = {r.key: r.total_tokens for r in _rows(ts, "model")}
     assert by_model == {"m1": 17, "m2": 8}
-    assert {r.key for r in aggregate(ts, "conversation")} == {"a/c-a", "b/c-b"}
+    assert {r.key for r in _rows(ts, "conversation")} == {"a/c-a", "b/c-b"}
 
 
 def test_table_ends_with_the_total() -> None:
-    text = format_table(aggregate([_t("1", "a", "m", 3, 4)], "user"), "user")
+    text = format_table(_rows([_t("1", "a", "m", 3, 4)], "user"), "user")
     lines = text.splitlines()
     assert lines[0].split()[:2] == ["user", "turns"]
     assert lines[0].split() == ["user", "turns", "summaries", "input", "output", "total",
@@ -72,8 +81,27 @@ def test_summaries_spend_tokens_but_are_not_turns_and_estimates_are_told_apart()
                          0.0, 2.0, kind="summary")
     guessed = Transcript("2", "a", "c-a", 2, "q", "a", "m", "p", Usage(6, 2, "estimate"), 50.0,
                          None, 0.0, 3.0)
-    (row,) = aggregate([turn, summary, guessed], "user")
+    (row,) = _rows([turn, summary, guessed], "user")
     assert (row.turns, row.summaries) == (2, 1)
     assert row.total_tokens == 15 + 48 + 8
     assert row.estimated_tokens == 8
     assert row.avg_latency_ms == pytest.approx(75.0)  # the summary's time is nobody's wait
+
+
+def test_the_report_keeps_tokens_per_minute_and_buckets_by_span() -> None:
+    """The Usage page's chart from one pass: minutes summed into buckets that fit the
+    span (a minute up to 6 h, an hour up to 7 days, else a day)."""
+    def at(rid: str, when: float, model: str, tokens: int) -> Transcript:
+        return replace(_t(rid, "u", model, tokens, 0), finished_at=when)
+
+    report = UsageReport()
+    for t in (at("1", 60.0, "m", 3), at("2", 90.0, "m", 4), at("3", 150.0, "n", 5),
+              at("1", 61.0, "m", 99)):  # stored twice: counted once
+        report.add(t)
+    assert report.series() == ("1min", [(60.0, "m", 7), (120.0, "n", 5)])
+    report.add(at("4", 3 * 86_400.0, "m", 1))
+    name, buckets = report.series()
+    assert name == "1h" and buckets[0] == (0.0, "m", 7) and buckets[-1][1:] == ("m", 1)
+    report.add(at("5", 30 * 86_400.0, "m", 2))
+    assert report.series()[0] == "1D"
+    assert UsageReport().series() == ("1min", [])

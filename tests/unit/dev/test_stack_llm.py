@@ -13,8 +13,10 @@ import pytest
 
 from chatwax.core.settings import Settings
 from chatwax.dev import stack as stack_module
-from chatwax.dev.stack import Stack, StackOptions
+from chatwax.dev.options import StackOptions
+from chatwax.dev.stack import Stack
 from chatwax.frontend.shared import model_label
+from chatwax.local import model as local_llm
 from chatwax.local.model import MODEL_ALIAS
 
 ECHO = "http://127.0.0.1:9/v1"
@@ -53,7 +55,7 @@ def test_every_child_gets_the_one_llm_chosen_before_anything_starts(
         monkeypatch.setenv(var, value)
     monkeypatch.setattr(subprocess, "Popen", FakeProcess)
     monkeypatch.setattr(stack_module, "wait_http", lambda *a, **k: None)
-    monkeypatch.setattr(stack_module.local_llm, "installed", lambda: True)
+    monkeypatch.setattr(local_llm, "installed", lambda: True)
     monkeypatch.setattr(FakeProcess, "started", [])
     opts = StackOptions(data_dir=tmp_path, llm=choice)
     before = dataclasses.replace(opts)

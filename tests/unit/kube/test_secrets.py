@@ -121,7 +121,7 @@ def test_generated_values_are_passwords_nats_server_can_read_from_its_environmen
     generated value always starts with a letter, and each is new."""
     import subprocess
 
-    from chatwax.dev.stack import nats_server_binary
+    from chatwax.dev.natsserver import nats_server_binary
 
     values = [new_value() for _ in range(2000)]
     assert all(v[0].isalpha() and len(v) == 32 for v in values)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chatwax.core.errors import ConfigError
-from chatwax.dev.stack import choose_llm, llm_env
+from chatwax.dev.llmchoice import choose_llm, llm_env
 from chatwax.local import model as local_llm
 from chatwax.local.model import RequestError, completion_tokens, parse_request
 
