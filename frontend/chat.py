@@ -16,8 +16,8 @@ import streamlit as st
 from chatwax.client.background import BackgroundClient
 from chatwax.client.chat import Chunk
 from chatwax.core.errors import ChatwaxError, RequestFailed
-from chatwax.core.protocol import FinalEvent, Usage, check_id
 from chatwax.core.settings import Settings
+from chatwax.core.wire import FinalEvent, Usage, check_id
 from chatwax.frontend.shared import (
     connect,
     markdown,

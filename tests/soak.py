@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from chatwax.client.chat import ChatClient
-from chatwax.core.protocol import ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ErrorEvent, FinalEvent
 from chatwax.dev.echo_llm import serve_in_thread
 from tests.support.procs import free_port, free_port_run
 

@@ -220,7 +220,7 @@ def test_settings_reach_the_page_as_the_settings_declare_them(chart: Chart) -> N
 
 
 def test_production_values_sign_in_and_turn_prompts_off(chart: Chart) -> None:
-    from chatwax.core import protocol
+    from chatwax.core import wire
 
     docs = chart.render(values=(PRODUCTION,))
     env = _frontend_env(docs)
@@ -230,7 +230,7 @@ def test_production_values_sign_in_and_turn_prompts_off(chart: Chart) -> None:
         "name"] == "chatwax-oidc"
     assert docs.find("ConfigMap", "-dataflow-env")["data"]["CHATWAX_COMPAT_SUBJECT"] == ""
     conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
-    assert f'"{protocol.COMPAT_SUBJECT}",' not in conf
+    assert f'"{wire.COMPAT_SUBJECT}",' not in conf
 
 
 def test_install_notes_say_how_to_register_chatwax_or_warn_of_open_mode(chart: Chart) -> None:

@@ -31,8 +31,8 @@ import trustme
 from chatwax.cli import build_parser
 from chatwax.client.chat import ChatClient
 from chatwax.client.connection import connect_options
-from chatwax.core.protocol import FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import FinalEvent
 from chatwax.kube.secrets import new_value
 from tests.chart.conftest import NAMESPACE, Chart, Rendered, secret_files_of
 from tests.chart.natspod import NatsPod

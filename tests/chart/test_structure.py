@@ -272,16 +272,17 @@ def test_chart_client_permissions_match_the_protocol(chart: Chart, sets: tuple[s
                                                      compat: bool) -> None:
     """frontend and operator (the CLI) hold the protocol's client allow-list; `prompts` is
     in it exactly when the dataflow serves it."""
-    from chatwax.core import protocol
+    from chatwax.core import wire
+    from chatwax.core.wire import permissions
 
     docs = chart.render(*sets)
     conf = docs.find("ConfigMap", "-nats-config")["data"]["nats.conf"]
-    for user in protocol.CLIENT_USERS:
+    for user in permissions.CLIENT_USERS:
         block = conf[conf.index(f"user: {user}"):]
         allowed = re.findall(r'"([^"]+)",', block[block.index("allow: ["):block.index("]")])
-        assert tuple(allowed) == protocol.client_publish_allow(compat, user), user
+        assert tuple(allowed) == permissions.client_publish_allow(compat, user), user
     subject = docs.find("ConfigMap", "-dataflow-env")["data"]["CHATWAX_COMPAT_SUBJECT"]
-    assert subject == (protocol.COMPAT_SUBJECT if compat else "")
+    assert subject == (wire.COMPAT_SUBJECT if compat else "")
 
 
 # -- references between objects ---------------------------------------------------------

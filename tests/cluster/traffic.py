@@ -19,8 +19,8 @@ from typing import Any
 from chatwax.client.chat import ChatClient
 from chatwax.client.loopthread import LoopThread
 from chatwax.core.errors import ChatwaxError
-from chatwax.core.protocol import ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ErrorEvent, FinalEvent
 
 
 @dataclass

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from chatwax.client.chat import ChatClient
 from chatwax.client.transcripts import iter_transcripts
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.identity import user_id_for
 from chatwax.core.settings import Settings
 from tests.support.oidc import USERS, Provider, oidc_provider
@@ -227,31 +227,31 @@ def test_bob_cannot_list_load_or_continue_alices_conversations_nor_see_her_usage
     # conversation of his own: conversations live in their user's state, and nothing of
     # alice's reaches the model or bob's history.
     reply, history = arun(_as_frontend(stack, bob, alice["conversation"]))
-    assert isinstance(reply, protocol.FinalEvent) and reply.turn == 1
+    assert isinstance(reply, wire.FinalEvent) and reply.turn == 1
     assert history == ["let me in"]
 
 
 async def _last_prompt_seq(u: Up) -> int:
     nc = await nats_py.connect(**_nats_kwargs(u, "dataflow"))
     try:
-        info = await nc.jetstream().stream_info(protocol.PROMPTS_STREAM)
+        info = await nc.jetstream().stream_info(wire.PROMPTS_STREAM)
         return int(info.state.last_seq)
     finally:
         await nc.close()
 
 
-async def _prompts_after(u: Up, seq: int) -> list[protocol.PromptRequest]:
+async def _prompts_after(u: Up, seq: int) -> list[wire.PromptRequest]:
     nc = await nats_py.connect(**_nats_kwargs(u, "dataflow"))
     js = nc.jetstream()
     try:
-        info = await js.stream_info(protocol.PROMPTS_STREAM)
-        sub = await js.subscribe(f"{protocol.PROMPTS_PREFIX}.*", ordered_consumer=True,
+        info = await js.stream_info(wire.PROMPTS_STREAM)
+        sub = await js.subscribe(f"{wire.PROMPTS_PREFIX}.*", ordered_consumer=True,
                                  deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                                  config=api.ConsumerConfig(opt_start_seq=seq + 1))
         out = []
         for _ in range(int(info.state.last_seq) - seq):
             msg = await sub.next_msg(timeout=5)
-            out.append(protocol.decode_prompt(msg.data, 1_000_000))
+            out.append(wire.decode_prompt(msg.data, 1_000_000))
         await sub.unsubscribe()
         return out
     finally:
@@ -377,7 +377,7 @@ def test_the_compat_subject_is_off_and_the_operator_asks(stack: Up) -> None:
             errors.append(exc)
 
         frontend = await nats_py.connect(**_nats_kwargs(stack, "frontend"), error_cb=on_error)
-        await frontend.publish(protocol.COMPAT_SUBJECT, b'{"user_id": "x", "prompt": "hi"}')
+        await frontend.publish(wire.COMPAT_SUBJECT, b'{"user_id": "x", "prompt": "hi"}')
         await frontend.flush()
 
         async def refused() -> bool:
@@ -387,7 +387,7 @@ def test_the_compat_subject_is_off_and_the_operator_asks(stack: Up) -> None:
         await frontend.close()
         full = await nats_py.connect(**_nats_kwargs(stack, "dataflow"))
         try:
-            await full.request(protocol.COMPAT_SUBJECT, b'{"user_id": "x", "prompt": "hi"}',
+            await full.request(wire.COMPAT_SUBJECT, b'{"user_id": "x", "prompt": "hi"}',
                                timeout=2)
             unserved = False
         except NoRespondersError:

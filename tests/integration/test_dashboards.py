@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -161,14 +160,12 @@ def test_every_panel_returns_data_and_tokens_match_exactly(
         run(ask_all(settings, f"dash-{uuid.uuid4().hex[:6]}", f"c-{uuid.uuid4().hex[:8]}",
                     prompt))
     usage = llm.usage()
-    deadline = time.monotonic() + 30
-    while True:  # until Prometheus has scraped the final counts of every process
+    def scraped() -> bool:  # Prometheus has the final counts of every process
         rows = {r["metric"]["type"]: float(r["value"][1]) for r in
                 instant(prometheus, "sum by (type) (chatwax_llm_tokens_total)")}
-        if rows == {"input": usage["prompt_tokens"], "output": usage["completion_tokens"]}:
-            break
-        assert time.monotonic() < deadline, (rows, usage)
-        time.sleep(0.5)
+        return rows == {"input": usage["prompt_tokens"], "output": usage["completion_tokens"]}
+
+    wait_until(scraped, 30, f"Prometheus scraping the LLM server's counts {usage}", poll=0.5)
     def empty() -> list[tuple[str, str, str]]:  # rate windows need two samples each
         return [(name, title, expr) for name, title, expr in queries()
                 if not instant(prometheus, expr)]

@@ -18,10 +18,10 @@ from nats.js import api
 
 from chatwax.client.chat import ChatClient
 from chatwax.client.transcripts import subjects
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.export import EMAIL_MARK
-from chatwax.core.protocol import FinalEvent, Transcript, Usage
 from chatwax.core.settings import Settings
+from chatwax.core.wire import FinalEvent, Transcript, Usage
 from chatwax.dev.stack import Stack
 from tests.support.asks import ask_all, run, uid
 from tests.support.procs import NatsServer, nats_server
@@ -135,7 +135,7 @@ def seed_transcripts(url: str, conversations: int, turns: int) -> None:
         nc = await nats_py.connect(url)
         js = nc.jetstream()
         await js.add_stream(api.StreamConfig(
-            name=protocol.TRANSCRIPTS_STREAM, subjects=[f"{protocol.TRANSCRIPTS_PREFIX}.>"],
+            name=wire.TRANSCRIPTS_STREAM, subjects=[f"{wire.TRANSCRIPTS_PREFIX}.>"],
             allow_direct=True))
         acks = []
         for c in range(conversations):
@@ -189,8 +189,8 @@ def _settings(u: Up, passwords: dict[str, str], user: str = "operator") -> Setti
 async def _prompt_owners(settings: Settings) -> list[str]:
     """The user id of every message in the prompts stream (prompts and commands)."""
     client = await ChatClient.connect(settings)
-    sub = await client.js.subscribe(f"{protocol.PROMPTS_PREFIX}.>",
-                                    stream=protocol.PROMPTS_STREAM, ordered_consumer=True)
+    sub = await client.js.subscribe(f"{wire.PROMPTS_PREFIX}.>",
+                                    stream=wire.PROMPTS_STREAM, ordered_consumer=True)
     owners = []
     try:
         while True:
@@ -209,7 +209,7 @@ async def _prompt_owners(settings: Settings) -> list[str]:
 async def _subjects_of(settings: Settings, user: str) -> dict[str, int]:
     client = await ChatClient.connect(settings)
     try:
-        return {s: n async for s, n in subjects(client.nc, protocol.user_records_filter(user))}
+        return {s: n async for s, n in subjects(client.nc, wire.user_records_filter(user))}
     finally:
         await client.close()
 
@@ -275,7 +275,7 @@ def test_forget_reaches_conversations_whose_transcripts_are_gone(up: Any, own_ll
     converse(settings, user, old, [f"the password is {secret}"])
     converse(settings, user, new, [f"filler {i} " + "x" * 600 for i in range(6)])
     stored = run(_subjects_of(settings, user))
-    assert protocol.transcript_subject(user, old) not in stored  # its transcripts are gone
+    assert wire.transcript_subject(user, old) not in stored  # its transcripts are gone
 
     res = chatwax("forget", "--user", user, env=u.env)
     assert res.returncode == 0, res.stderr
@@ -308,7 +308,7 @@ def test_transcript_limits_apply_to_the_existing_stream(up: Any) -> None:
         async def main() -> tuple[float, int, int]:
             nc = await nats_py.connect(f"nats://127.0.0.1:{u.nats_port}")
             try:
-                info = await nc.jetstream().stream_info(protocol.TRANSCRIPTS_STREAM)
+                info = await nc.jetstream().stream_info(wire.TRANSCRIPTS_STREAM)
             finally:
                 await nc.close()
             return info.config.max_age or 0.0, info.config.max_bytes or 0, info.state.bytes

@@ -18,8 +18,8 @@ import pytest
 
 from chatwax.client.chat import ChatClient, Chunk
 from chatwax.core.errors import ErrorCode
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.dev.stack import Stack
 from tests.support.asks import run, uid
 from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, log_text, nats_server
@@ -204,10 +204,10 @@ def test_per_user_quota_and_concurrency_are_enforced(own_llm: Any, tmp_path: Pat
                     own_llm.set(latency_s=0.0)
                     spend = []
                     for _ in range(3):
+                        # The user step charges a turn's tokens in the same step that
+                        # sends its final: the next prompt is judged with them.
                         spend.append(await _collect(await client.ask(greedy, uid("c"),
                                                                       "w " * 12)))
-                        # A turn's tokens reach the limits step a few ms after its reply.
-                        await asyncio.sleep(0.5)
                     other = [await _collect(await client.ask(uid("other"), uid("c"), "hi"))]
                     return list(burst_out), spend, other
                 finally:

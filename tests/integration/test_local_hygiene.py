@@ -8,13 +8,13 @@ import json
 import os
 import stat
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.support.oidc import oidc_provider
 from tests.support.procs import free_port
 from tests.support.up import CHATWAX
+from tests.support.waiting import wait_until
 
 SENTINEL = "pw-sentinel-9f8e7d6c"
 KEY = "sk-key-sentinel-1a2b3c4d"
@@ -96,9 +96,8 @@ def test_no_password_in_a_url_that_is_logged_or_shown_and_exports_are_private(
             env={**base, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, stdout=sink,
             stderr=subprocess.STDOUT, text=True)
         try:
-            deadline = time.monotonic() + 30
-            while f"127.0.0.1:{closed}" not in log.read_text() and time.monotonic() < deadline:
-                time.sleep(0.5)
+            wait_until(lambda: f"127.0.0.1:{closed}" in log.read_text(), 30,
+                       "the dataflow logging its NATS address", poll=0.5)
         finally:
             proc.terminate()
             proc.wait(30)

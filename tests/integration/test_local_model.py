@@ -18,8 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatwax.client.chat import ChatClient
-from chatwax.core.protocol import ChunkEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ChunkEvent, FinalEvent
 from chatwax.local import model as local_llm
 from tests.support.procs import free_port, wait_http
 from tests.support.up import CHATWAX

@@ -19,8 +19,8 @@ import pytest
 
 from chatwax.client.chat import ChatClient
 from chatwax.core.history import SUMMARY_PREFIX
-from chatwax.core.protocol import ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ErrorEvent, FinalEvent
 from tests.support.asks import run, uid
 from tests.support.metrics import metric, scrape
 from tests.support.procs import children_of

@@ -8,19 +8,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import nats as nats_py
 
 from chatwax.client.chat import ChatClient
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import ErrorCode
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ChunkEvent, ErrorEvent, FinalEvent, ReplyEvent
 from chatwax.dev.stack import Stack
 from tests.support.asks import ask_all, run, uid
 from tests.support.metrics import metric, scrape
+from tests.support.waiting import wait_until
 
 
 async def collect(pending: Any, timeout: float = 30.0) -> list[ReplyEvent]:
@@ -78,7 +78,7 @@ def test_concurrent_users_stream_in_order_with_their_own_history(
 def test_transcripts_reload_a_conversation(cluster: Stack, settings: Settings) -> None:
     user, conv = uid("reload"), uid("conv")
 
-    async def main() -> tuple[list[protocol.Transcript], list[Any]]:
+    async def main() -> tuple[list[wire.Transcript], list[Any]]:
         for i in range(2):
             events = await ask_all(settings, user, conv, f"question {i}")
             assert isinstance(events[-1], FinalEvent)
@@ -172,11 +172,11 @@ def test_malformed_messages_get_error_replies_and_the_flow_keeps_going(
                         "prompt": "hi", "reply_to": inbox}).encode(),
         ]
         for payload in bad_payloads:
-            await js.publish(protocol.prompt_subject(0), payload,
-                             headers={protocol.REPLY_TO_HEADER: inbox})
+            await js.publish(wire.prompt_subject(0), payload,
+                             headers={wire.REPLY_TO_HEADER: inbox})
         # No reply address at all: refused silently, but must not hurt the flow.
-        await js.publish(protocol.prompt_subject(1), b"garbage")
-        replies = [protocol.decode_event((await sub.next_msg(timeout=15)).data)
+        await js.publish(wire.prompt_subject(1), b"garbage")
+        replies = [wire.decode_event((await sub.next_msg(timeout=15)).data)
                    for _ in bad_payloads]
         await nc.close()
         return replies
@@ -193,11 +193,11 @@ def test_malformed_messages_get_error_replies_and_the_flow_keeps_going(
     assert isinstance(ok, FinalEvent) and ok.text == "echo: still alive?"
     # Every bad message is counted, the silent one too (on another partition, so it may be
     # read a moment after the others were answered).
-    deadline = time.monotonic() + 15
-    while (rejected := metric(scrape(cluster.metrics_urls()), "chatwax_rejected_inputs_total")
-           - rejected_before) < len(replies) + 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert rejected >= len(replies) + 1
+    def rejected() -> float:
+        return metric(scrape(cluster.metrics_urls()), "chatwax_rejected_inputs_total") \
+            - rejected_before
+
+    wait_until(lambda: rejected() >= len(replies) + 1, 15, "every bad message counted")
 
 
 def test_a_conversation_id_names_a_conversation_of_its_user_only(
@@ -261,8 +261,9 @@ def test_usage_command_totals_equal_the_llm_servers_usage(
     for i in range(2):
         run(ask_all(settings, uid("usage"), uid("conv"), f"usage check {i}"))
     env = {**os.environ, "NATS_URL": settings.nats_url}
-    deadline = time.monotonic() + 10
-    while True:
+
+    def totals() -> tuple[str, list[str]] | None:
+        """`chatwax usage`'s output and its total row, once they match the LLM server."""
         res = subprocess.run([sys.executable, "-m", "chatwax", "usage", "--since", "all",
                               "--by", "model"], env=env, capture_output=True, text=True,
                              timeout=60)
@@ -272,10 +273,11 @@ def test_usage_command_totals_equal_the_llm_servers_usage(
         # turns + summaries, input, output: the server counts both kinds of call
         got = (int(cells[1]) + int(cells[2]), int(cells[3]), int(cells[4]))
         want = (usage["requests_ok"], usage["prompt_tokens"], usage["completion_tokens"])
-        if got == want or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)  # turns are stored before their final; a summary may be on its way
+        return (res.stdout, cells) if got == want else None
+
+    # Turns are stored before their final; a summary (made off the request path) may be
+    # on its way, and is stored when it is done.
+    stdout, cells = wait_until(totals, 10, "chatwax usage matching the LLM server's counts")
     assert cells[0] == "total"
-    assert got == want, res.stdout
     assert cells[6] == "0"  # the server reported every count: none estimated
-    assert "echo-1" in res.stdout
+    assert "echo-1" in stdout

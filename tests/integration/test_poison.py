@@ -27,10 +27,10 @@ from nats.js import api
 from nats.js.errors import APIError
 
 from chatwax.client.chat import MESSAGE_TOO_LARGE, ChatClient
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import ChatwaxError, ErrorCode
-from chatwax.core.protocol import ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ErrorEvent, FinalEvent
 from chatwax.dataflow.link import ensure_streams
 from chatwax.dev.stack import Stack
 from tests.support.metrics import scrape
@@ -93,17 +93,17 @@ async def _publish(h: Hostile, data: bytes, partition: int, reply: bool = True,
     no reply subject), or "refused" when the server did not store it."""
     inbox = h.nc.new_inbox()
     sub = await h.nc.subscribe(inbox)
-    headers = {protocol.REPLY_TO_HEADER: inbox} if reply else None
+    headers = {wire.REPLY_TO_HEADER: inbox} if reply else None
     try:
         try:
-            await h.js.publish(protocol.prompt_subject(partition), data, headers=headers)
+            await h.js.publish(wire.prompt_subject(partition), data, headers=headers)
         except APIError as exc:
             assert exc.err_code == MESSAGE_TOO_LARGE, exc
             return "refused"
         if not reply:
             return None
         while True:
-            event = protocol.decode_event((await sub.next_msg(timeout=timeout)).data)
+            event = wire.decode_event((await sub.next_msg(timeout=timeout)).data)
             if isinstance(event, ErrorEvent | FinalEvent):
                 return event
     finally:
@@ -123,7 +123,7 @@ async def _answered(h: Hostile, user: str, conversation: str, prompt: str) -> Fi
 
 def _dead_letters(h: Hostile) -> int:
     async def count() -> int:
-        info = await h.js.stream_info(protocol.DEAD_LETTERS_STREAM)
+        info = await h.js.stream_info(wire.DEAD_LETTERS_STREAM)
         return int(info.state.messages)
     return int(h.run(count()))
 
@@ -244,16 +244,16 @@ def test_oversized_messages_are_refused_by_the_server_before_storage(hostile: Ho
     h = hostile
 
     async def stored() -> int:
-        return int((await h.js.stream_info(protocol.PROMPTS_STREAM)).state.messages)
+        return int((await h.js.stream_info(wire.PROMPTS_STREAM)).state.messages)
 
     before = h.run(stored())
-    limit = protocol.max_inbound_bytes(Settings().max_prompt_chars)
+    limit = wire.max_inbound_bytes(Settings().max_prompt_chars)
     # Past the stream's max_msg_size (under the server's 1 MB payload limit): JetStream.
     assert h.run(_publish(h, b"x" * (limit + 1), 0)) == "refused"
     # 2 MB: past the server's payload limit; sent on a raw socket, past any client check.
     with socket.create_connection(("127.0.0.1", int(h.url.rsplit(":", 1)[1]))) as s:
         s.recv(4096)  # INFO
-        s.sendall(b'CONNECT {"verbose":false}\r\nPUB ' + protocol.prompt_subject(0).encode()
+        s.sendall(b'CONNECT {"verbose":false}\r\nPUB ' + wire.prompt_subject(0).encode()
                   + b" 2000000\r\n" + b"x" * 2_000_000 + b"\r\n")
         reply = b""
         while b"-ERR" not in reply:
@@ -287,19 +287,19 @@ def test_a_full_prompts_stream_refuses_new_prompts_as_busy(tmp_path: Path) -> No
             try:
                 await ensure_streams(nc.jetstream(), settings)
                 client = ChatClient(nc)
-                request = protocol.PromptRequest("r", "u", "c", "y" * 200, "_INBOX.x")
+                request = wire.PromptRequest("r", "u", "c", "y" * 200, "_INBOX.x")
                 sent = 0
                 while True:
                     try:
-                        await client.submit(protocol.PromptRequest(
+                        await client.submit(wire.PromptRequest(
                             f"r{sent}", "u", "c", request.prompt, "_INBOX.x"))
                     except ChatwaxError as exc:
                         started = time.monotonic()
                         with pytest.raises(ChatwaxError):
-                            await client.submit(protocol.PromptRequest(
+                            await client.submit(wire.PromptRequest(
                                 "again", "u", "c", request.prompt, "_INBOX.x"))
                         took = time.monotonic() - started
-                        info = await nc.jetstream().stream_info(protocol.PROMPTS_STREAM)
+                        info = await nc.jetstream().stream_info(wire.PROMPTS_STREAM)
                         assert info.config.discard == api.DiscardPolicy.NEW
                         return sent, exc, int(info.state.messages), took
                     sent += 1

@@ -18,9 +18,9 @@ from typing import Any
 import nats as nats_py
 
 from chatwax.client.chat import ChatClient
-from chatwax.core import protocol
-from chatwax.core.protocol import ErrorEvent, FinalEvent
+from chatwax.core import wire
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ErrorEvent, FinalEvent
 from chatwax.dataflow.runspec import MIN_RECOVERY_PARTITIONS
 from tests.support.asks import run
 from tests.support.procs import children_of
@@ -56,7 +56,7 @@ async def _scenario(u: Any, settings: Settings) -> dict[str, int]:
     finals_seen: Counter[str] = Counter()
 
     async def count_raw(msg: Any) -> None:  # every final on the wire, duplicates included
-        event = protocol.decode_event(msg.data)
+        event = wire.decode_event(msg.data)
         if isinstance(event, FinalEvent):
             finals_seen[event.request_id] += 1
 

@@ -8,8 +8,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from chatwax.client.chat import ChatClient
-from chatwax.core.protocol import ReplyEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ReplyEvent
 
 T = TypeVar("T")
 

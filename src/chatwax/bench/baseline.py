@@ -19,8 +19,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from chatwax.client.loopthread import LoopThread
 from chatwax.core.intake import Accepted, parse_inbound
-from chatwax.core.protocol import ChunkEvent, FinalEvent, PromptRequest, Usage
 from chatwax.core.settings import Settings, secret
+from chatwax.core.wire import ChunkEvent, FinalEvent, PromptRequest, Usage
 from chatwax.dataflow.link import NatsLink
 from chatwax.dataflow.metrics import Metrics
 from chatwax.dataflow.prompts import PromptSource

@@ -24,7 +24,7 @@ from bytewax.inputs import (
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
-from chatwax.core.protocol import Inbound
+from chatwax.core.intake import Inbound
 from chatwax.dataflow.flow import Edges, Outbound
 
 T = TypeVar("T")

@@ -23,8 +23,8 @@ from nats.js import api
 
 from chatwax.bench.measure import proc_stats
 from chatwax.bench.ports import free_run
-from chatwax.core import protocol
-from chatwax.core.protocol import Transcript, Usage
+from chatwax.core import wire
+from chatwax.core.wire import Transcript, Usage
 from chatwax.dev.natsserver import nats_server_binary
 from chatwax.dev.probes import wait_http
 
@@ -45,7 +45,7 @@ async def _seed(url: str, conversations: int, turns: int) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
     await js.add_stream(api.StreamConfig(
-        name=protocol.TRANSCRIPTS_STREAM, subjects=[f"{protocol.TRANSCRIPTS_PREFIX}.>"],
+        name=wire.TRANSCRIPTS_STREAM, subjects=[f"{wire.TRANSCRIPTS_PREFIX}.>"],
         allow_direct=True, storage=api.StorageType.FILE))
     pending: list[asyncio.Future[api.PubAck]] = []
     for c in range(conversations):

@@ -11,8 +11,8 @@ from chatwax.bench.echo import EchoProcess
 from chatwax.bench.measure import Result, percentiles
 from chatwax.bench.scenarios import Scenario
 from chatwax.client.chat import ChatClient
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ChunkEvent, ErrorEvent, FinalEvent
 
 
 class _Load:

@@ -26,8 +26,9 @@ from chatwax.bench.measure import proc_stats
 from chatwax.bench.ports import free_run
 from chatwax.client.chat import ChatClient
 from chatwax.core.conversation import LlmCall, LlmResult
-from chatwax.core.protocol import FinalEvent, Inbound, PromptRequest, Usage, partition_for
+from chatwax.core.intake import Inbound
 from chatwax.core.settings import Settings
+from chatwax.core.wire import FinalEvent, PromptRequest, Usage, partition_for
 from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics
 from chatwax.dataflow.runspec import READY_MARKER, default_partitions

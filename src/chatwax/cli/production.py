@@ -18,7 +18,7 @@ from pathlib import Path
 
 from chatwax.core.console import EXIT_CODES, fail, needs_extra, setup_logging
 from chatwax.core.errors import ChatwaxError
-from chatwax.core.settings import Settings
+from chatwax.core.settings import UI_PORT, Settings
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -278,7 +278,8 @@ def add_ui(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ui = sub.add_parser(
         "ui", help="run the Streamlit pages (what the frontend image and `chatwax up` run); "
         "CHATWAX_AUTH=oidc and the CHATWAX_OIDC_* variables turn sign-in on")
-    ui.add_argument("--port", type=int, default=8501)
+    ui.add_argument("--port", type=int, default=UI_PORT,
+                    help="port to listen on (default %(default)s)")
     ui.add_argument("--address", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     ui.add_argument("--base-url-path", default="",

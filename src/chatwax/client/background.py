@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 from chatwax.client.chat import ChatClient, Chunk, ConversationSummary
 from chatwax.client.loopthread import LoopThread
 from chatwax.client.transcripts import ALL_TRANSCRIPTS, iter_transcripts
-from chatwax.core import protocol
-from chatwax.core.protocol import FinalEvent
+from chatwax.core import wire
 from chatwax.core.settings import Settings
 from chatwax.core.usage import UsageReport
+from chatwax.core.wire import FinalEvent
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ class BackgroundClient:
     def conversations(self, user_id: str) -> list[ConversationSummary]:
         return list(self._call(self.client.conversations(user_id), 15))
 
-    def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
+    def history(self, user_id: str, conversation_id: str) -> list[wire.Transcript]:
         return list(self._call(self.client.history(user_id, conversation_id), 15))
 
     def usage(self, since_s: float | None, user_id: str | None = None) -> UsageReport:
@@ -48,8 +48,8 @@ class BackgroundClient:
         subject filter, so no other user's turn reaches this process)."""
         subject = ALL_TRANSCRIPTS
         if user_id is not None:
-            protocol.check_id(user_id, "user_id", protocol.MAX_USER_ID)
-            subject = protocol.user_records_filter(user_id)
+            wire.check_id(user_id, "user_id", wire.MAX_USER_ID)
+            subject = wire.user_records_filter(user_id)
 
         async def read() -> UsageReport:
             report = UsageReport()

@@ -23,11 +23,12 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
+from nats.js.api import Header
 from nats.js.errors import APIError, NotFoundError
 
 from chatwax.client.connection import connect_options
 from chatwax.client.transcripts import read_subject
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import (
     ChatwaxError,
     ErrorCode,
@@ -36,8 +37,8 @@ from chatwax.core.errors import (
     NotRunning,
     RequestFailed,
 )
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, PromptRequest, ReplyEvent
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ChunkEvent, ErrorEvent, FinalEvent, PromptRequest, ReplyEvent
 
 __all__ = ["ChatClient", "Chunk", "ConversationSummary", "Reply"]
 
@@ -96,25 +97,25 @@ class ChatClient:
         """The prompt partition count, read once from the stream's metadata."""
         if self._partitions is None:
             try:
-                info = await self.js.stream_info(protocol.PROMPTS_STREAM)
+                info = await self.js.stream_info(wire.PROMPTS_STREAM)
             except NotFoundError:
                 raise NotRunning(NOT_RUNNING) from None
             meta = info.config.metadata or {}
-            self._partitions = int(meta.get(protocol.PARTITIONS_METADATA_KEY, "1"))
+            self._partitions = int(meta.get(wire.PARTITIONS_METADATA_KEY, "1"))
         return self._partitions
 
     async def submit(self, request: PromptRequest) -> None:
         """Durably store a prompt; returning means JetStream acknowledged it."""
-        subject = protocol.prompt_subject(
-            protocol.partition_for(request.user_id, await self.partitions())
+        subject = wire.prompt_subject(
+            wire.partition_for(request.user_id, await self.partitions())
         )
         headers = {
-            protocol.MSG_ID_HEADER: request.request_id,
-            protocol.REPLY_TO_HEADER: request.reply_to,
+            Header.MSG_ID: request.request_id,
+            wire.REPLY_TO_HEADER: request.reply_to,
         }
         try:
             await self.js.publish(subject, request.encode(), headers=headers,
-                                  stream=protocol.PROMPTS_STREAM, timeout=10)
+                                  stream=wire.PROMPTS_STREAM, timeout=10)
         except NotFoundError:
             raise NotRunning(NOT_RUNNING) from None
         except APIError as exc:
@@ -135,10 +136,10 @@ class ChatClient:
             answer = await reply.result()   # FinalEvent: text, usage, model
         """
         request = PromptRequest(
-            request_id=protocol.new_id(), user_id=user_id, conversation_id=conversation_id,
+            request_id=wire.new_id(), user_id=user_id, conversation_id=conversation_id,
             prompt=prompt, reply_to=self.nc.new_inbox(),
         )
-        protocol.decode_prompt(request.encode(), self.max_prompt_chars)
+        wire.decode_prompt(request.encode(), self.max_prompt_chars)
         reply = Reply(request, timeout)
         reply.sub = await self.nc.subscribe(request.reply_to, cb=reply.on_msg)
         try:
@@ -148,49 +149,49 @@ class ChatClient:
             raise
         return reply
 
-    async def history(self, user_id: str, conversation_id: str) -> list[protocol.Transcript]:
+    async def history(self, user_id: str, conversation_id: str) -> list[wire.Transcript]:
         """Every stored turn of one of the user's conversations, oldest first, without
         duplicates. Conversation ids are the user's own: another user's conversation of the
         same id is another conversation, never read here. A turn whose final reply was sent
         is here: the dataflow stores it first."""
-        protocol.check_id(user_id, "user_id", protocol.MAX_USER_ID)
-        protocol.check_id(conversation_id, "conversation_id", protocol.MAX_CONVERSATION_ID)
-        return await self._read_all(protocol.transcript_subject(user_id, conversation_id))
+        wire.check_id(user_id, "user_id", wire.MAX_USER_ID)
+        wire.check_id(conversation_id, "conversation_id", wire.MAX_CONVERSATION_ID)
+        return await self._read_all(wire.transcript_subject(user_id, conversation_id))
 
     async def conversations(self, user_id: str) -> list[ConversationSummary]:
         """A user's conversations, newest first, titled by their first prompt."""
-        protocol.check_id(user_id, "user_id", protocol.MAX_USER_ID)
+        wire.check_id(user_id, "user_id", wire.MAX_USER_ID)
         try:
             info = await self.js.stream_info(
-                protocol.TRANSCRIPTS_STREAM,
-                subjects_filter=protocol.user_transcripts_filter(user_id),
+                wire.TRANSCRIPTS_STREAM,
+                subjects_filter=wire.user_transcripts_filter(user_id),
             )
         except NotFoundError:
             return []
         out: list[ConversationSummary] = []
         for subject, count in (info.state.subjects or {}).items():
             conversation_id = subject.rsplit(".", 1)[-1]
-            first = await self.js.get_msg(protocol.TRANSCRIPTS_STREAM, seq=1, subject=subject,
+            first = await self.js.get_msg(wire.TRANSCRIPTS_STREAM, seq=1, subject=subject,
                                           next=True, direct=True)
-            last = await self.js.get_last_msg(protocol.TRANSCRIPTS_STREAM, subject, direct=True)
-            t_first = protocol.decode_stored(first.data or b"")
-            t_last = protocol.decode_stored(last.data or b"")
+            last = await self.js.get_last_msg(wire.TRANSCRIPTS_STREAM, subject, direct=True)
+            t_first = wire.decode_stored(first.data or b"")
+            t_last = wire.decode_stored(last.data or b"")
             out.append(ConversationSummary(
                 conversation_id, count, _title(t_first.prompt if t_first else "?"),
                 t_last.finished_at if t_last else 0.0))
         out.sort(key=lambda c: c.updated_at, reverse=True)
         return out
 
-    async def _read_all(self, subject: str) -> list[protocol.Transcript]:
+    async def _read_all(self, subject: str) -> list[wire.Transcript]:
         try:
-            info = await self.js.stream_info(protocol.TRANSCRIPTS_STREAM, subjects_filter=subject)
+            info = await self.js.stream_info(wire.TRANSCRIPTS_STREAM, subjects_filter=subject)
         except NotFoundError:
             return []
         if not (info.state.subjects or {}).get(subject):
             return []
-        turns: dict[str, protocol.Transcript] = {}
+        turns: dict[str, wire.Transcript] = {}
         async for stored in read_subject(self.nc, subject):  # a batch per round trip
-            if (t := protocol.decode_stored(stored.data)) is not None:
+            if (t := wire.decode_stored(stored.data)) is not None:
                 turns.setdefault(t.request_id, t)
         return sorted(turns.values(), key=lambda t: (t.turn, t.finished_at))
 
@@ -232,7 +233,7 @@ class Reply:
 
     async def on_msg(self, msg: Any) -> None:
         try:
-            event = protocol.decode_event(msg.data)
+            event = wire.decode_event(msg.data)
         except (ChatwaxError, KeyError, TypeError, ValueError):
             return
         if event.request_id == self.request.request_id:

@@ -15,8 +15,8 @@ from chatwax.client.forget import forget_user
 from chatwax.core.console import Exit, fail
 from chatwax.core.errors import ChatwaxError, ConfigError, NatsUnavailable
 from chatwax.core.export import Format, Selection, parse_time
-from chatwax.core.protocol import MAX_USER_ID, check_id
 from chatwax.core.settings import Settings
+from chatwax.core.wire import MAX_USER_ID, check_id
 
 
 def _fail(code: Exit, message: str) -> int:

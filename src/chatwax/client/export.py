@@ -19,9 +19,9 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 
 from chatwax.client.transcripts import read_subject, subjects
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.export import Format, Selection, conversation_lines
-from chatwax.core.protocol import Transcript
+from chatwax.core.wire import Transcript
 
 WINDOW = 16
 """Conversations read at once."""
@@ -47,8 +47,8 @@ async def export(nc: NATS, out: Path, fmt: Format, selection: Selection, system_
     """Write the selected conversations to `out`; on any failure nothing is at `out`."""
     partial = partial_path(out)
     report = ExportReport()
-    turns = (protocol.user_transcripts_filter(selection.user) if selection.user
-             else f"{protocol.TRANSCRIPTS_PREFIX}.*.*")
+    turns = (wire.user_transcripts_filter(selection.user) if selection.user
+             else f"{wire.TRANSCRIPTS_PREFIX}.*.*")
     try:
         with partial.open("w", encoding="utf-8") as f:
             async for records in _conversations(nc, turns, fmt, selection):
@@ -107,6 +107,6 @@ async def _read(nc: NATS, subject: str, selection: Selection) -> list[Transcript
         async for record in stored:
             if not selection.keeps(record.stored_at):
                 break  # stored in time order: the rest is later still
-            if (t := protocol.decode_stored(record.data)) is not None:
+            if (t := wire.decode_stored(record.data)) is not None:
                 out.append(t)
     return out

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.js import api
+from nats.js.api import Header
 from nats.js.errors import NotFoundError
 
 from chatwax.client.chat import ChatClient
 from chatwax.client.transcripts import STREAM_NOT_FOUND, jetstream_api
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import ChatwaxError, NoAnswer, RequestFailed
-from chatwax.core.protocol import AckEvent, ErrorEvent, ForgetRequest
+from chatwax.core.wire import AckEvent, ErrorEvent, ForgetRequest
 
 log = logging.getLogger("chatwax.audit")
 
@@ -43,18 +44,18 @@ async def _stored_by(client: ChatClient, user_id: str) -> list[int]:
     """Sequence numbers of the user's prompts and commands in the prompts stream (one pass
     over the user's partition, one message in memory at a time)."""
     try:
-        info = await client.js.stream_info(protocol.PROMPTS_STREAM)
+        info = await client.js.stream_info(wire.PROMPTS_STREAM)
     except NotFoundError:
         return []
     if info.state.messages == 0:
         return []
     seqs: list[int] = []
-    partition = protocol.partition_for(user_id, await client.partitions())
+    partition = wire.partition_for(user_id, await client.partitions())
     sub = await client.js.subscribe(
-        protocol.prompt_subject(partition), stream=protocol.PROMPTS_STREAM,
+        wire.prompt_subject(partition), stream=wire.PROMPTS_STREAM,
         ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL,
-        config=api.ConsumerConfig(filter_subjects=[protocol.prompt_subject(partition),
-                                                   protocol.command_subject(partition)]))
+        config=api.ConsumerConfig(filter_subjects=[wire.prompt_subject(partition),
+                                                   wire.command_subject(partition)]))
     try:
         while True:
             try:
@@ -72,7 +73,7 @@ async def _stored_by(client: ChatClient, user_id: str) -> list[int]:
 
 def _owner(data: bytes) -> str | None:
     try:
-        user = protocol.load_object(data).get("user_id")
+        user = wire.load_object(data).get("user_id")
     except ChatwaxError:
         return None
     return user if isinstance(user, str) else None
@@ -81,18 +82,18 @@ def _owner(data: bytes) -> str | None:
 async def forget_user(client: ChatClient, user_id: str, timeout: float = 60.0) -> ForgetReport:
     """Forget one user; raises if the dataflow does not confirm within `timeout` (the
     command stays queued and is carried out when it runs; run the command again)."""
-    protocol.check_id(user_id, "user_id", protocol.MAX_USER_ID)
+    wire.check_id(user_id, "user_id", wire.MAX_USER_ID)
     report = ForgetReport(user_id)
     prompt_seqs = await _stored_by(client, user_id)
-    partition = protocol.partition_for(user_id, await client.partitions())
-    request_id = protocol.new_id()
+    partition = wire.partition_for(user_id, await client.partitions())
+    request_id = wire.new_id()
     inbox = client.nc.new_inbox()
     sub = await client.nc.subscribe(inbox)
     try:
         command = ForgetRequest(request_id, user_id, "", inbox)
-        ack = await client.js.publish(protocol.command_subject(partition), command.encode(),
-                                      headers={protocol.MSG_ID_HEADER: request_id},
-                                      stream=protocol.PROMPTS_STREAM, timeout=10)
+        ack = await client.js.publish(wire.command_subject(partition), command.encode(),
+                                      headers={Header.MSG_ID: request_id},
+                                      stream=wire.PROMPTS_STREAM, timeout=10)
         event = await _answer(sub, request_id, timeout)
     finally:
         await sub.unsubscribe()
@@ -104,7 +105,7 @@ async def forget_user(client: ChatClient, user_id: str, timeout: float = 60.0) -
     report.transcripts_deleted = await _purge_transcripts(client, user_id)
     for seq in [*prompt_seqs, ack.seq]:
         try:
-            await client.js.delete_msg(protocol.PROMPTS_STREAM, seq)
+            await client.js.delete_msg(wire.PROMPTS_STREAM, seq)
         except NotFoundError:
             continue  # expired or deleted meanwhile
         report.prompts_deleted += 1
@@ -127,7 +128,7 @@ async def _answer(sub: Any, request_id: str, timeout: float) -> AckEvent | Error
                 "stays queued and runs when the dataflow is up: run `chatwax forget` again "
                 "then") from None
         try:
-            event = protocol.decode_event(msg.data)
+            event = wire.decode_event(msg.data)
         except ChatwaxError:
             continue
         if event.request_id == request_id and isinstance(event, AckEvent | ErrorEvent):
@@ -135,8 +136,8 @@ async def _answer(sub: Any, request_id: str, timeout: float) -> AckEvent | Error
 
 
 async def _purge_transcripts(client: ChatClient, user_id: str) -> int:
-    resp = await jetstream_api(client.nc, f"$JS.API.STREAM.PURGE.{protocol.TRANSCRIPTS_STREAM}",
-                               {"filter": protocol.user_records_filter(user_id)})
+    resp = await jetstream_api(client.nc, f"$JS.API.STREAM.PURGE.{wire.TRANSCRIPTS_STREAM}",
+                               {"filter": wire.user_records_filter(user_id)})
     error = resp.get("error")
     if error and error.get("err_code") != STREAM_NOT_FOUND:  # no stream: nothing to purge
         raise ChatwaxError(f"purging {user_id}'s transcripts failed: {error.get('description')}")

@@ -20,11 +20,11 @@ from nats.js import JetStreamContext, api
 from nats.js.api import Header, StatusCode
 from nats.js.errors import NotFoundError
 
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import ChatwaxError, NatsUnavailable
-from chatwax.core.protocol import Transcript
+from chatwax.core.wire import Transcript
 
-ALL_TRANSCRIPTS: Final = f"{protocol.TRANSCRIPTS_PREFIX}.>"
+ALL_TRANSCRIPTS: Final = f"{wire.TRANSCRIPTS_PREFIX}.>"
 STREAM_NOT_FOUND: Final = 10059
 """JetStream's error code for a stream that does not exist (JSStreamNotFoundErr)."""
 END_OF_BATCH: Final = "204"
@@ -41,7 +41,7 @@ async def iter_transcripts(
     (a filter), oldest first, one at a time: an ordered consumer's flow control keeps a
     bounded window in memory whatever the stream holds. Unreadable records are skipped."""
     try:
-        info = await js.stream_info(protocol.TRANSCRIPTS_STREAM)
+        info = await js.stream_info(wire.TRANSCRIPTS_STREAM)
     except NotFoundError:
         return
     if info.state.messages == 0:
@@ -51,7 +51,7 @@ async def iter_transcripts(
         start = datetime.fromtimestamp(time.time() - since_s, tz=UTC)
         policy = api.DeliverPolicy.BY_START_TIME
         config = api.ConsumerConfig(opt_start_time=start)
-    sub = await js.subscribe(subject, stream=protocol.TRANSCRIPTS_STREAM,
+    sub = await js.subscribe(subject, stream=wire.TRANSCRIPTS_STREAM,
                              ordered_consumer=True, deliver_policy=policy, config=config)
     try:
         while True:
@@ -59,7 +59,7 @@ async def iter_transcripts(
                 msg = await sub.next_msg(timeout=2)
             except TimeoutError:
                 return  # nothing newer than the start time
-            if (t := protocol.decode_stored(msg.data)) is not None:
+            if (t := wire.decode_stored(msg.data)) is not None:
                 yield t
             if msg.metadata.num_pending == 0:
                 return
@@ -78,7 +78,7 @@ async def jetstream_api(nc: NATS, subject: str, body: dict[str, Any],
     return obj
 
 
-async def subjects(nc: NATS, subjects_filter: str, stream: str = protocol.TRANSCRIPTS_STREAM,
+async def subjects(nc: NATS, subjects_filter: str, stream: str = wire.TRANSCRIPTS_STREAM,
                    timeout: float = 10.0) -> AsyncIterator[tuple[str, int]]:
     """(subject, message count) of every subject matching the filter, a page at a time
     (the server pages long lists), sorted within a page."""
@@ -109,7 +109,7 @@ class Stored:
 
 
 async def read_subject(nc: NATS, subject: str, since: float | None = None,
-                       stream: str = protocol.TRANSCRIPTS_STREAM, batch: int = BATCH,
+                       stream: str = wire.TRANSCRIPTS_STREAM, batch: int = BATCH,
                        timeout: float = 10.0) -> AsyncGenerator[Stored, None]:
     """One subject's records in order, from `since` (unix seconds) on, `batch` per round
     trip. Memory stays at one batch whatever the subject holds."""

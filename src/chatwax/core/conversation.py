@@ -20,9 +20,10 @@ from chatwax.core.history import (
     trim_history,
 )
 from chatwax.core.intake import Accepted
-from chatwax.core.protocol import FinalEvent, PromptRequest, Reply, Transcript, Usage
+from chatwax.core.replies import Reply
 from chatwax.core.summary import SummaryConfig, summary_messages, to_fold
 from chatwax.core.tokens import ESTIMATE, MESSAGE_OVERHEAD_TOKENS, TokenCounter, message_tokens
+from chatwax.core.wire import FinalEvent, PromptRequest, Transcript, Usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from chatwax.core.errors import ConfigError
-from chatwax.core.protocol import Transcript
 from chatwax.core.usage import parse_since
+from chatwax.core.wire import Transcript
 
 Format = Literal["openai-jsonl", "jsonl"]
 FORMATS: Final[tuple[Format, ...]] = ("openai-jsonl", "jsonl")

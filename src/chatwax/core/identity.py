@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from chatwax.core.protocol import MAX_USER_ID
+from chatwax.core.wire import MAX_USER_ID
 
 SIGNED_IN_PREFIX: Final = "oidc-"
 """Every signed-in user id starts so; a typed (open-mode) id never may."""

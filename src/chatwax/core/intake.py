@@ -7,11 +7,28 @@ reply (when it knows where to) and counts it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import ErrorCode, ProtocolError
-from chatwax.core.protocol import ForgetRequest, Inbound, PromptRequest, Reply
+from chatwax.core.replies import Reply
+from chatwax.core.wire import ForgetRequest, PromptRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A raw prompt (or command) as stored in the prompts stream, before decoding: what
+    the dataflow's prompts source hands to `parse_inbound`. In-process only."""
+
+    partition: int
+    seq: int
+    data: bytes
+    reply_to: str | None
+    stored_at: float
+    command: bool = False
+    """Stored on the partition's command subject (so only the operator can have sent it)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """The stored message's headers, kept for a dead letter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +60,10 @@ class Forget:
 def parse_inbound(msg: Inbound, max_prompt_chars: int) -> Accepted | Forget | Rejected:
     """Decode one stored message; malformed input becomes a `Rejected`, never an exception."""
     try:
-        request = protocol.decode_inbound(msg.data, max_prompt_chars, msg.command)
+        request = wire.decode_inbound(msg.data, max_prompt_chars, msg.command)
     except ProtocolError as exc:
         return Rejected(
-            protocol.safe_reply_to(msg.reply_to), salvage_request_id(msg.data), exc.code,
+            wire.safe_reply_to(msg.reply_to), salvage_request_id(msg.data), exc.code,
             exc.message,
         )
     if isinstance(request, ForgetRequest):
@@ -57,8 +74,8 @@ def parse_inbound(msg: Inbound, max_prompt_chars: int) -> Accepted | Forget | Re
 def salvage_request_id(data: bytes) -> str:
     """Best effort: echo the request id of a bad message if one can be read safely."""
     try:
-        obj = protocol.load_object(data)
-        rid = protocol.check_id(obj.get("request_id"), "request_id", protocol.MAX_REQUEST_ID)
+        obj = wire.load_object(data)
+        rid = wire.check_id(obj.get("request_id"), "request_id", wire.MAX_REQUEST_ID)
     except ProtocolError:
         return ""
     return rid

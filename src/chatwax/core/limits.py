@@ -14,7 +14,7 @@ from typing import Any
 
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted
-from chatwax.core.protocol import Reply
+from chatwax.core.replies import Reply
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from chatwax.core.errors import ConfigError
-from chatwax.core.protocol import Usage
+from chatwax.core.wire import Usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,9 @@ from chatwax.core.errors import ConfigError
 from chatwax.core.identity import STABLE_CLAIMS, is_signed_in_id, split_list
 from chatwax.core.pricing import PriceTable, parse_prices
 
+UI_PORT: Final = 8501
+"""Where the pages listen unless told (`chatwax ui --port`, `chatwax up --ui-port`): a
+command-line default, not an environment setting, declared here for both."""
 DEFAULT_SYSTEM_PROMPT: Final = "You are a helpful assistant. Answer clearly and concisely."
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from chatwax.core.errors import ConfigError
-from chatwax.core.protocol import Transcript
 from chatwax.core.units import parse_duration
+from chatwax.core.wire import Transcript
 
 GroupBy = Literal["user", "model", "conversation"]
 

@@ -25,7 +25,8 @@ from chatwax.core.conversation import (
 )
 from chatwax.core.intake import Accepted, Forget
 from chatwax.core.limits import Allowance, LimitsConfig
-from chatwax.core.protocol import AckEvent, Reply
+from chatwax.core.replies import Reply
+from chatwax.core.wire import AckEvent
 
 SNAPSHOT_VERSION: Final = 2
 """Written into every snapshot; a snapshot of another version is refused by name."""

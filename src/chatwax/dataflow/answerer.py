@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 
 from chatwax.core.conversation import LlmCall, LlmResult, SummaryCall, SummaryResult
 from chatwax.core.errors import ErrorCode, LlmError
-from chatwax.core.protocol import ChunkEvent, Usage
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ChunkEvent, Usage
 from chatwax.dataflow.link import NatsLink
 from chatwax.dataflow.metrics import Metrics
 from chatwax.llm.client import Completion, LlmClient

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from chatwax.client.chat import ChatClient
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import ChatwaxError, ProtocolError
 from chatwax.dataflow.link import NatsLink
 
@@ -42,7 +42,7 @@ async def _serve(link: NatsLink, subject: str, max_prompt_chars: int, timeout: f
 
     async def respond(msg: Any) -> None:
         try:
-            req = protocol.decode_compat(msg.data, max_prompt_chars)
+            req = wire.decode_compat(msg.data, max_prompt_chars)
         except ProtocolError as exc:
             link.metrics.refused(exc.code)
             await msg.respond(error_text(exc.message))
@@ -50,7 +50,7 @@ async def _serve(link: NatsLink, subject: str, max_prompt_chars: int, timeout: f
         reply = error_text("no answer")
         try:
             answer = await (await client.ask(
-                req.user_id, protocol.compat_conversation_id(req.user_id), req.prompt, timeout
+                req.user_id, wire.compat_conversation_id(req.user_id), req.prompt, timeout
             )).result()
             reply = answer.text.encode()
         except ChatwaxError as exc:

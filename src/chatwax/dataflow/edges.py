@@ -15,9 +15,11 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from chatwax.core.conversation import Answered, LlmCall, LlmResult, SummaryCall, SummaryResult
-from chatwax.core.protocol import DeadLetter, Reply, Transcript
+from chatwax.core.replies import Reply
+from chatwax.core.wire import Transcript
 from chatwax.dataflow import guard
 from chatwax.dataflow.answerer import Answerer, Feedback
+from chatwax.dataflow.deadletter import DeadLetter
 from chatwax.dataflow.flow import Outbound
 from chatwax.dataflow.link import NatsLink
 

@@ -40,13 +40,15 @@ from chatwax.core.conversation import (
     SummaryCall,
     SummaryResult,
 )
-from chatwax.core.intake import Accepted, Forget, Rejected, parse_inbound
+from chatwax.core.intake import Accepted, Forget, Inbound, Rejected, parse_inbound
 from chatwax.core.limits import LimitsConfig
-from chatwax.core.protocol import DeadLetter, Inbound, Reply, Transcript
+from chatwax.core.replies import Reply
 from chatwax.core.settings import Settings
 from chatwax.core.summary import SummaryConfig
 from chatwax.core.tokens import ESTIMATE, TokenCounter
 from chatwax.core.user import UserConfig
+from chatwax.core.wire import Transcript
+from chatwax.dataflow.deadletter import DeadLetter
 from chatwax.dataflow.guard import GuardedLogic, guarded_map
 from chatwax.dataflow.logic import UserEvent, UserLogic, user_of
 from chatwax.dataflow.metrics import Metrics

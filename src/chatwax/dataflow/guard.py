@@ -23,11 +23,12 @@ from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
 
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.conversation import LlmResult, SummaryResult
 from chatwax.core.errors import ErrorCode
-from chatwax.core.intake import Accepted, Forget, salvage_request_id
-from chatwax.core.protocol import DeadLetter, Inbound, Reply
+from chatwax.core.intake import Accepted, Forget, Inbound, salvage_request_id
+from chatwax.core.replies import Reply
+from chatwax.dataflow.deadletter import DeadLetter
 from chatwax.dataflow.metrics import Metrics
 
 log = logging.getLogger("chatwax.dataflow.guard")
@@ -81,10 +82,10 @@ def _payload(item: object) -> tuple[bytes, dict[str, str], str, str | None, str]
     if isinstance(item, Inbound):
         rid = salvage_request_id(item.data)
         return (item.data, dict(item.headers), f"{item.partition}:{item.seq}",
-                protocol.safe_reply_to(item.reply_to), rid)
+                wire.safe_reply_to(item.reply_to), rid)
     if isinstance(item, Accepted | Forget):
         r = item.request
-        return r.encode(), {protocol.REPLY_TO_HEADER: r.reply_to}, "", r.reply_to, r.request_id
+        return r.encode(), {wire.REPLY_TO_HEADER: r.reply_to}, "", r.reply_to, r.request_id
     ids = {k: getattr(item, k) for k in getattr(type(item), "__slots__", ())
            if k.endswith("_id") and isinstance(getattr(item, k, None), str)}
     return json.dumps({"type": type(item).__name__, **ids}).encode(), {}, "", None, ""

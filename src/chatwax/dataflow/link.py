@@ -16,13 +16,15 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
+from nats.js.api import Header
 from nats.js.errors import NotFoundError
 
 from chatwax.client.connection import connect_options
 from chatwax.client.loopthread import LoopThread
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import ConfigError, ErrorCode
 from chatwax.core.settings import Settings
+from chatwax.dataflow.deadletter import DeadLetter
 from chatwax.dataflow.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,8 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
     """
     partitions = settings.partitions
     try:
-        info = await js.stream_info(protocol.PROMPTS_STREAM)
-        existing = (info.config.metadata or {}).get(protocol.PARTITIONS_METADATA_KEY)
+        info = await js.stream_info(wire.PROMPTS_STREAM)
+        existing = (info.config.metadata or {}).get(wire.PARTITIONS_METADATA_KEY)
         if existing is not None and int(existing) != partitions:
             log.warning(
                 "prompts stream has %s partitions; ignoring CHATWAX_PROMPT_PARTITIONS=%s",
@@ -51,27 +53,27 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
     except NotFoundError:
         pass
     prompts = api.StreamConfig(
-        name=protocol.PROMPTS_STREAM,
+        name=wire.PROMPTS_STREAM,
         # <partition> for prompts, <partition>.command for the operator's commands.
-        subjects=[f"{protocol.PROMPTS_PREFIX}.*",
-                  f"{protocol.PROMPTS_PREFIX}.*.{protocol.COMMAND_TOKEN}"],
+        subjects=[f"{wire.PROMPTS_PREFIX}.*",
+                  f"{wire.PROMPTS_PREFIX}.*.{wire.COMMAND_TOKEN}"],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=settings.prompt_max_age_s,
         # Admission before storage: what the dataflow would refuse for its size is refused
         # by the server, and a full stream refuses new prompts (`busy`) instead of dropping
         # stored ones.
-        max_msg_size=protocol.max_inbound_bytes(settings.max_prompt_chars),
+        max_msg_size=wire.max_inbound_bytes(settings.max_prompt_chars),
         max_bytes=settings.prompt_max_bytes or -1,
         discard=api.DiscardPolicy.NEW,
         duplicate_window=120.0,
         num_replicas=settings.stream_replicas,
-        metadata={protocol.PARTITIONS_METADATA_KEY: str(partitions)},
+        metadata={wire.PARTITIONS_METADATA_KEY: str(partitions)},
     )
     transcripts = api.StreamConfig(
-        name=protocol.TRANSCRIPTS_STREAM,
+        name=wire.TRANSCRIPTS_STREAM,
         # <user>.<conversation> for turns, <user>.<conversation>.summary for summaries.
-        subjects=[f"{protocol.TRANSCRIPTS_PREFIX}.>"],
+        subjects=[f"{wire.TRANSCRIPTS_PREFIX}.>"],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=settings.transcript_max_age_s,
@@ -82,9 +84,9 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> int:
         allow_direct=True,
     )
     dead_letters = api.StreamConfig(
-        name=protocol.DEAD_LETTERS_STREAM,
+        name=wire.DEAD_LETTERS_STREAM,
         # <step>: what made that step fail, with the error in the headers.
-        subjects=[f"{protocol.DEAD_LETTERS_PREFIX}.>"],
+        subjects=[f"{wire.DEAD_LETTERS_PREFIX}.>"],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=settings.dead_letter_max_age_s,
@@ -171,16 +173,16 @@ class NatsLink:
         for subject, data in batch:
             await self.nc.publish(subject, data)
 
-    def publish_transcripts(self, transcripts: Iterable[tuple[protocol.Transcript, bytes]]
+    def publish_transcripts(self, transcripts: Iterable[tuple[wire.Transcript, bytes]]
                             ) -> None:
         """Store each encoded record (a summary's), without waiting."""
         for t, data in transcripts:
             self.thread.spawn(self._store_only(t, data), f"storing transcript {t.request_id}")
 
-    async def _store_only(self, t: protocol.Transcript, data: bytes) -> None:
+    async def _store_only(self, t: wire.Transcript, data: bytes) -> None:
         await self._store_transcript(t, data)
 
-    def publish_answers(self, answers: Iterable[tuple[protocol.Transcript, bytes, str, bytes]]
+    def publish_answers(self, answers: Iterable[tuple[wire.Transcript, bytes, str, bytes]]
                         ) -> None:
         """Each answer's transcript stored, then its final reply sent: a client holding the
         final can read the turn back at once (`chatwax export`, a page reload)."""
@@ -188,20 +190,20 @@ class NatsLink:
             self.thread.spawn(self._store_then_reply(t, data, subject, final),
                               f"answer {t.request_id}")
 
-    async def _store_then_reply(self, t: protocol.Transcript, data: bytes, subject: str,
+    async def _store_then_reply(self, t: wire.Transcript, data: bytes, subject: str,
                                 final: bytes) -> None:
         if not await self._store_transcript(t, data):
-            final = protocol.ErrorEvent(
+            final = wire.ErrorEvent(
                 t.request_id, ErrorCode.INTERNAL,
                 "the answer could not be stored (NATS did not take it); ask again"
             ).encode()
         await self.nc.publish(subject, final)
 
-    def publish_dead_letters(self, letters: Iterable[protocol.DeadLetter]) -> None:
+    def publish_dead_letters(self, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
             self.thread.spawn(self._store_dead_letter(letter), "storing a dead letter")
 
-    async def _store_dead_letter(self, d: protocol.DeadLetter) -> None:
+    async def _store_dead_letter(self, d: DeadLetter) -> None:
         """Best effort: the failure is already logged and counted; a dead letter that
         cannot be stored (its stream full of new ones, NATS away) is logged again."""
         try:
@@ -210,12 +212,12 @@ class NatsLink:
             log.error("dead letter of step %s (origin %s) not stored: %s", d.step,
                       d.origin or "-", exc)
 
-    async def _store_transcript(self, t: protocol.Transcript, data: bytes,
+    async def _store_transcript(self, t: wire.Transcript, data: bytes,
                                 attempts: int = 20) -> bool:
         """JetStream publish with retries; the request id makes a replayed turn a no-op.
         Whether it was stored."""
         subject = t.subject
-        headers = {protocol.MSG_ID_HEADER: t.request_id}
+        headers: dict[str, str] = {Header.MSG_ID: t.request_id}
         for attempt in range(attempts):
             try:
                 await self.js.publish(subject, data, headers=headers, timeout=5)

@@ -17,8 +17,9 @@ import bytewax.operators as op
 
 from chatwax.core.conversation import Effect, LlmResult, SummaryResult
 from chatwax.core.intake import Accepted, Forget
-from chatwax.core.protocol import ErrorEvent, Reply
+from chatwax.core.replies import Reply
 from chatwax.core.user import UserConfig, UserState
+from chatwax.core.wire import ErrorEvent
 from chatwax.dataflow.metrics import Metrics
 
 log = logging.getLogger("chatwax.audit")

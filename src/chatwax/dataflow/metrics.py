@@ -13,7 +13,7 @@ from typing import Final
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from chatwax.core.errors import ErrorCode
-from chatwax.core.protocol import USAGE_SOURCES
+from chatwax.core.wire import USAGE_SOURCES
 from chatwax.llm.failures import RetryReason
 
 LATENCY_BUCKETS: Final = (

@@ -16,8 +16,8 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from nats.js import api
 
-from chatwax.core import protocol
-from chatwax.core.protocol import Inbound
+from chatwax.core import wire
+from chatwax.core.intake import Inbound
 from chatwax.dataflow.link import NatsLink
 
 log = logging.getLogger(__name__)
@@ -63,12 +63,12 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
         self._sub = link.thread.call(self._subscribe(self._last_seq + 1), timeout=30)
 
     async def _stream_last_seq(self) -> int:
-        info = await self._link.js.stream_info(protocol.PROMPTS_STREAM)
+        info = await self._link.js.stream_info(wire.PROMPTS_STREAM)
         return info.state.last_seq
 
     async def _subscribe(self, start_seq: int) -> Any:
-        prompts = protocol.prompt_subject(self._partition)
-        commands = protocol.command_subject(self._partition)
+        prompts = wire.prompt_subject(self._partition)
+        commands = wire.command_subject(self._partition)
 
         async def on_msg(msg: Any) -> None:
             meta = msg.metadata
@@ -77,13 +77,13 @@ class _PromptPartition(StatefulSourcePartition[Inbound, int]):
             self._pending_in_stream = meta.num_pending
             self._buffer.append(
                 Inbound(self._partition, meta.sequence.stream, msg.data,
-                        hdrs.get(protocol.REPLY_TO_HEADER), stored,
+                        hdrs.get(wire.REPLY_TO_HEADER), stored,
                         command=msg.subject == commands, headers=hdrs)
             )
 
         return await self._link.js.subscribe(
             prompts,
-            stream=protocol.PROMPTS_STREAM,
+            stream=wire.PROMPTS_STREAM,
             cb=on_msg,
             ordered_consumer=True,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from chatwax.core import protocol
 from chatwax.core.errors import ConfigError
+from chatwax.core.wire import permissions
 from chatwax.dev.datadir import write_private
 
-NATS_USERS: Final = ("dataflow", *protocol.CLIENT_USERS)
+NATS_USERS: Final = ("dataflow", *permissions.CLIENT_USERS)
 PASSWORDS_FILE: Final = "nats-auth.json"
 """The local NATS passwords, in the data folder."""
 SERVER_NAME: Final = "chatwax-local"
@@ -37,16 +37,16 @@ def nats_auth_config(client_port: int, monitor_port: int, store: Path,
     """nats-server config with users `dataflow` (everything), and `frontend` and `operator`
     (the CLI) with the client permissions (`operator` may also forget users); `prompts` only
     while the compat adapter is on."""
-    subscribe = ", ".join(json.dumps(s) for s in protocol.CLIENT_SUBSCRIBE_ALLOW)
+    subscribe = ", ".join(json.dumps(s) for s in permissions.CLIENT_SUBSCRIBE_ALLOW)
 
     def allow(user: str) -> str:
-        return ", ".join(json.dumps(s) for s in protocol.client_publish_allow(compat, user))
+        return ", ".join(json.dumps(s) for s in permissions.client_publish_allow(compat, user))
 
     clients = "".join(
         f"""    {{ user: {user}, password: {json.dumps(passwords[user])},
       permissions: {{ publish: {{ allow: [{allow(user)}] }},
                       subscribe: {{ allow: [{subscribe}] }}, allow_responses: true }} }}
-""" for user in protocol.CLIENT_USERS)
+""" for user in permissions.CLIENT_USERS)
     return f"""listen: 127.0.0.1:{client_port}
 http: 127.0.0.1:{monitor_port}
 server_name: {SERVER_NAME}

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlparse
 
-from chatwax.core.settings import Settings
+from chatwax.core.settings import UI_PORT, Settings
 from chatwax.dataflow import runspec
 from chatwax.local import cli as local_cli
 
@@ -43,7 +43,7 @@ class StackOptions:
     nats_monitor_port: int = 8222
     cluster_port: int = 2101
     metrics_port: int = 3030
-    ui_port: int = 8501
+    ui_port: int = UI_PORT
     snapshot_interval: int = runspec.DEFAULT_SNAPSHOT_INTERVAL_S
     prometheus: bool = False
     prometheus_port: int = 9090

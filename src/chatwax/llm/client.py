@@ -25,8 +25,8 @@ import openai
 from openai import AsyncOpenAI
 
 from chatwax.core.errors import ErrorCode, LlmError
-from chatwax.core.protocol import Usage
 from chatwax.core.settings import Settings, secret
+from chatwax.core.wire import Usage
 from chatwax.llm.failures import (
     CUT_STREAM,
     Attempt,

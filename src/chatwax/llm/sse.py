@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from chatwax.core.protocol import Usage
+from chatwax.core.wire import Usage
 
 
 class StreamError(Exception):

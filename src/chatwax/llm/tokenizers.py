@@ -25,8 +25,8 @@ from urllib.parse import urlparse
 
 import httpx2
 
-from chatwax.core.protocol import Usage
 from chatwax.core.tokens import ESTIMATE, MESSAGE_OVERHEAD_TOKENS, TokenCounter, message_tokens
+from chatwax.core.wire import Usage
 
 log = logging.getLogger(__name__)
 

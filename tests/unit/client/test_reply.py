@@ -10,7 +10,7 @@ import pytest
 
 from chatwax.client.chat import Chunk, Reply
 from chatwax.core.errors import ErrorCode, NoAnswer, RequestFailed
-from chatwax.core.protocol import ChunkEvent, ErrorEvent, FinalEvent, PromptRequest, Usage
+from chatwax.core.wire import ChunkEvent, ErrorEvent, FinalEvent, PromptRequest, Usage
 
 REQUEST = PromptRequest(request_id="r1", user_id="alice", conversation_id="trip",
                         prompt="hi", reply_to="_INBOX.x")

@@ -11,9 +11,10 @@ from chatwax.core.conversation import (
 )
 from chatwax.core.errors import ErrorCode
 from chatwax.core.history import Turn, build_messages, trim_history
-from chatwax.core.intake import Accepted, Rejected, parse_inbound
-from chatwax.core.protocol import ErrorEvent, FinalEvent, Inbound, PromptRequest, Reply, Usage
+from chatwax.core.intake import Accepted, Inbound, Rejected, parse_inbound
+from chatwax.core.replies import Reply
 from chatwax.core.tokens import ESTIMATE, message_tokens
+from chatwax.core.wire import ErrorEvent, FinalEvent, PromptRequest, Usage
 
 CFG = ConversationConfig(system_prompt="be brief", prompt_budget=200, provider="local")
 
@@ -147,7 +148,7 @@ def test_restart_reissues_the_head_of_the_queue() -> None:
 
 def _forget(rid: str = "f1", user: str = "alice", conv: str = "c1", command: bool = True
             ) -> Inbound:
-    from chatwax.core.protocol import ForgetRequest
+    from chatwax.core.wire import ForgetRequest
     return Inbound(0, 9, ForgetRequest(rid, user, conv, f"_INBOX.{rid}").encode(),
                    f"_INBOX.{rid}", 1.0, command=command)
 

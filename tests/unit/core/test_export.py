@@ -15,7 +15,7 @@ from chatwax.core.export import (
     conversation_lines,
     scrub_pii,
 )
-from chatwax.core.protocol import Transcript, Usage
+from chatwax.core.wire import Transcript, Usage
 
 
 def _t(rid: str, turn: int, prompt: str, answer: str, kind: str = "turn") -> Transcript:

@@ -19,8 +19,8 @@ from chatwax.core.identity import (
     split_list,
     user_id_for,
 )
-from chatwax.core.protocol import check_id
 from chatwax.core.settings import Settings
+from chatwax.core.wire import check_id
 
 NOW = 1_800_000_000.0
 ISSUER = "https://idp.example.com/realms/chat"

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.conversation import (
     Answered,
     Conversation,
@@ -19,16 +19,9 @@ from chatwax.core.conversation import (
     LlmResult,
 )
 from chatwax.core.errors import ErrorCode
-from chatwax.core.intake import Accepted, Rejected, parse_inbound
-from chatwax.core.protocol import (
-    ErrorEvent,
-    FinalEvent,
-    Inbound,
-    PromptRequest,
-    Reply,
-    Transcript,
-    Usage,
-)
+from chatwax.core.intake import Accepted, Inbound, Rejected, parse_inbound
+from chatwax.core.replies import Reply
+from chatwax.core.wire import ErrorEvent, FinalEvent, PromptRequest, Transcript, Usage
 
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 json_values = st.recursive(
@@ -44,7 +37,7 @@ def _check(result: Accepted | Rejected) -> None:
         req = result.request
         for value in (req.request_id, req.user_id, req.conversation_id):
             assert SAFE_ID.fullmatch(value)
-        assert req.reply_to.startswith(protocol.REPLY_PREFIXES)
+        assert req.reply_to.startswith(wire.REPLY_PREFIXES)
         assert not any(c in req.reply_to for c in "*> \t\r\n")
         assert 0 < len(req.prompt) <= 1000
     else:
@@ -57,7 +50,7 @@ def test_any_bytes_become_data_never_an_exception(data: bytes, reply_to: str | N
     result = parse_inbound(Inbound(0, 1, data, reply_to, 0.0), max_prompt_chars=1000)
     _check(result)
     if isinstance(result, Rejected) and result.reply_to is not None:
-        assert result.reply_to.startswith(protocol.REPLY_PREFIXES)
+        assert result.reply_to.startswith(wire.REPLY_PREFIXES)
 
 
 @settings(max_examples=400, deadline=None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted
 from chatwax.core.limits import Allowance, LimitsConfig
-from chatwax.core.protocol import ErrorEvent, PromptRequest, Reply
+from chatwax.core.replies import Reply
+from chatwax.core.wire import ErrorEvent, PromptRequest
 
 
 def _req(rid: str) -> Accepted:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatwax.core import protocol, safejson
+from chatwax.core import safejson, wire
 from chatwax.core.errors import ErrorCode, ProtocolError
 
 BASE = {"request_id": "r1", "user_id": "u", "conversation_id": "c", "prompt": "hi",
@@ -40,18 +40,18 @@ KILLERS = {
 @pytest.mark.parametrize("name", KILLERS)
 def test_known_killers_are_refused_with_a_reason(name: str) -> None:
     with pytest.raises(ProtocolError) as caught:
-        protocol.decode_prompt(KILLERS[name], max_prompt_chars=32_000)
+        wire.decode_prompt(KILLERS[name], max_prompt_chars=32_000)
     assert caught.value.code in (ErrorCode.BAD_REQUEST, ErrorCode.PROMPT_TOO_LARGE)
     assert caught.value.message
 
 
 def test_a_valid_prompt_still_parses() -> None:
-    req = protocol.decode_prompt(_with(created_at=1_700_000_000.5), max_prompt_chars=100)
+    req = wire.decode_prompt(_with(created_at=1_700_000_000.5), max_prompt_chars=100)
     assert req.created_at == 1_700_000_000.5 and req.user_id == "u"
 
 
 def test_size_is_checked_before_parsing() -> None:
-    limit = protocol.max_inbound_bytes(10)
+    limit = wire.max_inbound_bytes(10)
     with pytest.raises(ProtocolError) as caught:
         safejson.loads(b" " * (limit + 1), limit)
     assert caught.value.code is ErrorCode.PROMPT_TOO_LARGE
@@ -63,8 +63,8 @@ def test_the_largest_valid_prompt_fits_the_byte_limit() -> None:
     data = _with(prompt="\x01" * chars, request_id="r" * 64, user_id="u" * 64,
                  conversation_id="c" * 128, reply_to="_INBOX." + "x" * 248,
                  created_at=1_700_000_000.123456)
-    assert len(data) <= protocol.max_inbound_bytes(chars)
-    assert protocol.decode_prompt(data, chars).prompt == "\x01" * chars
+    assert len(data) <= wire.max_inbound_bytes(chars)
+    assert wire.decode_prompt(data, chars).prompt == "\x01" * chars
 
 
 @settings(max_examples=200, deadline=None)
@@ -106,12 +106,12 @@ def test_any_bytes_parse_or_raise_only_a_protocol_error(data: bytes) -> None:
 def test_a_transcript_record_is_read_or_skipped_never_an_exception(data: bytes) -> None:
     """Readers of the transcripts stream (history, usage, export) skip what they cannot
     read; anyone with publish rights could have written it."""
-    got = protocol.decode_stored(data)
-    assert got is None or isinstance(got, protocol.Transcript)
+    got = wire.decode_stored(data)
+    assert got is None or isinstance(got, wire.Transcript)
 
 
 def test_a_valid_transcript_is_read_back() -> None:
-    t = protocol.Transcript("r", "u", "c", 1, "p", "a", "m", "local", protocol.Usage(1, 2),
+    t = wire.Transcript("r", "u", "c", 1, "p", "a", "m", "local", wire.Usage(1, 2),
                             3.0, None, 1.0, 2.0)
-    assert protocol.decode_stored(t.encode()) == t
-    assert protocol.decode_stored(b'{"request_id": "r", "turn": "x"}') is None
+    assert wire.decode_stored(t.encode()) == t
+    assert wire.decode_stored(b'{"request_id": "r", "turn": "x"}') is None

@@ -14,9 +14,9 @@ from chatwax.core.conversation import (
 )
 from chatwax.core.history import SUMMARY_PREFIX, Turn, build_messages
 from chatwax.core.intake import Accepted
-from chatwax.core.protocol import PromptRequest, Transcript, Usage
 from chatwax.core.summary import SUMMARIZER_MARK, SummaryConfig, summary_messages, to_fold
 from chatwax.core.tokens import ESTIMATE, MESSAGE_OVERHEAD_TOKENS, message_tokens
+from chatwax.core.wire import PromptRequest, Transcript, Usage
 
 
 class Words:

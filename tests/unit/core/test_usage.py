@@ -8,8 +8,8 @@ import pytest
 
 from chatwax.core.errors import ConfigError
 from chatwax.core.pricing import Price, PriceTable, parse_prices
-from chatwax.core.protocol import Transcript, Usage
 from chatwax.core.usage import GroupBy, UsageReport, UsageRow, format_table, parse_since, total
+from chatwax.core.wire import Transcript, Usage
 
 
 def _t(rid: str, user: str, model: str, inp: int, out: int, cost: float = 0.0) -> Transcript:

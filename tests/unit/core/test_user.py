@@ -10,8 +10,9 @@ from chatwax.core.conversation import Answered, ConversationConfig, LlmCall, Llm
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted, Forget
 from chatwax.core.limits import LimitsConfig
-from chatwax.core.protocol import AckEvent, ErrorEvent, ForgetRequest, PromptRequest, Reply, Usage
+from chatwax.core.replies import Reply
 from chatwax.core.user import UnknownSnapshot, UserConfig, UserState
+from chatwax.core.wire import AckEvent, ErrorEvent, ForgetRequest, PromptRequest, Usage
 
 DAY = 86_400.0
 CFG = UserConfig(ConversationConfig("be brief", 400, "local"), retention_s=30 * DAY)

@@ -13,8 +13,10 @@ from prometheus_client import CollectorRegistry
 from chatwax.bench.edges import InstantLoop
 from chatwax.core.conversation import Answered, LlmCall, LlmResult
 from chatwax.core.errors import ErrorCode
-from chatwax.core.protocol import ErrorEvent, Inbound, PromptRequest, Reply, Transcript, Usage
+from chatwax.core.intake import Inbound
+from chatwax.core.replies import Reply
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ErrorEvent, PromptRequest, Transcript, Usage
 from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics
 

@@ -13,8 +13,9 @@ from chatwax.core.conversation import ConversationConfig, LlmCall, LlmResult
 from chatwax.core.errors import ErrorCode
 from chatwax.core.intake import Accepted, Forget
 from chatwax.core.limits import LimitsConfig
-from chatwax.core.protocol import ErrorEvent, ForgetRequest, PromptRequest, Reply, Usage
+from chatwax.core.replies import Reply
 from chatwax.core.user import UnknownSnapshot, UserConfig
+from chatwax.core.wire import ErrorEvent, ForgetRequest, PromptRequest, Usage
 from chatwax.dataflow.logic import UserLogic
 from chatwax.dataflow.metrics import Metrics
 

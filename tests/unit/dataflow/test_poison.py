@@ -23,8 +23,11 @@ from prometheus_client import CollectorRegistry
 from chatwax.bench.edges import InstantLoop
 from chatwax.core.conversation import LlmCall, LlmResult
 from chatwax.core.errors import ErrorCode
-from chatwax.core.protocol import DeadLetter, ErrorEvent, Inbound, PromptRequest, Reply, Usage
+from chatwax.core.intake import Inbound
+from chatwax.core.replies import Reply
 from chatwax.core.settings import Settings
+from chatwax.core.wire import ErrorEvent, PromptRequest, Usage
+from chatwax.dataflow.deadletter import DeadLetter
 from chatwax.dataflow.flow import build_flow
 from chatwax.dataflow.metrics import Metrics
 from tests.unit.core.test_safejson import KILLERS

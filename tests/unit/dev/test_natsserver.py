@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chatwax.core import protocol
+from chatwax.core.wire import permissions
 from chatwax.dev import natsserver
 from chatwax.dev.natsserver import (
     PASSWORDS_FILE,
@@ -27,10 +27,10 @@ PASSWORDS = {"dataflow": "d", "frontend": "f", "operator": "o"}
 def test_the_clients_share_one_allow_list_and_prompts_follows_compat(tmp_path: Path,
                                                                      compat: bool) -> None:
     conf = nats_auth_config(4222, 8222, tmp_path, PASSWORDS, compat)
-    for user in protocol.CLIENT_USERS:
+    for user in permissions.CLIENT_USERS:
         block = conf[conf.index(f"user: {user}"):]
         allow = block[block.index("allow: [") + 8:block.index("]")]
-        assert tuple(json.loads(f"[{allow}]")) == protocol.client_publish_allow(compat, user)
+        assert tuple(json.loads(f"[{allow}]")) == permissions.client_publish_allow(compat, user)
     assert ('"prompts"' in conf) is compat
     (tmp_path / "nats.conf").write_text(conf)
     res = subprocess.run([nats_server_binary(), "--config", str(tmp_path / "nats.conf"), "-t"],

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chatwax.core.protocol import Usage
+from chatwax.core.wire import Usage
 from chatwax.llm.sse import Chunk, SseEvents, StreamError, parse_chunk
 
 

@@ -6,16 +6,9 @@ import json
 
 import pytest
 
-from chatwax.core import protocol
+from chatwax.core import wire
 from chatwax.core.errors import ErrorCode, ProtocolError
-from chatwax.core.protocol import (
-    ChunkEvent,
-    ErrorEvent,
-    FinalEvent,
-    PromptRequest,
-    Transcript,
-    Usage,
-)
+from chatwax.core.wire import ChunkEvent, ErrorEvent, FinalEvent, PromptRequest, Transcript, Usage
 
 
 def _prompt(**over: object) -> bytes:
@@ -29,7 +22,7 @@ def _prompt(**over: object) -> bytes:
 
 def test_valid_prompt_round_trips() -> None:
     req = PromptRequest("r1", "alice", "c1", "hello", "_INBOX.x", created_at=12.5)
-    assert protocol.decode_prompt(req.encode(), 100) == req
+    assert wire.decode_prompt(req.encode(), 100) == req
 
 
 @pytest.mark.parametrize(
@@ -59,24 +52,28 @@ def test_invalid_prompts_are_refused_with_a_clear_code(
     payload: bytes, code: ErrorCode, fragment: str
 ) -> None:
     with pytest.raises(ProtocolError) as info:
-        protocol.decode_prompt(payload, max_prompt_chars=100)
+        wire.decode_prompt(payload, max_prompt_chars=100)
     assert info.value.code is code
     assert fragment in info.value.message
 
 
-def test_partition_is_stable_and_in_range() -> None:
-    parts = {protocol.partition_for(f"conv-{i}", 8) for i in range(200)}
-    assert parts == set(range(8))
-    assert protocol.partition_for("conv-1", 8) == protocol.partition_for("conv-1", 8)
+def test_a_too_long_prompt_is_refused_as_such_whatever_else_is_wrong() -> None:
+    """The prompt (then `created_at`) is checked before the ids: a client that sends too
+    much text hears `prompt_too_large`, not a complaint about another field."""
+    with pytest.raises(ProtocolError) as info:
+        wire.decode_prompt(_prompt(prompt="x" * 101, user_id="a.b", created_at="x"), 100)
+    assert info.value.code is ErrorCode.PROMPT_TOO_LARGE
+    with pytest.raises(ProtocolError, match="'created_at'"):
+        wire.decode_prompt(_prompt(user_id="a.b", created_at="x"), 100)
 
 
 def test_events_round_trip_and_errors_say_if_retryable() -> None:
     final = FinalEvent("r1", "c1", "hi there", "m", Usage(3, 2), 10.0, 1.5, 4)
     chunk = ChunkEvent("r1", 0, "hi")
     err = ErrorEvent("r1", ErrorCode.RATE_LIMITED, "slow down")
-    assert protocol.decode_event(final.encode()) == final
-    assert protocol.decode_event(chunk.encode()) == chunk
-    assert protocol.decode_event(err.encode()) == err
+    assert wire.decode_event(final.encode()) == final
+    assert wire.decode_event(chunk.encode()) == chunk
+    assert wire.decode_event(err.encode()) == err
     assert json.loads(err.encode())["retryable"] is True
     assert json.loads(ErrorEvent("r", ErrorCode.BAD_REQUEST, "x").encode())["retryable"] is False
     assert json.loads(final.encode())["usage"] == {
@@ -86,7 +83,7 @@ def test_events_round_trip_and_errors_say_if_retryable() -> None:
 
 def test_unknown_error_codes_degrade_to_internal() -> None:
     data = json.dumps({"type": "error", "request_id": "r", "code": "new_thing"}).encode()
-    event = protocol.decode_event(data)
+    event = wire.decode_event(data)
     assert isinstance(event, ErrorEvent) and event.code is ErrorCode.INTERNAL
 
 
@@ -94,17 +91,3 @@ def test_transcript_round_trips() -> None:
     t = Transcript("r1", "alice", "c1", 2, "q", "a", "m", "local", Usage(5, 6), 12.0, None,
                    1.0, 2.0)
     assert Transcript.decode(t.encode()) == t
-
-
-def test_transcript_subject_keeps_user_and_conversation_as_tokens() -> None:
-    assert protocol.transcript_subject("alice", "c1") == "chatwax.transcripts.alice.c1"
-    assert protocol.user_transcripts_filter("alice") == "chatwax.transcripts.alice.*"
-
-
-def test_compat_payload_is_the_tutorials() -> None:
-    got = protocol.decode_compat(b'{"user_id": "bob", "prompt": "hey"}', 100)
-    assert got == protocol.CompatPrompt("bob", "hey")
-    assert protocol.decode_compat(b'{"user_id": 7, "prompt": "hey"}', 100).user_id == "7"
-    with pytest.raises(ProtocolError, match="'user_id'"):
-        protocol.decode_compat(b'{"prompt": "hey"}', 100)
-    assert protocol.compat_conversation_id("bob") == "tutorial-bob"
