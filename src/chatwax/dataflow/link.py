@@ -108,12 +108,22 @@ of all its streams together."""
 
 
 async def _add_or_update(js: JetStreamContext, config: api.StreamConfig) -> None:
+    """Update the stream when it exists, else add it. Every process runs this at start, so
+    the stream usually exists: adding it again is not idempotent once it reserves
+    `max_bytes` (nats-server 2.15 checks the reservation as for a new stream and answers
+    10047 when the store cannot hold it twice), so an existing stream is only updated. An
+    add that fails because another process created the stream meanwhile becomes an
+    update too."""
+    assert config.name is not None
     try:
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            # Already there with another config: bring it in line (idempotent start-up).
-            await js.update_stream(config)
+        if not await _exists(js, config.name):
+            try:
+                await js.add_stream(config)
+                return
+            except nats.js.errors.APIError:
+                if not await _exists(js, config.name):
+                    raise  # a refusal of its own, not a concurrent creation
+        await js.update_stream(config)
     except nats.js.errors.APIError as exc:
         if exc.err_code != INSUFFICIENT_STORAGE:
             raise
@@ -122,6 +132,14 @@ async def _add_or_update(js: JetStreamContext, config: api.StreamConfig) -> None
             "JetStream store is smaller than the streams' bounds together. Give NATS more "
             "storage, or lower CHATWAX_TRANSCRIPT_MAX_BYTES, CHATWAX_PROMPT_MAX_BYTES and "
             "CHATWAX_DEAD_LETTER_MAX_BYTES") from None
+
+
+async def _exists(js: JetStreamContext, name: str) -> bool:
+    try:
+        await js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
 
 
 class NatsLink:
