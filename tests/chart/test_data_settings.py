@@ -68,3 +68,22 @@ def test_stream_bounds_that_do_not_fit_the_volume_are_refused_when_rendered(
     assert fits.returncode == 0, fits.stderr
     odd = chart.helm("3", *chart.template_args("nats.jetstream.storageSize=1.5Gi"))
     assert odd.returncode != 0 and "cannot read" in odd.stderr, odd.stderr
+
+
+def test_fractions_from_set_and_from_a_values_file(chart: Chart, helm_major: str,
+                                                   tmp_path: Path) -> None:
+    """`--set` leaves `0.5` a string (helm's strvals types only whole numbers), so the
+    schema accepts numeric strings for the fractional values; fractional days are not cut
+    to 0 ("keep forever"), and a positive age never rounds down to 0."""
+    sets = ("llm.temperature=0.5", "dataflow.transcripts.maxAgeDays=0.5",
+            "dataflow.deadLetters.maxAgeDays=0.00001", "dataflow.summaries.trigger=0.75",
+            "dataflow.summaries.keep=0.25")
+    docs = chart.render(*sets, major=helm_major)
+    s = Settings.from_env(docs.find("ConfigMap", "-dataflow-env")["data"])
+    assert (s.temperature, s.transcript_max_age_s, s.dead_letter_max_age_s,
+            s.summary_trigger, s.summary_keep) == (0.5, 43_200, 1, 0.75, 0.25)
+    values = tmp_path / "values.yaml"
+    values.write_text("dataflow:\n  transcripts:\n    maxAgeDays: 1.5\n")
+    assert _dataflow_settings(chart, values).transcript_max_age_s == 129_600
+    res = chart.helm(helm_major, *chart.template_args("llm.temperature=warm"))
+    assert res.returncode != 0 and "temperature" in res.stderr
