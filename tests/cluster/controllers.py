@@ -1,10 +1,11 @@
-"""The control plane of the cluster model: the StatefulSet controller, cluster DNS, and the
-Jobs Helm runs as hooks.
+"""The control plane of the cluster model: the StatefulSet controller, the Job controller
+(JobController, below) and cluster DNS.
 
 StatefulSet controller (what it models, from the Kubernetes documentation):
 - pods `<set>-<ordinal>` for ordinals 0..replicas-1, labelled with the template's labels,
   `controller-revision-hash` (a hash of the pod template) and
-  `statefulset.kubernetes.io/pod-name`; hostname and subdomain set from the governing
+  `statefulset.kubernetes.io/pod-name`, owned by the StatefulSet (ownerReferences, so the
+  garbage collector deletes them with it); hostname and subdomain set from the governing
   Service, claims of volumeClaimTemplates named `<claim>-<pod>` and kept across
   replacements;
 - `podManagementPolicy`: Parallel creates and deletes every pod needed at once;
@@ -37,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.cluster.network import Network
-from tests.support.apiserver import Obj, Store
+from tests.support.apiserver import Obj, Store, now_rfc3339
 
 log = logging.getLogger("cluster.controllers")
 
@@ -151,9 +152,12 @@ class StatefulSetController(Loop):
             spec.setdefault("volumes", []).append({
                 "name": claim["metadata"]["name"],
                 "persistentVolumeClaim": {"claimName": f"{claim['metadata']['name']}-{pod_name}"}})
+        owner = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
+                 "uid": sts["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
         self.store.put({"apiVersion": "v1", "kind": "Pod",
                         "metadata": {"name": pod_name, "namespace": ns, "labels": labels,
-                                     "annotations": meta.get("annotations", {})},
+                                     "annotations": meta.get("annotations", {}),
+                                     "ownerReferences": [owner]},
                         "spec": spec})
         self.actions.append((time.time(), "create", pod_name))
 
@@ -223,33 +227,175 @@ class Dns(Loop):
             self.network.set_names(self._pending.pop(0)[1])
 
 
-def run_job(store: Store, job: Obj, wait: Callable[[float], None] | None = None,
-            timeout_s: float = 600) -> bool:
-    """A Job to completion, as Helm waits for a hook Job: its pod template as a pod with
-    restartPolicy Never, retried up to backoffLimit times within activeDeadlineSeconds."""
-    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    spec = job["spec"]
-    deadline = time.monotonic() + min(timeout_s, spec.get("activeDeadlineSeconds", timeout_s))
-    for _attempt in range(spec.get("backoffLimit", 6) + 1):
-        pod_name = f"{name}-{secrets.token_hex(3)}"
+JOB_BACKOFF_CAP_S = 360.0
+
+
+def job_finished(job: Obj) -> str | None:
+    """"Complete" or "Failed" once the Job controller has decided, else None."""
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
+            return str(c["type"])
+    return None
+
+
+class JobController(Loop):
+    """The Job controller, for Jobs that run one pod to completion (what Helm hooks are):
+    every Job in the store gets a pod `<job>-<5 characters>` from its template, labelled
+    `job-name`, `batch.kubernetes.io/job-name`, `controller-uid` and
+    `batch.kubernetes.io/controller-uid` and owned by the Job (so deleting the Job deletes
+    its pods); a failed pod (restartPolicy Never) is replaced after the back-off (10 s,
+    doubling, capped at 6 minutes) until `backoffLimit` failures; `activeDeadlineSeconds`
+    ends it. Status as the real controller writes it (Kubernetes 1.31+): startTime, active,
+    ready, succeeded, failed, terminating, and the conditions SuccessCriteriaMet then
+    Complete (reason CompletionsReached), or FailureTarget then Failed (reasons
+    BackoffLimitExceeded, DeadlineExceeded), with completionTime on success. Finished pods
+    stay (as "Completed") until the Job is deleted.
+
+    Left out: completions and parallelism above 1, indexed Jobs, podFailurePolicy,
+    successPolicy, suspend, ttlSecondsAfterFinished, and failures counted from container
+    restarts with restartPolicy OnFailure (the kubelet restarts the container in place and
+    the Job waits for the pod to succeed).
+    """
+
+    def __init__(self, store: Store, backoff_s: float = 10.0) -> None:
+        super().__init__(store, "job-controller")
+        self.backoff_s = backoff_s
+        self._running: dict[str, threading.Thread] = {}
+        self.runs: list[tuple[float, str, str]] = []  # (time, job, "Complete" | "Failed")
+
+    def reconcile(self) -> None:
+        for job in self.store.list("Job"):
+            uid = job["metadata"]["uid"]
+            if uid in self._running or job_finished(job) or (job["spec"] or {}).get("suspend"):
+                continue
+            thread = threading.Thread(target=self._execute, args=(job,), daemon=True,
+                                      name=f"job-{job['metadata']['name']}")
+            self._running[uid] = thread
+            thread.start()
+
+    def _current(self, job: Obj) -> Obj | None:
+        meta = job["metadata"]
+        now = self.store.get("Job", meta["namespace"], meta["name"])
+        return now if now and now["metadata"]["uid"] == meta["uid"] else None
+
+    def _status(self, job: Obj, **changes: Any) -> bool:
+        meta = job["metadata"]
+        if self._current(job) is None:
+            return False
+        try:
+            self.store.update("Job", meta["namespace"], meta["name"], lambda o: o.update(
+                status={**(o.get("status") or {}), **changes}))
+        except KeyError:
+            return False
+        return True
+
+    def _pod(self, job: Obj) -> str:
+        meta, spec = job["metadata"], job["spec"]
         template = copy.deepcopy(spec["template"])
-        labels = {**template.get("metadata", {}).get("labels", {}), "job-name": name}
-        store.put({"apiVersion": "v1", "kind": "Pod",
-                   "metadata": {"name": pod_name, "namespace": ns, "labels": labels},
-                   "spec": template["spec"]})
-        phase = None
-        while time.monotonic() < deadline:
-            pod = store.get("Pod", ns, pod_name)
-            phase = ((pod or {}).get("status") or {}).get("phase")
-            if phase in ("Succeeded", "Failed"):
+        name = f"{meta['name']}-{secrets.token_hex(3)[:5]}"
+        uid = meta["uid"]
+        labels = {**(template.get("metadata") or {}).get("labels", {}),
+                  "batch.kubernetes.io/controller-uid": uid,
+                  "batch.kubernetes.io/job-name": meta["name"], "controller-uid": uid,
+                  "job-name": meta["name"]}
+        self.store.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": name, "namespace": meta["namespace"], "labels": labels,
+            "annotations": (template.get("metadata") or {}).get("annotations", {}),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
+                                 "uid": uid, "controller": True,
+                                 "blockOwnerDeletion": True}]},
+            "spec": template["spec"]})
+        return name
+
+    def _conditions(self, kinds: tuple[str, str], reason: str, message: str) -> list[Obj]:
+        now = now_rfc3339()
+        return [{"type": k, "status": "True", "reason": reason, "message": message,
+                 "lastProbeTime": now, "lastTransitionTime": now} for k in kinds]
+
+    def _execute(self, job: Obj) -> None:
+        ns = job["metadata"]["namespace"]
+        spec = job["spec"]
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        started = time.monotonic()
+        deadline = started + float(spec.get("activeDeadlineSeconds") or 1e9)
+        failed = 0
+        self._status(job, startTime=now_rfc3339(), active=0, ready=0, terminating=0)
+        outcome: tuple[str, str, str] | None = None
+        while outcome is None and not self.stop.is_set():
+            pod = self._pod(job)
+            if not self._status(job, active=1):
+                return
+            phase, ready_reported = None, 0
+            while time.monotonic() < deadline and not self.stop.is_set():
+                if self._current(job) is None:
+                    return
+                obj = self.store.get("Pod", ns, pod)
+                status = (obj or {}).get("status") or {}
+                phase = status.get("phase")
+                if phase in ("Succeeded", "Failed") or obj is None:
+                    break
+                ready = int(is_ready(obj))
+                if ready != ready_reported:
+                    ready_reported = ready
+                    self._status(job, ready=ready)
+                time.sleep(0.2)
+            if phase == "Succeeded":
+                outcome = ("Complete", "CompletionsReached", "Reached expected number of "
+                                                             "succeeded pods")
+                self._status(job, active=0, ready=0, succeeded=1,
+                             completionTime=now_rfc3339(),
+                             conditions=self._conditions(("SuccessCriteriaMet", "Complete"),
+                                                         *outcome[1:]))
                 break
-            time.sleep(0.2)
-        store.request_delete("Pod", ns, pod_name)
-        if phase == "Succeeded":
-            return True
-        if time.monotonic() >= deadline:
-            break
-    return False
+            if time.monotonic() >= deadline:
+                self.store.request_delete("Pod", ns, pod)
+                outcome = ("Failed", "DeadlineExceeded", "Job was active longer than "
+                                                         "specified deadline")
+                self._status(job, active=0, ready=0, failed=failed + 1,
+                             conditions=self._conditions(("FailureTarget", "Failed"),
+                                                         *outcome[1:]))
+                break
+            failed += 1
+            self._status(job, active=0, ready=0, failed=failed)
+            if failed > backoff_limit:
+                outcome = ("Failed", "BackoffLimitExceeded", "Job has reached the specified "
+                                                             "backoff limit")
+                self._status(job, conditions=self._conditions(("FailureTarget", "Failed"),
+                                                              *outcome[1:]))
+                break
+            delay = min(self.backoff_s * 2 ** (failed - 1), JOB_BACKOFF_CAP_S)
+            if self.stop.wait(min(delay, max(0.0, deadline - time.monotonic()))):
+                return
+        if outcome is not None:
+            self.runs.append((time.time(), job["metadata"]["name"], outcome[0]))
+
+
+def wait_job(store: Store, job: Obj, timeout_s: float = 600) -> bool:
+    """What Helm does after creating a hook Job: wait for the Job controller's Complete
+    (True) or Failed (False) condition; a Job deleted meanwhile counts as done."""
+    meta = job["metadata"]
+
+    def outcome() -> str | None:
+        now = store.get("Job", meta["namespace"], meta["name"])
+        if now is None:
+            return "Complete"
+        return job_finished(now)
+
+    return settle(outcome, timeout_s, f"Job {meta['name']} finishing") == "Complete"
+
+
+def wait_pod(store: Store, pod: Obj, timeout_s: float = 600) -> bool:
+    """What Helm does after creating a hook Pod: wait for phase Succeeded or Failed."""
+    meta = pod["metadata"]
+
+    def phase() -> str | None:
+        now = store.get("Pod", meta["namespace"], meta["name"])
+        if now is None:
+            return "Succeeded"
+        got = (now.get("status") or {}).get("phase")
+        return got if got in ("Succeeded", "Failed") else None
+
+    return settle(phase, timeout_s, f"Pod {meta['name']} finishing") == "Succeeded"
 
 
 def settle(check: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.2) -> Any:

@@ -1,5 +1,5 @@
-"""A cluster on one machine: the API server stand-in, the StatefulSet controller, cluster DNS,
-a kubelet and Helm, wired together, with what an operator does to a release (kubectl
+"""A cluster on one machine: the API server stand-in, the StatefulSet and Job controllers,
+cluster DNS, a kubelet and Helm, wired together, with what an operator does to a release (kubectl
 scale, kubectl delete pod, a process killed on a node, helm upgrade)."""
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.cluster.controllers import Dns, StatefulSetController, is_ready, revision, settle
+from tests.cluster.controllers import (
+    Dns,
+    JobController,
+    StatefulSetController,
+    is_ready,
+    revision,
+    settle,
+)
 from tests.cluster.helm import Helm
 from tests.cluster.kubelet import Image, Kubelet, project_paths
 from tests.cluster.network import Network
@@ -60,14 +67,17 @@ class ClusterModel:
         self.store = self.apiserver.store
         self.kubelet = Kubelet(self.apiserver, self.network, workdir, images, project_paths())
         self.statefulsets = StatefulSetController(self.store)
+        self.jobs = JobController(self.store)
         self.dns = Dns(self.store, self.network, delay_s=dns_delay_s,
                        static=static_names or {})
         self.helm = Helm(self.store, namespace)
         self.statefulsets.start()
+        self.jobs.start()
         self.dns.start()
 
     def close(self) -> None:
         self.statefulsets.close()
+        self.jobs.close()
         self.dns.close()
         self.kubelet.shutdown()
         self.apiserver.close()

@@ -207,7 +207,7 @@ def test_helm_upgrade_of_the_image_restarts_the_cluster_once(day2: Day2) -> None
     assert revision(model.statefulset(DATAFLOW)) != old
     runs = [r for r in model.helm.hook_runs if r[0] == "post-upgrade"]
     assert runs[-1] == ("post-upgrade", "chatwax-dataflow-rollout", True)
-    # The hook restarted both pods in one go (kubectl scale's 2 survived the upgrade).
+    # The hook restarted both pods in one go (the chart says 2, as the last scale left it).
     assert day2.pods() == ["chatwax-dataflow-0", "chatwax-dataflow-1"]
 
 

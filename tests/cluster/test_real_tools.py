@@ -35,9 +35,18 @@ Neither keeps a `kubectl scale` across an unrelated upgrade. The cluster model's
 (helm.py) keeps it (its "three-way merge" of replicas is Helm 2's behaviour): these
 scenarios are the reference for fixing it.
 
-`--set llm.temperature=0.5` (the first idea for an unrelated value) is refused by the
-chart's schema under helm 3: `--set` leaves "0.5" a string ("Invalid type. Expected:
-number, given: string"); `--set-json` or a values file give a number.
+Found on the way, and fixed (chatwax.dataflow.link `_add_or_update`,
+tests/integration/test_streams.py): with ci/kind-values.yaml as shipped the cluster never
+formed. Its JetStream store is 1Gi and its streams' bounds 128Mi + 640Mi + 32Mi; the first
+dataflow process created the streams, and the second one's `add_stream` of the same
+transcripts stream was answered by nats-server 2.15.1 with 10047 "insufficient storage
+resources available" (the reservation is checked again as if the stream were new), which
+was reported as a configuration error, so that process restarted forever. Processes now
+update a stream that exists. This scenario runs kind-values' store as shipped.
+
+`--set llm.temperature=0.5` (the first idea for an unrelated value) was refused by the
+chart's schema: `--set` leaves "0.5" a string; the schema now accepts numeric strings
+for its fractional values (tests/chart/test_data_settings.py).
 """
 
 from __future__ import annotations
@@ -182,9 +191,12 @@ class Real:
 
 
 def describe(res: subprocess.CompletedProcess[str]) -> str:
+    """"ok", or "failed: " and the gist of the last error line."""
     if res.returncode == 0:
         return "ok"
-    return "failed: " + res.stderr.strip().splitlines()[-1][:300]
+    last = res.stderr.strip().splitlines()[-1]
+    gist = last[last.index("Apply failed"):] if "Apply failed" in last else last
+    return "failed: " + gist[:300]
 
 
 def write_requests(path: Path, log: list[Request]) -> None:
