@@ -63,3 +63,14 @@ def test_the_check_sees_the_imports_it_must() -> None:
     found = _imported_top_levels()
     assert {"nats", "bytewax", "openai", "aiohttp", "backoff", "kubernetes",
             "prometheus_client", "streamlit"} <= set(found)
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """setuptools takes the packages pyproject.toml lists, no more: a new subpackage left
+    out is missing from the wheel and every image (chatwax.core.wire once was)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(project["tool"]["setuptools"]["packages"])
+    src = ROOT / "src"
+    found = {".".join(p.parent.relative_to(src).parts)
+             for p in src.glob("chatwax/**/__init__.py")}
+    assert found <= listed, found - listed
