@@ -7,8 +7,8 @@ It builds the container's root filesystem and then becomes the container's proce
 - the image is this machine: every top-level directory of / is mounted copy-on-write
   (overlayfs), so the container can write anywhere and the machine stays untouched; /tmp
   and /run are fresh tmpfs, /proc, /dev and /sys the machine's;
-- the project's own directories are bound in where a fresh /tmp or /run would hide them
-  (a clean clone may live under /tmp);
+- the project's own directories are bound in where a fresh /tmp or /run, or a volume
+  (the pods' emptyDir at /tmp), would hide them (a clean clone may live under /tmp);
 - each volume is bound at its mountPath (emptyDir, configMap, secret, persistent claims:
   folders the kubelet model prepared); the service account's token folder at
   /var/run/secrets/kubernetes.io/serviceaccount; /etc/hosts links to the model's DNS file
@@ -72,14 +72,18 @@ def main() -> None:
         mount("--rbind", f"/{fs}", f"{root}/{fs}")
     for fs in ("tmp", "run"):
         mount("-t", "tmpfs", "tmpfs", f"{root}/{fs}")
-    for path in spec["keep"]:  # the project and its Python, wherever they live
-        if path.startswith(("/tmp/", "/run/")):
-            os.makedirs(root + path, exist_ok=True)
-            mount("--rbind", path, root + path)
     for path, host in spec["mounts"]:
         target = inside(root, path)
         os.makedirs(target, exist_ok=True)
         mount("--bind", host, target)
+    # The project and its Python, wherever they live, bound in after the volumes: an
+    # emptyDir at /tmp (every chatwax pod has one) hides a clone under /tmp as a fresh
+    # /tmp would.
+    hidden = ("/tmp/", "/run/", *(p.rstrip("/") + "/" for p, _ in spec["mounts"]))
+    for path in spec["keep"]:
+        if path.startswith(hidden):
+            os.makedirs(root + path, exist_ok=True)
+            mount("--rbind", path, root + path)
     os.makedirs(f"{root}/run/cluster-dns", exist_ok=True)
     mount("--bind", spec["dns"], f"{root}/run/cluster-dns")
     for name in ("hosts", "resolv.conf"):
