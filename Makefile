@@ -45,6 +45,9 @@ bench-export: $(STAMP) ## rate and memory of `chatwax export` on a large transcr
 soak: $(STAMP) ## 2-minute soak with faults injected (SOAK_SECONDS=600 for longer)
 	$(BIN)/python -m tests.soak --duration $${SOAK_SECONDS:-120}
 
+test-real-helm4: $(STAMP) ## the real-tools scenarios with helm 4 and kubectl 1.33 too (not in make test yet)
+	CHATWAX_REAL_HELM=3,4 $(BIN)/python -m pytest tests/cluster/test_real_tools.py -q
+
 test-fast: $(STAMP) ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q
 

@@ -50,8 +50,9 @@ def test_every_imported_module_is_a_declared_dependency() -> None:
     declared = _declared()
     missing = {}
     for module, files in _imported_top_levels().items():
-        owners = {_normal(d) for d in distributions.get(module, [])}
-        assert owners, f"{module} (imported by {sorted(files)}) is installed by no package"
+        # A module of an extra this install lacks (the bench's matplotlib in the test
+        # install) is known by its own name only.
+        owners = {_normal(d) for d in distributions.get(module, [])} or {_normal(module)}
         if not owners & declared:
             missing[module] = (sorted(owners), sorted(files))
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
