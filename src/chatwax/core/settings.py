@@ -191,6 +191,14 @@ class Settings(BaseSettings):
         ge=0, le=65535)] = 0
     health_host: Annotated[str, env(
         "CHATWAX_HEALTH_HOST", "Address the health endpoint listens on.")] = "0.0.0.0"
+    k8s_api_timeout_s: Annotated[float, env(
+        "CHATWAX_K8S_API_TIMEOUT",
+        "Seconds one request to the Kubernetes API may take (a dataflow pod reads its "
+        "StatefulSet's replicas).", gt=0)] = 5.0
+    k8s_api_wait_s: Annotated[float, env(
+        "CHATWAX_K8S_API_WAIT",
+        "Seconds a starting dataflow pod retries an unreachable Kubernetes API before it "
+        "forms the cluster from the rendered peer list.", ge=0)] = 30.0
 
     # -- Sign-in on the pages (read by `chatwax ui` and the pages; docs/security.md) --------
     auth: Annotated[str, env(

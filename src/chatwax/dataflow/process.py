@@ -32,7 +32,8 @@ from chatwax.kube import replicas as k8s
 log = logging.getLogger("chatwax.dataflow")
 
 
-def run_spec(env: Mapping[str, str], restart: RestartState, started: float) -> RunSpec:
+def run_spec(env: Mapping[str, str], restart: RestartState, started: float,
+             settings: Settings) -> RunSpec:
     """This process's place in the cluster.
 
     In a pod, the peer list follows the StatefulSet's current replicas, read before the
@@ -46,12 +47,16 @@ def run_spec(env: Mapping[str, str], restart: RestartState, started: float) -> R
     from chatwax.kube.api import connect
 
     api = k8s.apps_api(connect())
-    count = k8s.read_replicas(api, target)
+    rendered = len([a for a in env.get("BYTEWAX_ADDRESSES", "").split(";") if a.strip()])
+    count = k8s.replicas_or_rendered(api, target, rendered or 1,
+                                     timeout_s=settings.k8s_api_timeout_s,
+                                     wait_s=settings.k8s_api_wait_s)
 
     def on_change(new: int) -> None:
         reexec(restart, started, f"the StatefulSet now has {new} replicas (was {count})")
 
-    k8s.watch_replicas(api, target, count, on_change)
+    k8s.watch_replicas(api, target, count, on_change,
+                       timeout_s=settings.k8s_api_timeout_s)
     ordinal = k8s.ordinal(env, target)
     if ordinal is not None and ordinal >= count:
         log.warning("this pod is process %d but the StatefulSet has %d replicas: it is being "
@@ -86,7 +91,7 @@ def run(settings: Settings, env: Mapping[str, str]) -> int:
     state = health.Health(workers=workers_from_env(env))
     if settings.health_port:
         loop.call(health.serve(state, settings.health_host, settings.health_port))
-    spec = run_spec(env, restart, started)
+    spec = run_spec(env, restart, started, settings)
     log.info("dataflow process %s of %d, %d worker(s); settings %s",
              spec.process_id or 0, spec.process_count, spec.workers_per_process,
              settings.redacted())

@@ -92,18 +92,54 @@ def apps_api(api_client: Any) -> Any:
     return client.AppsV1Api(api_client)
 
 
-def read_replicas(api: Any, target: Target) -> int:
+class ApiUnreachable(Exception):
+    """The API did not answer (connection refused or reset, a timeout, a 5xx or 429): a
+    condition that passes, unlike a refusal, which is a configuration error."""
+
+
+def read_replicas(api: Any, target: Target, *, timeout_s: float = 5.0) -> int:
     """The StatefulSet's desired replicas: the process count the cluster must have."""
     from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
 
+    where = f"StatefulSet {target.namespace}/{target.statefulset}"
     try:
-        sts = api.read_namespaced_stateful_set(target.statefulset, target.namespace)
+        sts = api.read_namespaced_stateful_set(target.statefulset, target.namespace,
+                                               _request_timeout=timeout_s)
     except ApiException as exc:
+        if exc.status in (0, 429) or (exc.status or 0) >= 500:
+            raise ApiUnreachable(f"cannot read {where}: {describe(exc)}") from None
         raise ConfigError(
-            f"cannot read StatefulSet {target.namespace}/{target.statefulset}: {describe(exc)}; "
-            "the pod's ServiceAccount needs get and watch on it (the chart's dataflow Role)"
+            f"cannot read {where}: {describe(exc)}; the pod's ServiceAccount needs get and "
+            "watch on it (the chart's dataflow Role, rbac.create)"
         ) from None
+    except (HTTPError, OSError) as exc:
+        raise ApiUnreachable(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
     return _replicas(sts)
+
+
+def replicas_or_rendered(
+    api: Any, target: Target, rendered: int, *, timeout_s: float, wait_s: float,
+    retry_s: float = 2.0,
+) -> int:
+    """The StatefulSet's replicas, or `rendered` (the peer list the chart rendered, from
+    `dataflow.processes`) when the API stays unreachable for `wait_s`.
+
+    A pod must not stay down because the API server is: the rendered list is right unless
+    someone ran `kubectl scale`, and the watch started next restarts the process with the
+    StatefulSet's count as soon as the API answers again.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return read_replicas(api, target, timeout_s=timeout_s)
+        except ApiUnreachable as exc:
+            if time.monotonic() + retry_s > deadline:
+                log.warning("%s for %gs: forming the cluster from the rendered peer list "
+                            "(%d processes)", exc, wait_s, rendered)
+                return rendered
+            log.info("%s; retrying in %gs", exc, retry_s)
+            time.sleep(retry_s)
 
 
 def _replicas(sts: Any) -> int:
@@ -113,7 +149,7 @@ def _replicas(sts: Any) -> int:
 
 def watch_replicas(
     api: Any, target: Target, current: int, on_change: Callable[[int], None],
-    *, retry_s: float = 2.0,
+    *, retry_s: float = 2.0, timeout_s: float = 5.0,
 ) -> threading.Thread:
     """Call `on_change(new)` once the StatefulSet's replicas differ from `current`.
 
@@ -131,6 +167,9 @@ def watch_replicas(
                 for event in watch.Watch().stream(
                     api.list_namespaced_stateful_set, target.namespace,
                     field_selector=f"metadata.name={target.statefulset}", timeout_seconds=300,
+                    # connect within timeout_s; a watch silent past the server's own end
+                    # is a dead connection, to re-open.
+                    _request_timeout=(timeout_s, 300 + 30),
                 ):
                     if event["type"] not in ("ADDED", "MODIFIED"):
                         continue
@@ -140,9 +179,9 @@ def watch_replicas(
                                     target.statefulset, replicas, current)
                         on_change(replicas)
                         return
-            except Exception:
-                log.warning("watching StatefulSet %s failed; retrying in %gs",
-                            target.statefulset, retry_s, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the watch must go on
+                log.warning("watching StatefulSet %s failed (%s: %s); retrying in %gs",
+                            target.statefulset, type(exc).__name__, str(exc)[:200], retry_s)
                 time.sleep(retry_s)
                 continue
             if time.monotonic() - opened < 1.0:  # closed at once: do not spin
