@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test bench bench-export soak test-fast lint fmt clean
+.PHONY: help install system-deps images run test bench bench-export soak test-fast lint fmt clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,10 +25,22 @@ install: $(STAMP) ## create .venv; install chatwax, its test tools and the local
 run: $(STAMP) ## start NATS, a 2-process dataflow, the frontend (http://localhost:8501) and, with no key, the local model
 	$(BIN)/chatwax up $(ARGS)
 
-system-deps: ## install prometheus, chromium and iproute2 (Debian packages) if missing
+system-deps: ## install prometheus, chromium, iproute2, docker.io and debootstrap (Debian packages) if missing
 	./scripts/system-deps.sh
 
+# The base (from Debian packages when no registry answers), then the three images, with a
+# table of sizes and build times. $(STAMP): `make install` caches the llama.cpp wheel the
+# local-llm image reuses. `make test` builds them too, in the image tests (tests/images).
+images: $(STAMP) ## build the dataflow, frontend and local-llm images (chatwax-*:dev) on a local engine
+	./scripts/system-deps.sh dockerd:docker.io debootstrap
+	./scripts/build-images.sh
+
+# The images build in the background (minutes cold, mostly downloads) while the lint and the
+# chart's tests run; the image and cluster tests wait for that build (tests/support/images.py).
 test: $(STAMP) system-deps ## lint, types and package boundaries, then every test
+	@mkdir -p artifacts/images && rm -f artifacts/images/background.*
+	@(./scripts/build-images.sh >artifacts/images/background.log 2>&1; \
+	  echo $$? >artifacts/images/background.rc) & echo $$! >artifacts/images/background.pid
 	$(BIN)/ruff check src tests frontend
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -45,8 +57,8 @@ bench-export: $(STAMP) ## rate and memory of `chatwax export` on a large transcr
 soak: $(STAMP) ## 2-minute soak with faults injected (SOAK_SECONDS=600 for longer)
 	$(BIN)/python -m tests.soak --duration $${SOAK_SECONDS:-120}
 
-test-real-helm4: $(STAMP) ## the real-tools scenarios with helm 4 and kubectl 1.33 too (not in make test yet)
-	CHATWAX_REAL_HELM=3,4 $(BIN)/python -m pytest tests/cluster/test_real_tools.py -q
+test-real-helm4: $(STAMP) ## only the real-tools scenarios with helm 4 and kubectl 1.33 (make test runs helm 3 and 4)
+	CHATWAX_REAL_HELM=4 $(BIN)/python -m pytest tests/cluster/test_real_tools.py -q
 
 test-fast: $(STAMP) ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q

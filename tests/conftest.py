@@ -20,15 +20,26 @@ from tests.support.procs import NatsServer, dataflow_cluster, dataflow_env, log_
 from tests.support.up import Up, up_factory
 
 MODEL = "echo-1"
-MARKERS = {"integration": "integration", "e2e": "e2e", "cluster": "cluster", "chart": "chart"}
+MARKERS = {"integration": "integration", "e2e": "e2e", "cluster": "cluster", "chart": "chart",
+           "images": "images"}
+TESTS = Path(__file__).resolve().parent
+# The chart's tests first: `make test` builds the images in the background meanwhile
+# (tests/support/images.py); then the image tests and the cluster model, which run them;
+# then the rest, whose shared stack then never idles beside the cluster model.
+FIRST = ("chart", "images", "cluster")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each folder's tests carry its marker (`-m "not cluster"` and so on)."""
+    """Each folder's tests carry its marker (`-m "not cluster"` and so on), in FIRST's order."""
+    def folder(item: pytest.Item) -> str:
+        parts = Path(str(item.fspath)).resolve().relative_to(TESTS).parts
+        return parts[0] if len(parts) > 1 else ""
+
     for item in items:
-        folder = Path(str(item.fspath)).parent.name
-        if folder in MARKERS:
-            item.add_marker(getattr(pytest.mark, MARKERS[folder]))
+        if folder(item) in MARKERS:
+            item.add_marker(getattr(pytest.mark, MARKERS[folder(item)]))
+    items.sort(key=lambda item: FIRST.index(folder(item)) if folder(item) in FIRST
+               else len(FIRST))
 
 
 def _echo_llm() -> Iterator[Any]:

@@ -6,7 +6,10 @@ folders); mounts a service-account token when the pod or its account asks for on
 container's environment as Kubernetes does (value, $(VAR) expansion, fieldRef,
 resourceFieldRef, configMap/secret key refs and envFrom; a missing Secret or ConfigMap
 holds the container back until it exists); starts the container's command (the image's
-entrypoint when the manifest gives none) through `podinit.py`; runs the startup, liveness
+entrypoint when the manifest gives none) through `podinit.py` as a container: the image's
+root file system (images.py), PID 1 of its own PID namespace, the user, groups and
+capabilities of the pod's and container's securityContext, fsGroup applied to the volumes
+as upstream does (set_volume_ownership); runs the startup, liveness
 and readiness probes as declared (httpGet, period, timeout, failure threshold); restarts
 exited containers per restartPolicy with the kubelet's back-off (10 s doubling to 5 min,
 reset after 10 min of running); reports status (podIP, phase, Ready, restart counts); and
@@ -20,6 +23,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import signal
@@ -42,19 +46,68 @@ log = logging.getLogger("cluster.kubelet")
 PODINIT = Path(__file__).with_name("podinit.py")
 ROOT = Path(__file__).resolve().parents[2]
 SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+# The capabilities a container has unless its securityContext adds or drops some: the
+# runtimes' default set (containerd pkg/oci/spec.go defaultUnixCaps, moby
+# oci/caps/defaults.go).
+DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+                "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
+                "AUDIT_WRITE")
 
 
 class Missing(Exception):
     """A Secret or ConfigMap the container needs does not exist (yet)."""
 
 
+class ConfigError(Missing):
+    """The kubelet will not start the container as specified (CreateContainerConfigError);
+    it tries again, as the kubelet's sync loop does."""
+
+
+class ContainerProcess(subprocess.Popen[bytes]):
+    """The runtime's view of a container: waited for through the `unshare` wrapper, whose
+    exit is the container's, but signalled at the container's PID 1 (podinit.py writes its
+    PID to `pidfile`), so the container's own process gets the kubelet's SIGTERM."""
+
+    def __init__(self, argv: list[str], pidfile: Path, **kwargs: Any) -> None:
+        self.pidfile = pidfile
+        self._init_pid: int | None = None
+        super().__init__(argv, **kwargs)
+
+    def init_pid(self, wait_s: float = 5.0) -> int | None:
+        deadline = time.monotonic() + wait_s
+        while self._init_pid is None and self.poll() is None:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                self._init_pid = int(self.pidfile.read_text())
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return self._init_pid
+
+    def send_signal(self, sig: int) -> None:
+        pid = self.init_pid()
+        if self.poll() is not None:
+            return
+        if pid is None:
+            super().send_signal(sig)
+            return
+        # SIGKILL to a PID 1 ends its whole namespace; SIGTERM it must handle itself (a
+        # PID 1 has no default action for it).
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 @dataclass
 class Image:
-    """What the model knows of an image: its entrypoint, command and environment."""
+    """What the model knows of an image: its entrypoint, command, environment, user and
+    working directory, and its extracted root filesystem (None: this machine's root)."""
 
     entrypoint: list[str]
     cmd: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    user: str = ""
+    workdir: str = ""
+    rootfs: Path | None = None
 
 
 def quantity(text: str) -> float:
@@ -71,6 +124,85 @@ def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) references; $$(VAR) escapes; unknown references stay as they are."""
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
                   lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+
+
+def _passwd(rootfs: Path | None, name: str) -> list[list[str]]:
+    """The entries of the image's /etc/passwd or /etc/group (none for this machine's root:
+    the model runs nats as the securityContext says or as root)."""
+    path = rootfs / "etc" / name if rootfs else None
+    if path is None or not path.exists():
+        return []
+    return [line.split(":") for line in path.read_text().splitlines() if line.count(":") >= 3]
+
+
+def identity(image: Image, pod_sc: Obj, sc: Obj, who: str) -> dict[str, Any]:
+    """User, groups, capabilities and root of one container, as the kubelet and runtime
+    make them from the pod's and the container's securityContext and the image.
+
+    runAsUser/runAsGroup: the container's, else the pod's, else the image's USER (a name
+    looked up in the image's /etc/passwd); with a user but no group, that user's primary
+    group from the image (containerd's WithUser). Supplementary groups: the user's in the
+    image's /etc/group, supplementalGroups and fsGroup (k8s.io/cri-api: "the container's
+    primary GID, the fsGroup (if specified), and group memberships defined in the container
+    image ... in addition to supplementalGroups"). runAsNonRoot refused for uid 0 (kubelet
+    pkg/kubelet/kuberuntime/security_context_others.go, verifyRunAsNonRoot).
+    """
+    passwd, groups = _passwd(image.rootfs, "passwd"), _passwd(image.rootfs, "group")
+    user, _, group = image.user.partition(":")
+    uid: int | None = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    gid: int | None = sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+    entry = None
+    if uid is None and user:
+        entry = next((e for e in passwd if user in (e[0], e[2])), None)
+        if entry is None and not user.isdigit():
+            raise ConfigError(f"{who}: unable to find user {user} in the image")
+        uid = int(entry[2]) if entry else int(user)
+    uid = uid or 0
+    entry = entry or next((e for e in passwd if e[2] == str(uid)), None)
+    if gid is None and group:
+        gid = int(group) if group.isdigit() else next(
+            (int(g[2]) for g in groups if g[0] == group), 0)
+    if gid is None:
+        gid = int(entry[3]) if entry else 0
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and uid == 0:
+        raise ConfigError(f"{who}: container has runAsNonRoot and image will run as root")
+    extra = [int(g[2]) for g in groups if entry and entry[0] in g[3].split(",")]
+    extra += [int(g) for g in pod_sc.get("supplementalGroups") or []]
+    if pod_sc.get("fsGroup") is not None:
+        extra.append(int(pod_sc["fsGroup"]))
+    caps = sc.get("capabilities") or {}
+    drop = {c.removeprefix("CAP_") for c in caps.get("drop") or []}
+    keep = [] if "ALL" in drop else [c for c in DEFAULT_CAPS if c not in drop]
+    keep += [c.removeprefix("CAP_") for c in caps.get("add") or []]
+    return {"uid": uid, "gid": gid, "groups": sorted(set(extra)), "caps": keep,
+            # allowPrivilegeEscalation false is no_new_privs (it defaults to true).
+            "no_new_privs": sc.get("allowPrivilegeEscalation") is False,
+            "readonly_root": bool(sc.get("readOnlyRootFilesystem")),
+            "home": entry[5] if entry and len(entry) > 5 and entry[5] else "/"}
+
+
+def set_volume_ownership(path: Path, fs_group: int | None, readonly: bool = False,
+                         policy: str | None = None) -> None:
+    """fsGroup applied to a volume as the kubelet does (pkg/volume/volume_linux.go,
+    SetVolumeOwnership and changeFilePermission): every file and directory gets group
+    fsGroup and group read-write (read-only volumes: read; rwMask 0660, roMask 0440),
+    directories also execute and setgid, so files made later inherit the group; symlinks
+    are only chowned. fsGroupChangePolicy OnRootMismatch skips the walk when the root
+    already has the group and the bits (skipPermissionChange)."""
+    if fs_group is None:
+        return
+    mask = 0o440 if readonly else 0o660
+    if policy == "OnRootMismatch":
+        st = path.stat()
+        want = mask | 0o110 | 0o2000
+        if st.st_gid == fs_group and st.st_mode & want == want:
+            return
+    for here in [path, *path.rglob("*")]:
+        os.lchown(here, -1, fs_group)
+        if here.is_symlink():
+            continue
+        mode = here.stat().st_mode
+        os.chmod(here, (mode | mask | (0o2110 if here.is_dir() else 0)) & 0o7777)
 
 
 @dataclass
@@ -108,7 +240,7 @@ class Container:
         self.pod = pod
         self.spec = spec
         self.name = spec["name"]
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ContainerProcess | None = None
         self.ready = False
         self.started = False
         self.restarts = 0
@@ -135,8 +267,10 @@ class Container:
                 self.pod.terminating.wait(1.0)
                 continue
             began = time.monotonic()
-            self.proc = subprocess.Popen(argv, stdout=self.pod.log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            pidfile = Path(argv[-1]).with_suffix(".pid")
+            pidfile.unlink(missing_ok=True)
+            self.proc = ContainerProcess(argv, pidfile, stdout=self.pod.log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             instance = self.proc
             threading.Thread(target=self._probe, args=(instance,), daemon=True).start()
             code = instance.wait()
@@ -164,23 +298,31 @@ class Container:
     def _argv(self) -> list[str]:
         pod, spec = self.pod, self.spec
         image = pod.model.image(spec["image"])
+        ident = identity(image, pod.obj["spec"].get("securityContext") or {},
+                         spec.get("securityContext") or {}, f"{pod.name}/{self.name}")
         env = {**image.env, **pod.env(spec)}
+        env.setdefault("HOME", ident.pop("home"))  # as runc: the user's home, else /
         command = spec.get("command") or image.entrypoint
         args = spec.get("args") if "args" in spec else (image.cmd if not spec.get("command")
                                                         else [])
         command = [expand(c, env) for c in [*command, *(args or [])]]
         scratch = pod.dir / "containers" / f"{self.name}-{self.restarts}"
-        mounts = [[m["mountPath"], str(pod.volume(m["name"]) / m.get("subPath", ""))]
+        mounts = [[m["mountPath"], str(pod.volume(m["name"]) / m.get("subPath", "")),
+                   bool(m.get("readOnly")) or pod.api_data(m["name"])]
                   for m in spec.get("volumeMounts", [])]
         if pod.sa_dir is not None:
-            mounts.append([SA_PATH, str(pod.sa_dir)])
+            mounts.append([SA_PATH, str(pod.sa_dir), True])
         init = {"root": str(scratch / "root"), "scratch": str(scratch), "mounts": mounts,
-                "dns": str(pod.model.network.dns_dir), "cwd": spec.get("workingDir"),
-                "keep": pod.model.keep, "command": command, "env": env}
+                "dns": str(pod.model.network.dns_dir),
+                "cwd": spec.get("workingDir") or image.workdir,
+                "keep": pod.model.keep, "command": command, "env": env,
+                "rootfs": str(image.rootfs) if image.rootfs else None,
+                "pidfile": str(pod.dir / f"{self.name}.pid"), "hostname": pod.name, **ident}
         path = pod.dir / f"{self.name}.json"
         path.write_text(json.dumps(init))
         return ["ip", "netns", "exec", pod.netns, "unshare", "--mount", "--propagation",
-                "private", sys.executable, str(PODINIT), str(path)]
+                "private", "--pid", "--fork", "--kill-child", "--uts", sys.executable,
+                str(PODINIT), str(path)]
 
     def _probe(self, proc: subprocess.Popen[bytes]) -> None:
         """startup, then liveness and readiness, for one run of the container."""
@@ -254,6 +396,7 @@ class PodRunner:
         self.terminating = threading.Event()
         self.grace = float(obj["spec"].get("terminationGracePeriodSeconds", 30))
         self.netns, self.ip = model.network.add_pod(self.name)
+        self._owned: set[str] = set()
         self.sa_dir = self._service_account()
         self.containers = [Container(self, c) for c in obj["spec"]["containers"]]
         self._status_lock = threading.Lock()
@@ -276,19 +419,46 @@ class PodRunner:
         (path / "token").write_text(api.token_for(self.namespace, account))
         (path / "namespace").write_text(self.namespace)
         (path / "ca.crt").write_bytes(api.ca_pem or b"")
+        # The projected kube-api-access volume: 0644 files, the directory 0777, fsGroup'd.
+        path.chmod(0o777)
+        for f in path.iterdir():
+            f.chmod(0o644)
+        set_volume_ownership(path, self.fs_group, readonly=True)
         return path
 
-    def volume(self, name: str) -> Path:
-        """The folder behind volume `name`, made on first use."""
+    def api_data(self, name: str) -> bool:
+        """Secret, configMap, downwardAPI and projected volumes are mounted read-only
+        whatever the volumeMount says (pkg/volume/secret/secret.go GetAttributes ReadOnly;
+        kubelet ReadOnlyAPIDataVolumes since 1.10)."""
         spec = next(v for v in self.obj["spec"].get("volumes", []) if v["name"] == name)
+        return any(k in spec for k in ("secret", "configMap", "downwardAPI", "projected"))
+
+    @property
+    def fs_group(self) -> int | None:
+        value = (self.obj["spec"].get("securityContext") or {}).get("fsGroup")
+        return None if value is None else int(value)
+
+    def volume(self, name: str) -> Path:
+        """The folder behind volume `name`, made on first use (fsGroup applied once per
+        pod, when the kubelet mounts it)."""
+        spec = next(v for v in self.obj["spec"].get("volumes", []) if v["name"] == name)
+        policy = (self.obj["spec"].get("securityContext") or {}).get("fsGroupChangePolicy")
         if "persistentVolumeClaim" in spec:
             path = self.model.workdir / "claims" / spec["persistentVolumeClaim"]["claimName"]
             path.mkdir(parents=True, exist_ok=True)
+            if name not in self._owned:
+                # The model's claims are local folders whose driver supports fsGroup (CSI
+                # fsGroupPolicy File, as most block-backed drivers).
+                set_volume_ownership(path, self.fs_group, policy=policy)
+                self._owned.add(name)
             return path
         path = self.dir / "volumes" / name
         if path.exists():
             return path
         path.mkdir(parents=True)
+        # emptyDir and the API data volumes' directories are 0777 (pkg/volume/emptydir/
+        # empty_dir.go: perm 0777), then fsGroup'd.
+        path.chmod(0o777)
         sources = [(kind, key, spec[kind]) for kind, key in (("configMap", "ConfigMap"),
                                                               ("secret", "Secret"))
                    if kind in spec]
@@ -304,10 +474,18 @@ class PodRunner:
                 raise Missing(f"{key} {ref} not found")
             data = obj.get("data") or {}
             items = ref_spec.get("items") or [{"key": k, "path": k} for k in data]
+            # defaultMode 0644 (pkg/apis/core/types.go SecretVolumeSourceDefaultMode,
+            # ConfigMapVolumeSourceDefaultMode, ProjectedVolumeSourceDefaultMode); an item's
+            # mode wins; files are root's.
+            default = spec.get("projected", ref_spec).get("defaultMode", 0o644)
             for item in items:
                 value = data[item["key"]]
                 raw = base64.b64decode(value) if key == "Secret" else value.encode()
-                (path / item["path"]).write_bytes(raw)
+                target = path / item["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(raw)
+                target.chmod(item.get("mode", default))
+        set_volume_ownership(path, self.fs_group, readonly=bool(sources))
         return path
 
     def env(self, spec: Obj) -> dict[str, str]:
@@ -388,9 +566,20 @@ class PodRunner:
             if comparable == self._reported:
                 return
             self._reported = comparable
+            # By uid, as the kubelet's status manager does (it patches the pod it runs, with
+            # the uid as a precondition): a deleted pod's last report must never land on
+            # the pod that took its name.
+            uid = self.obj["metadata"]["uid"]
+            current = self.model.store.get("Pod", self.namespace, self.name)
+            if current is None or current["metadata"]["uid"] != uid:
+                return
+
+            def report(o: Obj) -> None:
+                if o["metadata"]["uid"] == uid:
+                    o["status"] = status
+
             with contextlib.suppress(KeyError):  # already removed
-                self.model.store.update("Pod", self.namespace, self.name,
-                                        lambda o: o.__setitem__("status", status))
+                self.model.store.update("Pod", self.namespace, self.name, report)
 
     def terminate(self) -> None:
         """kubectl delete pod: SIGTERM, the grace period, SIGKILL; then the pod is gone."""
@@ -403,6 +592,8 @@ class PodRunner:
                 try:
                     c.proc.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
+                    # The container did not end on SIGTERM within the grace period.
+                    self.model.events.append((time.time(), "grace-kill", self.name, c.name))
                     c.proc.kill()
                     c.proc.wait()
         for c in self.containers:

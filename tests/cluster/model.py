@@ -5,12 +5,16 @@ scale, kubectl delete pod, a process killed on a node, helm upgrade)."""
 from __future__ import annotations
 
 import base64
-import json
-import re
+import shutil
 import signal
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from chatwax.core.settings import Settings
+from chatwax.dev.echo_llm import serve_in_thread
+from tests.cluster import images as cluster_images
 from tests.cluster.controllers import (
     Dns,
     JobController,
@@ -22,40 +26,19 @@ from tests.cluster.controllers import (
 from tests.cluster.helm import Helm
 from tests.cluster.kubelet import Image, Kubelet, project_paths
 from tests.cluster.network import Network
+from tests.cluster.traffic import Traffic
 from tests.support.apiserver import ApiServer, Obj
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMED = "cluster formed:"
-
-
-def dockerfile_image(dockerfile: Path, target: str | None = None) -> Image:
-    """ENTRYPOINT and CMD of a stage of one of the project's Dockerfiles; its environment
-    is this machine's: the project's virtualenv stands for the image's /opt/venv."""
-    stages = re.split(r"^FROM ", dockerfile.read_text(), flags=re.M)[1:]
-    body = next((s for s in stages if target and s.split("\n", 1)[0].split()[-1] == target),
-                stages[-1])
-
-    def exec_form(name: str) -> list[str]:
-        found = re.findall(rf"^{name} (.+)$", body, flags=re.M)
-        return list(json.loads(found[-1])) if found else []
-
-    venv_bin = str(Path(sys.executable).parent)
-    return Image(exec_form("ENTRYPOINT"), exec_form("CMD"), {
-        "PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "PYTHONUNBUFFERED": "1", "HOME": "/tmp"})
+# The LLM the scenarios' releases talk to: the echo server on the bridge's host side,
+# under a cluster name (a Service the model does not run).
+LLM_HOST = "llm.models.svc.cluster.local"
 
 
 def images(ref: str) -> Image:
-    repository = ref.rsplit(":", 1)[0]
-    if repository.endswith("chatwax-dataflow"):
-        return dockerfile_image(ROOT / "Dockerfile.dataflow")
-    if repository.endswith("chatwax-local-llm"):
-        return dockerfile_image(ROOT / "Dockerfile.dataflow", "local-llm")
-    if repository.endswith("chatwax-frontend"):
-        return dockerfile_image(ROOT / "Dockerfile.frontend")
-    if repository.rsplit("/", 1)[-1] == "nats":  # the official image's entrypoint
-        return Image(["nats-server"], [], dockerfile_image(ROOT / "Dockerfile.dataflow").env)
-    raise KeyError(f"the model has no image {ref}")
+    """The image the chart names, as the kubelet runs it: tests/cluster/images.py."""
+    return cluster_images.image(ref)
 
 
 class ClusterModel:
@@ -76,6 +59,10 @@ class ClusterModel:
         self.dns.start()
 
     def close(self) -> None:
+        # Nothing reacts to the store from here on: a pod created or deleted while the
+        # model closes (a controller's last reconcile, a Job's retry) starts no runner the
+        # kubelet's shutdown would not see, and that would outlive this model.
+        self.store.listeners.clear()
         self.statefulsets.close()
         self.jobs.close()
         self.dns.close()
@@ -142,3 +129,49 @@ class ClusterModel:
     def wait_gone(self, name: str, timeout_s: float = 60) -> None:
         settle(lambda: self.store.get("Pod", self.namespace, name) is None, timeout_s,
                f"pod {name} going away")
+
+
+@dataclass
+class Running:
+    """A model cluster with the echo LLM serving, and the users chatting through NATS."""
+
+    model: ClusterModel
+    llm_port: int
+    traffic: Traffic | None = None
+
+    def users(self) -> Traffic:
+        """Simulated users, through chatwax-nats-0 with the frontend's password (made on
+        first use: the release must be installed)."""
+        if self.traffic is None:
+            passwords = self.model.secret("chatwax-nats-auth")
+            url = f"nats://{self.model.pod_ip('chatwax-nats-0')}:4222"
+            self.traffic = Traffic(Settings(nats_url=url, nats_user="frontend",
+                                            nats_password=passwords["frontend-password"]))
+        return self.traffic
+
+
+@contextmanager
+def running_cluster(work: Path, namespace: str, logs: Path, *,
+                    require_namespaces: bool = False) -> Iterator[Running]:
+    """The fixture of the scenario modules: a ClusterModel in `work`, the echo LLM on the
+    bridge's host side as LLM_HOST, then on the way out the users stopped, the model
+    closed, the pods' logs copied to `logs` (replacing an earlier run's) and `work` removed.
+    `require_namespaces`: creates in a missing namespace are refused (the real tools
+    create theirs first)."""
+    model = ClusterModel(work, namespace)
+    model.apiserver.require_namespaces = require_namespaces
+    try:
+        with serve_in_thread(host=model.network.gateway, model="echo-1",
+                             latency_s=0.05) as llm:
+            model.dns.static[LLM_HOST] = model.network.gateway
+            running = Running(model, llm.port)
+            try:
+                yield running
+            finally:
+                if running.traffic is not None:
+                    running.traffic.close()
+    finally:
+        model.close()
+        shutil.rmtree(logs, ignore_errors=True)
+        shutil.copytree(work / "logs", logs, dirs_exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)

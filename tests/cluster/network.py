@@ -13,6 +13,7 @@ endpoints, and a lookup never sees it half-written.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import subprocess
 import threading
@@ -32,13 +33,27 @@ def require_root() -> None:
                            "veth pairs and mount namespaces (iproute2, util-linux)")
 
 
+# Models made by one test session, numbered: each gets its own names and subnet.
+_MODELS = itertools.count()
+
+
 class Network:
-    """A /24 of pods behind one bridge; names are unique per test session (pid)."""
+    """A /24 of pods behind one bridge; names and subnet are unique per model: the test
+    session (pid) and the model's number in it.
+
+    One session makes several models one after the other (test_day2, then
+    test_real_tools once per helm major). With names per session only, each model reused
+    the last one's bridge name, namespace names, subnet and IPs, and a thread of the last
+    model's kubelet still finishing (a pod's `ip netns del` after its grace period, a pod
+    being set up when the kubelet shut down) deleted or joined the next model's namespace
+    of the same name, or took an IP the next model gave another pod: a pod unreachable
+    from its probes, never Ready (issue #21, the helm 4 race)."""
 
     def __init__(self, workdir: Path) -> None:
         require_root()
         self.workdir = workdir
-        tag = os.getpid() % 100_000
+        # 4 digits of pid, 1 of model number: interface names stay under 16 characters.
+        tag = (os.getpid() % 10_000) * 10 + next(_MODELS) % 10
         self.prefix = f"cwx{tag}"  # interface names must stay under 16 characters
         self.bridge = f"{self.prefix}br"
         octet = 100 + tag % 150

@@ -12,18 +12,20 @@ The cluster is a model (no API server or container runtime runs on these machine
 - cluster DNS: headless records (with publishNotReadyAddresses) and Service names, one
   second behind the pods, as endpoints lag;
 - the kubelet (kubelet.py): a network namespace and IP per pod on a bridge, the rendered
-  ports unchanged, volumes at their mount paths in a copy-on-write root filesystem,
-  service-account tokens, the environment resolved as Kubernetes does, the container's
-  command (the image's entrypoint from our Dockerfiles when the manifest gives none),
-  startup/liveness/readiness probes as declared, restart back-off (10 s doubling, capped
-  at 5 min), SIGTERM and the grace period on deletion.
+  ports unchanged, each container from its built image (images.py; the official nats
+  image: this machine's root) as PID 1 of its own PID namespace with the rendered
+  securityContext (user, groups with fsGroup, no capabilities, read-only root), volumes
+  at their mount paths with fsGroup applied, service-account tokens, the environment
+  resolved as Kubernetes does, the container's command (the image's entrypoint when the
+  manifest gives none), startup/liveness/readiness probes as declared, restart back-off
+  (10 s doubling, capped at 5 min), SIGTERM and the grace period on deletion.
 
-What it does not model: images (every container runs this machine's code and Python, so
+What it does not model: image tags (the chart's images map to one local image each, so
 an "image change" changes the pod template and nothing else), scheduling and nodes
 (one node; no affinity, taints, resources or evictions; no Multi-Attach checks of
 ReadWriteOnce claims), Deployments (the frontend and local model do not run; the users
 below talk to NATS directly), Service virtual IPs and kube-proxy (a Service name resolves
-to a ready pod), NetworkPolicy, security contexts (containers run as root), PodDisruption
+to a ready pod), NetworkPolicy, seccomp profiles, PodDisruption
 budgets, ConfigMap updates reaching running pods, and the API server's admission,
 validation and defaulting beyond what is written here.
 
@@ -35,7 +37,6 @@ longest time in which no answer arrived. The table lands in artifacts/cluster/da
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -44,16 +45,13 @@ from typing import Any
 
 import pytest
 
-from chatwax.core.settings import Settings
-from chatwax.dev.echo_llm import serve_in_thread
 from tests.chart.conftest import Chart
 from tests.cluster.controllers import revision, settle
 from tests.cluster.helm import edit
-from tests.cluster.model import ClusterModel
+from tests.cluster.model import LLM_HOST, Running, running_cluster
 from tests.cluster.traffic import Traffic
 
 NS = "chat"
-LLM_HOST = "llm.models.svc.cluster.local"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "cluster"
 DATAFLOW = "-dataflow"
 
@@ -77,16 +75,16 @@ ROWS: list[Row] = []
 class Day2:
     """The installed release, the users, and the renders an upgrade applies."""
 
-    def __init__(self, model: ClusterModel, chart: Chart, llm_port: int) -> None:
-        self.model = model
+    def __init__(self, running: Running, chart: Chart) -> None:
+        self.running = running
+        self.model = running.model
         self.chart = chart
-        self.base = (f"llm.baseUrl=http://{LLM_HOST}:{llm_port}/v1", "llm.model=echo-1",
+        self.base = (f"llm.baseUrl=http://{LLM_HOST}:{running.llm_port}/v1", "llm.model=echo-1",
                      "dataflow.processes=2", "dataflow.recovery.snapshotIntervalSeconds=2",
                      "llm.retryMaxSeconds=10",
                      # The simulated users chat faster than a person types (several prompts
                      # a second each): no per-user rate limit here.
                      "dataflow.limits.userPromptsPerMinute=0")
-        self.traffic: Traffic | None = None
 
     def render(self, *sets: str) -> list[dict[str, Any]]:
         return list(self.chart.render(*self.base, *sets))
@@ -97,12 +95,7 @@ class Day2:
                       if not p["metadata"].get("deletionTimestamp"))
 
     def users(self) -> Traffic:
-        if self.traffic is None:
-            passwords = self.model.secret("chatwax-nats-auth")
-            url = f"nats://{self.model.pod_ip('chatwax-nats-0')}:4222"
-            self.traffic = Traffic(Settings(nats_url=url, nats_user="frontend",
-                                            nats_password=passwords["frontend-password"]))
-        return self.traffic
+        return self.running.users()
 
     def scenario(self, name: str, act: Callable[[], None], settle_timeout_s: float = 180
                  ) -> Row:
@@ -133,22 +126,8 @@ class Day2:
 
 @pytest.fixture(scope="module")
 def day2(chart: Chart, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day2]:
-    work = tmp_path_factory.mktemp("cluster")
-    model = ClusterModel(work, NS)
-    try:
-        with serve_in_thread(host=model.network.gateway, model="echo-1",
-                             latency_s=0.05) as llm:
-            model.dns.static[LLM_HOST] = model.network.gateway
-            d = Day2(model, chart, llm.port)
-            yield d
-            if d.traffic is not None:
-                d.traffic.close()
-    finally:
-        model.close()
-        logs = ARTIFACTS / "logs"
-        shutil.rmtree(logs, ignore_errors=True)
-        shutil.copytree(work / "logs", logs, dirs_exist_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+    with running_cluster(tmp_path_factory.mktemp("cluster"), NS, ARTIFACTS / "logs") as running:
+        yield Day2(running, chart)
 
 
 def check(row: Row, restarts: int = 1) -> None:

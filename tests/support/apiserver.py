@@ -63,7 +63,12 @@ Kubernetes 1.32, unless said otherwise):
 - Namespaces: with `require_namespaces=True` a create in a namespace that does not exist
   is a 404, as the NamespaceLifecycle admission plugin makes it.
 
-Not implemented: defaulting, validation and admission (objects are stored as sent),
+- Defaulting and update validation (`apply_defaults`, VALIDATORS): the upstream rules for
+  StatefulSet, Deployment, PersistentVolumeClaim (with the resize admission check),
+  Service and Job, answered with the real 422 Invalid Status (`invalid_error`).
+
+Not implemented: defaulting, validation and admission beyond those (other objects are
+stored as sent),
 protobuf and CBOR (JSON only), tables for `kubectl get` (the client prints lists itself),
 pagination (`limit` is ignored; every list is complete), aggregated discovery, finalizers
 other than foreground deletion's, Service IP allocation, and authentication other than
@@ -1644,6 +1649,274 @@ def decode_protobuf(raw: bytes) -> Obj:
     return {"apiVersion": type_meta.get("apiVersion", "v1"), "kind": kind, **obj}
 
 
+# -- defaulting and update validation ------------------------------------------------------
+#
+# What the real API server does to a create or an update of these kinds before storing it,
+# as far as the chart's day-2 changes meet it: the defaults the later rules compare
+# (k8s.io/kubernetes v1.32 pkg/apis/apps/v1/defaults.go, pkg/apis/core/v1/defaults.go)
+# and the update validation of StatefulSet, Deployment, PersistentVolumeClaim, Service and
+# Job (pkg/apis/*/validation/validation.go and the registry strategies' ValidateUpdate).
+# A rejected write is a 422 Invalid Status made as k8s.io/apimachinery/pkg/api/errors
+# `NewInvalid` makes it: `<Kind>.<group> "<name>" is invalid: <field>: <error>` (several
+# errors as `[a, b]`), with one cause per field error (reason FieldValueForbidden,
+# FieldValueInvalid; field errors formatted as pkg/util/validation/field/errors.go
+# `Error.Error`). Values in "Invalid value:" are printed as JSON, not Go's `%#v`.
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One k8s.io/apimachinery/pkg/util/validation/field Error."""
+
+    field: str
+    type: str  # FieldValueForbidden | FieldValueInvalid
+    detail: str
+    value: Any = None
+
+    def body(self) -> str:
+        """field.Error.ErrorBody: "Forbidden: <detail>", "Invalid value: <v>: <detail>"."""
+        if self.type == "FieldValueForbidden":
+            return f"Forbidden: {self.detail}"
+        return f"Invalid value: {json.dumps(self.value)}: {self.detail}"
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body()}"
+
+
+def forbidden(path: str, detail: str) -> FieldError:
+    return FieldError(path, "FieldValueForbidden", detail)
+
+
+def invalid(path: str, value: Any, detail: str) -> FieldError:
+    return FieldError(path, "FieldValueInvalid", detail, value)
+
+
+def immutable(path: str, new: Any, old: Any) -> list[FieldError]:
+    """pkg/apis/core/validation `ValidateImmutableField` (apimachinery's
+    ValidateImmutableField): "field is immutable"."""
+    return [] if new == old else [invalid(path, new, "field is immutable")]
+
+
+def apply_defaults(kind: str, obj: Obj) -> None:
+    """The defaults the update rules below depend on, applied on every create and update
+    (the API server defaults each decoded object):
+
+    - StatefulSet: apps/v1 `SetDefaults_StatefulSet` (podManagementPolicy OrderedReady,
+      updateStrategy RollingUpdate with rollingUpdate.partition 0 when the type is
+      RollingUpdate and rollingUpdate is unset, replicas 1, revisionHistoryLimit 10,
+      persistentVolumeClaimRetentionPolicy Retain/Retain) and, for each volumeClaimTemplate,
+      core/v1 `SetDefaults_PersistentVolumeClaimSpec` (volumeMode Filesystem);
+    - PersistentVolumeClaim: `SetDefaults_PersistentVolumeClaimSpec`;
+    - Service: clusterIPs from clusterIP (pkg/registry/core/service/storage
+      `normalizeClusterIPs`).
+    Everything else is stored as sent."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if kind == "StatefulSet":
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        strategy = spec.setdefault("updateStrategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate" and strategy.get("rollingUpdate") is None:
+            strategy["rollingUpdate"] = {"partition": 0}
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("persistentVolumeClaimRetentionPolicy",
+                        {"whenDeleted": "Retain", "whenScaled": "Retain"})
+        for claim in spec.get("volumeClaimTemplates") or []:
+            (claim.setdefault("spec", {})).setdefault("volumeMode", "Filesystem")
+    elif kind == "PersistentVolumeClaim":
+        spec.setdefault("volumeMode", "Filesystem")
+    elif kind == "Service" and spec.get("clusterIP") and not spec.get("clusterIPs"):
+        spec["clusterIPs"] = [spec["clusterIP"]]
+
+
+def _selector_matches(selector: Obj | None, labels: Obj | None) -> bool:
+    match = (selector or {}).get("matchLabels") or {}
+    return all((labels or {}).get(k) == v for k, v in match.items())
+
+
+STATEFULSET_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy",
+                       "revisionHistoryLimit", "persistentVolumeClaimRetentionPolicy",
+                       "minReadySeconds")
+
+
+def validate_statefulset(new: Obj, old: Obj | None) -> list[FieldError]:
+    """pkg/apis/apps/validation/validation.go (v1.32): `ValidateStatefulSetSpec` (an OnDelete
+    strategy with a rollingUpdate is invalid; the template's labels must match the
+    selector) and, on update, `ValidateStatefulSetUpdate`: the spec with the mutable fields
+    put back to the old values must equal the old spec."""
+    spec = new.get("spec") or {}
+    errors: list[FieldError] = []
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type") == "OnDelete" and strategy.get("rollingUpdate") is not None:
+        errors.append(invalid("spec.updateStrategy.rollingUpdate", strategy["rollingUpdate"],
+                              "only allowed for updateStrategy 'RollingUpdate'"))
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+    if not _selector_matches(spec.get("selector"), labels):
+        errors.append(invalid("spec.template.metadata.labels", labels,
+                              "`selector` does not match template `labels`"))
+    if old is not None:
+        old_spec = old.get("spec") or {}
+        masked = {k: v for k, v in spec.items() if k not in STATEFULSET_MUTABLE}
+        old_masked = {k: v for k, v in old_spec.items() if k not in STATEFULSET_MUTABLE}
+        if masked != old_masked:
+            errors.append(forbidden("spec", "updates to statefulset spec for fields other "
+                                    "than " + ", ".join(f"'{f}'" for f in
+                                                        STATEFULSET_MUTABLE[:-1])
+                                    + f" and '{STATEFULSET_MUTABLE[-1]}' are forbidden"))
+    return errors
+
+
+def validate_deployment(new: Obj, old: Obj | None) -> list[FieldError]:
+    """pkg/apis/apps/validation `ValidateDeploymentSpec` (template labels match the
+    selector) and pkg/registry/apps/deployment/strategy.go `ValidateUpdate`: for apps/v1
+    the selector is immutable."""
+    spec = new.get("spec") or {}
+    errors: list[FieldError] = []
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+    if not _selector_matches(spec.get("selector"), labels):
+        errors.append(invalid("spec.template.metadata.labels", labels,
+                              "`selector` does not match template `labels`"))
+    if old is not None:
+        errors += immutable("spec.selector", spec.get("selector"),
+                            (old.get("spec") or {}).get("selector"))
+    return errors
+
+
+def validate_pvc(new: Obj, old: Obj | None) -> list[FieldError]:
+    """pkg/apis/core/validation `ValidatePersistentVolumeClaimUpdate` (v1.32): the spec is
+    immutable except `resources.requests` of a bound claim (status.phase Bound) and
+    `volumeAttributesClassName`; the requested storage may not shrink (with the
+    RecoverVolumeExpansionFailure gate, on in 1.32, not below status.capacity). Upstream
+    appends a diff of the two specs to the message; the stand-in does not.
+    Whether a growth is allowed at all is admission's (see `admit_pvc_resize`)."""
+    if old is None:
+        return []
+    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    bound = (old.get("status") or {}).get("phase") == "Bound"
+    errors: list[FieldError] = []
+
+    def storage(s: Obj) -> Any:
+        return ((s.get("resources") or {}).get("requests") or {}).get("storage")
+
+    def masked(s: Obj) -> Obj:
+        out = copy.deepcopy(s)
+        out.pop("volumeAttributesClassName", None)
+        if bound:
+            ((out.setdefault("resources", {})).setdefault("requests", {})).pop("storage",
+                                                                                None)
+        return out
+
+    if masked(spec) != masked(old_spec):
+        errors.append(forbidden("spec", "spec is immutable after creation except "
+                                        "resources.requests and volumeAttributesClassName "
+                                        "for bound claims"))
+    elif bound and storage(spec) is not None and storage(old_spec) is not None:
+        floor = ((old.get("status") or {}).get("capacity") or {}).get("storage") or \
+            storage(old_spec)
+        if quantity_bytes(storage(spec)) < quantity_bytes(floor):
+            errors.append(forbidden("spec.resources.requests.storage",
+                                    "field can not be less than status.capacity"))
+    return errors
+
+
+def validate_service(new: Obj, old: Obj | None) -> list[FieldError]:
+    """pkg/apis/core/validation `ValidateServiceUpdate` / `validateUpgradeDowngradeClusterIPs`
+    (v1.32): a set clusterIP (also "None", headless) may not change, except to or from
+    type ExternalName. An update that leaves clusterIP empty keeps the old one
+    (pkg/registry/core/service/storage/storage.go `patchAllocatedValues`; done here by
+    `keep_allocated`)."""
+    if old is None:
+        return []
+    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    if "ExternalName" in (spec.get("type"), old_spec.get("type")):
+        return []
+    errors: list[FieldError] = []
+    for i, ip in enumerate(old_spec.get("clusterIPs") or []):
+        now = spec.get("clusterIPs") or []
+        if i < len(now) and now[i] != ip:
+            errors.append(invalid(f"spec.clusterIPs[{i}]", now, "may not change once set"))
+    return errors
+
+
+def keep_allocated(kind: str, new: Obj, old: Obj) -> None:
+    """`patchAllocatedValues`: an update of a Service without clusterIP keeps the old."""
+    if kind != "Service":
+        return
+    spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
+    if not spec.get("clusterIP") and old_spec.get("clusterIP") and \
+            spec.get("type") != "ExternalName":
+        spec["clusterIP"] = old_spec["clusterIP"]
+        spec["clusterIPs"] = list(old_spec.get("clusterIPs") or [old_spec["clusterIP"]])
+
+
+def validate_job(new: Obj, old: Obj | None) -> list[FieldError]:
+    """pkg/apis/batch/validation `ValidateJobSpecUpdate` (v1.32): selector, template,
+    completionMode and podFailurePolicy are immutable (the template's mutable corners for
+    suspended Jobs are left out), completions only with parallelism for Indexed Jobs
+    (left out: immutable here)."""
+    if old is None:
+        return []
+    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    errors: list[FieldError] = []
+    for key in ("selector", "template", "completions", "completionMode", "podFailurePolicy"):
+        errors += immutable(f"spec.{key}", spec.get(key), old_spec.get(key))
+    return errors
+
+
+VALIDATORS: dict[str, Callable[[Obj, Obj | None], list[FieldError]]] = {
+    "StatefulSet": validate_statefulset, "Deployment": validate_deployment,
+    "PersistentVolumeClaim": validate_pvc, "Service": validate_service, "Job": validate_job}
+
+
+def quantity_bytes(text: Any) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6,
+             "G": 1e9, "T": 1e12}
+    m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(text))
+    if not m:
+        raise BadRequest(f"quantities must match the regular expression: {text!r}")
+    return float(m.group(1)) * units.get(m.group(2), 1)
+
+
+def invalid_error(res: Resource, name: str, errors: list[FieldError]) -> ApiError:
+    """k8s.io/apimachinery/pkg/api/errors `NewInvalid`."""
+    kind = f"{res.kind}.{res.group}" if res.group else res.kind
+    aggregate = str(errors[0]) if len(errors) == 1 else \
+        "[" + ", ".join(str(e) for e in errors) + "]"
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {aggregate}', {
+        "name": name, "group": res.group, "kind": res.kind,
+        "causes": [{"reason": e.type, "message": e.body(), "field": e.field}
+                   for e in errors]})
+
+
+def admit_pvc_resize(store: Store, res: Resource, name: str, new: Obj, old: Obj) -> None:
+    """plugin/pkg/admission/storage/persistentvolume/resize `Validate` (v1.32): a claim's
+    storage may grow only when its StorageClass has allowVolumeExpansion; otherwise a 403
+    from admission, before validation."""
+    if res.kind != "PersistentVolumeClaim":
+        return
+
+    def storage(o: Obj) -> Any:
+        return (((o.get("spec") or {}).get("resources") or {}).get("requests") or {}).get(
+            "storage")
+
+    grow, before = storage(new), storage(old)
+    if grow is None or before is None or quantity_bytes(grow) <= quantity_bytes(before):
+        return
+    if (old.get("status") or {}).get("phase") != "Bound":
+        return  # validation refuses it (the spec of an unbound claim is immutable)
+    cls_name = (old.get("spec") or {}).get("storageClassName") or next(
+        (c["metadata"]["name"] for c in store.list("StorageClass", "")
+         if (c["metadata"].get("annotations") or {}).get(
+             "storageclass.kubernetes.io/is-default-class") == "true"), None)
+    cls = store.get("StorageClass", "", cls_name) if cls_name else None
+    if not (cls or {}).get("allowVolumeExpansion"):
+        raise ApiError(403, "Forbidden", f'persistentvolumeclaims "{name}" is forbidden: only '
+                       "dynamically provisioned pvc can be resized and the storageclass that "
+                       "provisions the pvc must support resize",
+                       {"name": name, "kind": "persistentvolumeclaims"})
+
+
 # -- HTTP --------------------------------------------------------------------------------
 
 
@@ -2049,6 +2322,7 @@ class ApiServer:
                   "deletionTimestamp"):
             meta.pop(k, None)
         key = (res.kind, ns, meta["name"])
+        self._validate(res, meta["name"], body, None)
         with self.store.lock:
             if self.store.get(*key) is not None:
                 raise ApiError(409, "AlreadyExists",
@@ -2066,6 +2340,7 @@ class ApiServer:
     @staticmethod
     def _normalize(res: Resource, obj: Obj) -> None:
         """What the server does to every write of these kinds, whatever the client sent."""
+        apply_defaults(res.kind, obj)
         if res.kind == "Secret":
             string_data = obj.pop("stringData", None) or {}
             if string_data:
@@ -2073,6 +2348,17 @@ class ApiServer:
                     k: base64.b64encode(str(v).encode()).decode()
                     for k, v in string_data.items()}}
             obj.setdefault("type", "Opaque")
+
+    def _validate(self, res: Resource, name: str, new: Obj, old: Obj | None) -> None:
+        """Admission, then validation, of a create (`old` None) or an update of the main
+        resource: raises the 403 or 422 the real server answers (see VALIDATORS)."""
+        if old is not None:
+            keep_allocated(res.kind, new, old)
+            admit_pvc_resize(self.store, res, name, new, old)
+        check = VALIDATORS.get(res.kind)
+        errors = check(new, old) if check else []
+        if errors:
+            raise invalid_error(res, name, errors)
 
     @staticmethod
     def _replaced(current: Obj, body: Obj, sub: str) -> Obj:
@@ -2130,6 +2416,8 @@ class ApiServer:
                 raise BadRequest("the name of the object does not match the name on the URL")
             new = self._keep(res, current, new, sub)
             self._normalize(res, new)
+            if not sub:
+                self._validate(res, name, new, current)
             managed = self.store.fields.setdefault(key, ManagedFields())
             trial = copy.deepcopy(managed)
             trial.update(current, new, manager, sub if sub in ("status", "scale") else "",
@@ -2198,6 +2486,7 @@ class ApiServer:
             self._normalize(res, result)
             if current is None:
                 self._check_namespace(res, ns)
+                self._validate(res, name, result, None)
                 if res.kind in STATUS_SUBRESOURCE:
                     result.pop("status", None)
                 for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
@@ -2208,6 +2497,7 @@ class ApiServer:
                 self.store.fields[key] = managed
                 return 201, created
             result = self._keep(res, current, result, "")
+            self._validate(res, name, result, current)
             if dry_run:
                 return 200, result
             self.store.fields[key] = managed

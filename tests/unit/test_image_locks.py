@@ -310,6 +310,8 @@ from chatwax.frontend import launch, shared  # the pages: run by AppTest below
 from streamlit.testing.v1 import AppTest
 
 build_parser().parse_args(["ui", "--port", "8501"])
+commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+assert {"ui", "ask", "export"} <= commands and not {"dataflow", "kube"} & commands, commands
 at = AppTest.from_file(str(launch.APP), default_timeout=60).run()
 assert not at.exception, at.exception
 print(json.dumps(sorted(name for name, module in sys.modules.items() if module is not None)))

@@ -10,14 +10,18 @@ from their own packages where they are installed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 from chatwax.cli import ask, data, dataflow, kube, ui, usage
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Every production command, in the order `chatwax --help` lists them."""
-    dataflow.add_dataflow(sub)
-    kube.add_kube(sub)
+    """Every production command this install can run, in the order `chatwax --help` lists
+    them: the frontend image drops the dataflow and Kubernetes code, and lists neither."""
+    if importlib.util.find_spec("chatwax.dataflow") is not None:
+        dataflow.add_dataflow(sub)
+    if importlib.util.find_spec("chatwax.kube") is not None:
+        kube.add_kube(sub)
     ask.add_ask(sub)
     usage.add_usage(sub)
     data.add_export(sub)

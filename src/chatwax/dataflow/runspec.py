@@ -9,8 +9,11 @@ BYTEWAX_SNAPSHOT_INTERVAL and BYTEWAX_RECOVERY_BACKUP_INTERVAL) as pure function
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -117,6 +120,24 @@ def recovery_initialized(directory: Path) -> bool:
     return (directory / READY_MARKER).exists()
 
 
+def check_writable(directory: Path) -> None:
+    """The recovery directory must be this process's to write: Bytewax's own error is
+    "unable to open database file" deep in a panic. In Kubernetes a volume owned by root is
+    writable only through the pod's fsGroup (the kubelet gives the volume that group)."""
+    with contextlib.suppress(PermissionError):  # reported below, with the parent's owner
+        directory.mkdir(parents=True, exist_ok=True)
+    where = directory if directory.exists() else directory.parent
+    if os.access(where, os.W_OK | os.X_OK):
+        return
+    st = where.stat()
+    raise ConfigError(
+        f"the recovery directory {where} is not writable by this process (uid {os.getuid()}, "
+        f"gid {os.getgid()}, groups {sorted(set(os.getgroups()))}): it belongs to "
+        f"{st.st_uid}:{st.st_gid} with mode {stat.S_IMODE(st.st_mode):04o}. In Kubernetes "
+        "set the pod's securityContext.fsGroup (the chart's podSecurityContext.fsGroup) so "
+        "the kubelet makes the volume group-writable, or make the volume this user's")
+
+
 def prepare_recovery(spec: RunSpec, wait_s: float = 120.0) -> None:
     """Process 0 creates the partitions once; the others wait until they all exist.
 
@@ -126,9 +147,11 @@ def prepare_recovery(spec: RunSpec, wait_s: float = 120.0) -> None:
     from bytewax.recovery import init_db_dir
 
     directory = spec.recovery_dir
-    if directory is None or recovery_initialized(directory):
+    if directory is None:
         return
-    directory.mkdir(parents=True, exist_ok=True)
+    check_writable(directory)
+    if recovery_initialized(directory):
+        return
     if not spec.process_id:
         for stale in directory.glob("part-*"):
             stale.unlink()
