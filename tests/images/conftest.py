@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from chatwax.dev.echo_llm import serve_in_thread
 from tests.chart.conftest import Chart, Rendered, chart, tools  # noqa: F401 - fixtures
 from tests.images.pods import NAMESPACE
 from tests.support import images as images_support
 from tests.support.apiserver import ApiServer
-from tests.support.procs import free_port
+from tests.support.procs import NatsServer, free_port, nats_server
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = images_support.OUT
@@ -47,6 +48,22 @@ def images() -> dict[str, str]:
     built = images_support.built()
     BUILD_REPORT.append(built.report)
     return built.refs
+
+
+@pytest.fixture(scope="session")
+def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """The images' own NATS (overriding the shared one here): their dataflow must not take
+    the shared stack's prompts, nor leave its streams and consumers behind for it."""
+    with nats_server(tmp_path_factory.mktemp("images-nats")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[Any]:
+    """The images' own LLM server: the shared stack's usage must match that stack's own
+    metrics (tests/integration/test_dashboards.py), so nothing else may call its LLM."""
+    with serve_in_thread(model=MODEL) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="session")
