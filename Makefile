@@ -37,9 +37,11 @@ images: $(STAMP) ## build the dataflow, frontend and local-llm images (chatwax-*
 
 # The images build in the background (minutes cold, mostly downloads) while the lint and the
 # chart's tests run; the image and cluster tests wait for that build (tests/support/images.py).
+# Tagged per checkout (tests/support/images.py computes the same tag).
+test: export CHATWAX_TEST_IMAGE_TAG := test-$(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-8)
 test: $(STAMP) system-deps ## lint, types and package boundaries, then every test
 	@mkdir -p artifacts/images && rm -f artifacts/images/background.*
-	@(./scripts/build-images.sh >artifacts/images/background.log 2>&1; \
+	@(CHATWAX_IMAGE_TAG=$$CHATWAX_TEST_IMAGE_TAG ./scripts/build-images.sh >artifacts/images/background.log 2>&1; \
 	  echo $$? >artifacts/images/background.rc) & echo $$! >artifacts/images/background.pid
 	$(BIN)/ruff check src tests frontend
 	$(BIN)/mypy

@@ -10,6 +10,7 @@ tests that need the images, with the script's reason: nothing skips.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import subprocess
 import time
@@ -21,7 +22,11 @@ OUT = ROOT / "artifacts" / "images"
 BACKGROUND = OUT / "background"
 """`make test`'s background build: BACKGROUND.pid while it runs, .rc and .log after."""
 NAMES = ("dataflow", "frontend", "local-llm")
-TAG = "dev"
+TAG = os.environ.get("CHATWAX_TEST_IMAGE_TAG") or \
+    "test-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+"""The tests' tag, one per checkout (the Makefile computes the same): two checkouts testing
+at once on one engine (a CI clone beside a working tree) never run each other's images.
+`make images` tags `dev`."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class Built:
     docker: str
     """The docker client of the engine that holds the images."""
     refs: dict[str, str]
-    """name -> image reference (chatwax-<name>:dev)."""
+    """name -> image reference (chatwax-<name>:<TAG>)."""
     report: str
     """The build tables: the background build's (cold or cached) and this session's."""
 
