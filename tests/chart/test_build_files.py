@@ -8,9 +8,7 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
-import sys
 import tarfile
 import tomllib
 from copy import deepcopy
@@ -693,83 +691,3 @@ cat >> {shlex.quote(str(tmp_path / "stdin"))}
               if d and d["kind"] in ("StatefulSet", "Deployment")
               for c in d["spec"]["template"]["spec"]["containers"]}
     assert {f"ghcr.io/chatwax/chatwax-{i}:1.2.3" for i in IMAGES} <= images
-
-
-# -- the dataflow image's install, without Docker -------------------------------------------
-
-
-def _run(*cmd: str | Path, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                          timeout=timeout, **kw)
-
-
-@pytest.mark.integration
-def test_dataflow_image_install_without_docker(tmp_path: Path) -> None:
-    """What the dataflow image installs, reproduced in a fresh virtualenv: its lock with
-    hashes, then the files its Dockerfile copies built into a wheel and installed with
-    --no-deps, then its removals applied (all parsed from the Dockerfile). No Streamlit, no
-    dev, bench, local or frontend code; `chatwax dataflow`, its process module and the
-    Kubernetes client (without kubernetes.aio) load; pip check finds nothing missing."""
-    lines = _venv_build("dataflow")
-    installs = _pip_installs(lines)
-    assert [(_locks(a), _requirements(a)) for _, a in installs] == [
-        (["requirements/dataflow.txt"], []), ([], ["/tmp/dist/chatwax-*.whl"])]
-    removed = _removed(lines)
-    # The build context: what the stage copies from it, __pycache__ left out as by
-    # .dockerignore (the frontend link inside src/ needs frontend/ beside it, as there).
-    context = tmp_path / "context"
-    context.mkdir()
-    for line in lines:
-        if line.startswith("COPY ") and "--from=" not in line:
-            *sources, dest = line.split()[1:]
-            for source in sources:
-                # The same place as in the repository.
-                assert dest in ("./", f"./{source}", f"./{Path(source).parent}/"), line
-                src = ROOT / source
-                if src.is_dir():
-                    shutil.copytree(src, context / source, symlinks=True,
-                                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-                else:
-                    (context / source).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, context / source)
-    venv = tmp_path / "venv"
-    made = _run(sys.executable, "-m", "venv", venv)
-    assert made.returncode == 0, made.stderr
-    python = venv / "bin" / "python"
-    pip = (python, "-m", "pip", "--disable-pip-version-check")
-    locked = _run(*pip, "install", "--quiet", *installs[0][1], cwd=context, timeout=600)
-    assert locked.returncode == 0, locked.stderr
-    wheel = _run(*pip, "wheel", "--quiet", "--no-deps", "-w", tmp_path / "dist", context)
-    assert wheel.returncode == 0, wheel.stderr
-    (built,) = (tmp_path / "dist").glob("chatwax-*.whl")
-    project = _run(*pip, "install", "--quiet", "--no-deps", built)
-    assert project.returncode == 0, project.stderr
-    site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
-                .stdout.strip())
-    for name in removed:  # `rm -r` fails on a missing path, so must this
-        shutil.rmtree(site / name)
-    kube = _run(python, "-c", "import chatwax.kube.api, chatwax.kube.replicas, "
-                "chatwax.kube.rollout, chatwax.kube.secrets, kubernetes.client, "
-                "kubernetes.watch, kubernetes.config", timeout=60)
-    assert kube.returncode == 0, kube.stderr
-
-    no_streamlit = _run(python, "-c", "import streamlit")
-    assert no_streamlit.returncode != 0 and "ModuleNotFoundError" in no_streamlit.stderr
-    specs = _run(python, "-c", "import importlib.util as u, json; print(json.dumps("
-                 "{n: u.find_spec(f'chatwax.{n}') is not None for n in "
-                 "('dev', 'bench', 'local', 'frontend', 'dataflow', 'client', 'llm', 'core')}))")
-    assert json.loads(specs.stdout) == {"dev": False, "bench": False, "local": False,
-                                        "frontend": False, "dataflow": True, "client": True,
-                                        "llm": True, "core": True}, specs.stderr
-    helped = _run(venv / "bin" / "chatwax", "dataflow", "--help", timeout=60)
-    assert helped.returncode == 0 and "usage: chatwax dataflow" in helped.stdout, helped.stderr
-    top = _run(venv / "bin" / "chatwax", "--help", timeout=60)
-    assert top.returncode == 0 and "local-llm" not in top.stdout, top.stderr
-    loaded = _run(python, "-c", "import chatwax.dataflow.process", timeout=60)
-    assert loaded.returncode == 0, loaded.stderr
-    check = _run(python, "-m", "pip", "check", "--disable-pip-version-check")
-    assert check.returncode == 0, check.stdout
-    listed = _run(python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check")
-    dists = sorted(d["name"] for d in json.loads(listed.stdout))
-    print(f"\ndataflow image install: {len(dists)} distributions (pip list, pip itself "
-          f"included): {', '.join(dists)}")

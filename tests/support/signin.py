@@ -66,7 +66,9 @@ def wait_idle(page: Page, timeout_ms: float = 30_000) -> None:
 def sign_in(page: Page, base: str, name: str, expect: str = "Signed in as") -> None:
     """Open the page, press Sign in, log in at the provider as `name`, and wait to be back."""
     page.goto(f"{base}/")
-    page.get_by_role("button", name="Sign in").click()
+    # The page's first script run imports the pages (Streamlit, pandas): once more than
+    # Playwright's default 30 s on a loaded 2-core machine. The button comes when it runs.
+    page.get_by_role("button", name="Sign in").click(timeout=120_000)
     page.wait_for_selector("#username", timeout=30_000)
     user = USERS[name]
     page.fill("#username", user.name)
