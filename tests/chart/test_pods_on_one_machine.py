@@ -59,7 +59,10 @@ def _pod_env(docs: Rendered, workload: dict[str, Any], ordinal: int = 0) -> dict
         ref = e["valueFrom"]
         if "fieldRef" in ref:
             field = ref["fieldRef"]["fieldPath"]
-            env[e["name"]] = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE}[field]
+            env[e["name"]] = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE,
+                              # the StatefulSet controller's label: any revision name
+                              "metadata.labels['controller-revision-hash']":
+                                  f"{workload['metadata']['name']}-local"}[field]
         elif "secretKeyRef" in ref:
             env[e["name"]] = _secret_value(docs, ref["secretKeyRef"]["name"],
                                            ref["secretKeyRef"]["key"])

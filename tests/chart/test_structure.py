@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from chatwax.cli import build_parser
+from chatwax.kube.revision import REVISION_ENV
 from tests.chart.conftest import (
     OPEN_MODE,
     SIGN_IN,
@@ -67,40 +68,48 @@ def test_replicas_process_count_and_peer_list_agree(chart: Chart, processes: int
 
 def test_a_changed_template_restarts_every_pod_together(chart: Chart) -> None:
     """A new process count (or image, or config) changes the pod template; OnDelete replaces
-    nothing by itself, and the post-upgrade hook restarts every pod at once."""
+    nothing by itself, and no hook does either: each pod knows the revision it was made
+    from (the controller's label, through the downward API) and deletes itself when its
+    StatefulSet's updateRevision differs (chatwax.kube.revision), whoever applied the
+    template (Helm, Argo CD, Flux, kubectl)."""
     a = chart.render("dataflow.processes=2").find("StatefulSet", "-dataflow")
     b = chart.render("dataflow.processes=3").find("StatefulSet", "-dataflow")
     assert a["spec"]["template"] != b["spec"]["template"]
     ann = lambda s: s["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
     assert (ann(a)["chatwax.io/processes"], ann(b)["chatwax.io/processes"]) == ("2", "3")
     assert a["spec"]["updateStrategy"] == {"type": "OnDelete"}
-    docs = chart.render("dataflow.rollout.timeoutSeconds=100")
-    job = docs.find("Job", "-dataflow-rollout")
-    hooks = {"helm.sh/hook": "post-upgrade,post-rollback",
-             "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded"}
-    assert hooks.items() <= job["metadata"]["annotations"].items()
-    pod = job["spec"]["template"]["spec"]
-    command = pod["containers"][0]["command"]
-    args = build_parser().parse_args(command[1:])  # the real CLI accepts it
-    assert (args.kube_command, args.namespace, args.statefulset, args.timeout) == (
-        "rollout", chart.namespace, a["metadata"]["name"], 100.0)
-    assert job["spec"]["activeDeadlineSeconds"] > args.timeout
-    role = docs.find("Role", "-dataflow-rollout")
-    assert role["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["statefulsets"],
-         "resourceNames": [a["metadata"]["name"]], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]}]
-    binding = docs.find("RoleBinding", "-dataflow-rollout")
-    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
-    account = docs.find("ServiceAccount", "-dataflow-rollout")
-    assert account["metadata"]["name"] == pod["serviceAccountName"]
-    rbac = {**hooks, "helm.sh/hook-delete-policy":
-            "before-hook-creation,hook-succeeded,hook-failed"}
-    for obj in (role, binding, account):  # made before the Job, gone after it
-        assert int(obj["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
-        assert rbac.items() <= obj["metadata"]["annotations"].items()
-    off = chart.render("dataflow.rollout.hook=false")
-    assert not [d for d in off if "rollout" in d["metadata"]["name"]]
+    docs = chart.render()
+    env = docs.env("StatefulSet", "-dataflow")
+    assert env[REVISION_ENV] == {"fieldRef": {
+        "fieldPath": "metadata.labels['controller-revision-hash']"}}
+    # No hook, no Job: nothing Helm, Argo CD or Flux would wait for after an upgrade.
+    assert not docs.of_kind("Job") or all(
+        "dataflow" not in j["metadata"]["name"] for j in docs.of_kind("Job"))
+    assert not [d for d in docs if "rollout" in d["metadata"]["name"]]
+    assert not [d for d in docs
+                if "post-upgrade" in (d["metadata"].get("annotations") or {}).get(
+                    "helm.sh/hook", "")]
+
+
+def _pod_delete_names(docs: Rendered) -> list[str]:
+    role = docs.find("Role", "-dataflow")
+    (rule,) = [r for r in role["rules"] if r["resources"] == ["pods"]]
+    assert rule["verbs"] == ["delete"] and rule["apiGroups"] == [""]
+    return list(rule["resourceNames"])
+
+
+def test_a_pod_may_delete_only_the_statefulsets_own_pods_by_name(chart: Chart) -> None:
+    """`delete` on pods `<sts>-0` to `-(M-1)`, M = max(processes, maxProcesses): no list,
+    no other pod. A pod beyond M (a larger `kubectl scale`) is refused and says so."""
+    sts = chart.render().find("StatefulSet", "-dataflow")["metadata"]["name"]
+    assert _pod_delete_names(chart.render()) == [f"{sts}-{i}" for i in range(16)]
+    assert _pod_delete_names(chart.render("dataflow.replicaLookup.maxProcesses=4")) == [
+        f"{sts}-{i}" for i in range(4)]
+    assert _pod_delete_names(chart.render("dataflow.replicaLookup.maxProcesses=4",
+                                          "dataflow.processes=6")) == [
+        f"{sts}-{i}" for i in range(6)]
+    refused = chart.helm("3", *chart.template_args("dataflow.replicaLookup.maxProcesses=0"))
+    assert refused.returncode != 0 and "maxProcesses" in refused.stderr
 
 
 def test_the_dataflow_may_read_only_its_own_statefulset(chart: Chart) -> None:
@@ -108,9 +117,10 @@ def test_the_dataflow_may_read_only_its_own_statefulset(chart: Chart) -> None:
     sts = docs.find("StatefulSet", "-dataflow")
     pod = sts["spec"]["template"]["spec"]
     role = docs.find("Role", "-dataflow")
-    assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["statefulsets"],
-                              "resourceNames": [sts["metadata"]["name"]],
-                              "verbs": ["get", "watch"]}]
+    assert role["rules"][0] == {"apiGroups": ["apps"], "resources": ["statefulsets"],
+                                "resourceNames": [sts["metadata"]["name"]],
+                                "verbs": ["get", "watch"]}
+    assert len(role["rules"]) == 2 and _pod_delete_names(docs)  # and its own pods' names
     binding = docs.find("RoleBinding", "-dataflow")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
@@ -126,7 +136,7 @@ def test_the_dataflow_may_read_only_its_own_statefulset(chart: Chart) -> None:
         if w is not sts:
             assert w["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     own = chart.render("dataflow.serviceAccount.create=false",
-                       "dataflow.serviceAccount.name=mine", "dataflow.rollout.hook=false",
+                       "dataflow.serviceAccount.name=mine",
                        "nats.auth.enabled=false")
     assert not own.of_kind("ServiceAccount")
     assert own.find("RoleBinding")["subjects"][0]["name"] == "mine"
@@ -145,6 +155,7 @@ def test_the_replica_lookup_and_rbac_can_be_turned_off(chart: Chart) -> None:
     assert pod["automountServiceAccountToken"] is False
     env = off.env("StatefulSet", "-dataflow")
     assert "CHATWAX_K8S_NAMESPACE" not in env and "CHATWAX_K8S_API_WAIT" not in env
+    assert REVISION_ENV not in env  # no watch: pods keep an old template until deleted
     assert len(env["BYTEWAX_ADDRESSES"].split(";")) == 3
     assert not [r for r in off.of_kind("Role") if r["metadata"]["name"].endswith("-dataflow")]
     assert not [b for b in off.of_kind("RoleBinding")
@@ -604,7 +615,7 @@ def test_hook_rbac_is_deleted_whatever_the_hook_does(chart: Chart) -> None:
                                 "everything-values.yaml",))
     rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")
             and "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
-    assert len(rbac) == 9  # nats-auth-init, frontend-auth-init, dataflow-rollout
+    assert len(rbac) == 6  # nats-auth-init, frontend-auth-init
     for obj in rbac:
         policy = obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"].split(",")
         assert {"before-hook-creation", "hook-succeeded", "hook-failed"} <= set(policy), \
@@ -648,8 +659,8 @@ EVERYTHING_ON = (*SIGN_IN, "nats.replicas=3", "dataflow.processes=3", "dataflow.
 
 
 def _pod_templates(docs: Rendered) -> list[tuple[str, str, dict[str, str]]]:
-    """(kind, name, pod labels) of every pod the release can run: workloads, hook and
-    rollout Jobs, and `helm test` Pods."""
+    """(kind, name, pod labels) of every pod the release can run: workloads, hook Jobs,
+    and `helm test` Pods."""
     pods = [(d["kind"], d["metadata"]["name"], d["spec"]["template"]["metadata"]["labels"])
             for d in docs if d["kind"] in ("StatefulSet", "Deployment", "Job")]
     pods += [("Pod", d["metadata"]["name"], d["metadata"].get("labels", {}))

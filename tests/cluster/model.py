@@ -5,11 +5,13 @@ scale, kubectl delete pod, a process killed on a node, helm upgrade)."""
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from chatwax.core.settings import Settings
@@ -115,6 +117,20 @@ class ClusterModel:
         self.store.update("StatefulSet", self.namespace, name,
                           lambda o: o["spec"].__setitem__("replicas", replicas))
 
+    def rollout_restart(self, suffix: str) -> None:
+        """kubectl rollout restart statefulset NAME: the pod template gets the annotation
+        `kubectl.kubernetes.io/restartedAt` (the time), i.e. a new revision; nothing else
+        (kubectl pkg/polymorphichelpers/objectrestarter.go `defaultObjectRestarter`).
+        Under OnDelete the controller replaces no pod for it."""
+        name = self.statefulset(suffix)["metadata"]["name"]
+
+        def annotate(o: Obj) -> None:
+            meta = o["spec"]["template"].setdefault("metadata", {})
+            meta.setdefault("annotations", {})["kubectl.kubernetes.io/restartedAt"] = \
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+        self.store.update("StatefulSet", self.namespace, name, annotate)
+
     def delete_pod(self, name: str) -> None:
         """kubectl delete pod NAME"""
         self.store.request_delete("Pod", self.namespace, name)
@@ -149,6 +165,46 @@ class Running:
                                             nats_password=passwords["frontend-password"]))
         return self.traffic
 
+    def chart_values(self, chart: Path) -> list[str]:
+        """The values the real tools install the chart with here: ci/kind-values.yaml, the
+        local model swapped for this cluster's echo LLM, no per-user rate limit."""
+        values = ["-f", str(chart / "ci" / "kind-values.yaml")]
+        for s in ("llm.local.enabled=false", f"llm.baseUrl=http://{LLM_HOST}:{self.llm_port}/v1",
+                  "llm.model=echo-1", "llm.retryMaxSeconds=10",
+                  "dataflow.limits.userPromptsPerMinute=0"):
+            values += ["--set", s]
+        return values
+
+    def dataflow_replicas(self, suffix: str = "-dataflow") -> int:
+        return int(self.model.statefulset(suffix)["spec"]["replicas"])
+
+    def dataflow_pods(self, suffix: str = "-dataflow") -> list[str]:
+        """The dataflow pods that are not on their way out."""
+        sts = self.model.statefulset(suffix)
+        return sorted(p["metadata"]["name"] for p in self.model.pods(sts)
+                      if not p["metadata"].get("deletionTimestamp"))
+
+    def measure(self, tool: str, scenario: str, act: Callable[[], str], sts: str,
+                settle_s: float = 120, after_s: float = 60) -> Row:
+        """Users chat; `act` runs a tool (and says how it ended); the dataflow settles
+        (every wanted pod on the current template and Ready); users chat a little more.
+        Restarts are Bytewax cluster formations after the act, from the pods' logs."""
+        traffic = self.users().start()
+        settle(lambda: traffic.window.answered >= 5, 60, "answers before the scenario")
+        before = {p: self.model.formations(p) for p in (f"{sts}-{i}" for i in range(6))}
+        replicas_before = self.dataflow_replicas()
+        began = time.time()
+        outcome = act()
+        time.sleep(1.0)  # the controllers and the pods react before we look
+        self.model.wait_settled("-dataflow", settle_s)
+        seconds = time.time() - began
+        answered = traffic.window.answered
+        settle(lambda: traffic.window.answered >= answered + 5, after_s, "answers after it")
+        window = traffic.stop()
+        restarts = max(self.model.formations(p) - before[p] for p in self.dataflow_pods())
+        return Row(tool, scenario, outcome, replicas_before, self.dataflow_replicas(),
+                   window.sent, window.answered, window.lost, restarts, round(seconds, 1))
+
 
 @contextmanager
 def running_cluster(work: Path, namespace: str, logs: Path, *,
@@ -175,3 +231,32 @@ def running_cluster(work: Path, namespace: str, logs: Path, *,
         shutil.rmtree(logs, ignore_errors=True)
         shutil.copytree(work / "logs", logs, dirs_exist_ok=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scenario of the real-tools and GitOps tables (docs/kubernetes.md)."""
+
+    tool: str
+    scenario: str
+    outcome: str
+    replicas_before: int
+    replicas_after: int
+    sent: int
+    answered: int
+    lost: int
+    cluster_restarts: int
+    seconds: float
+
+
+def write_table(rows: list[Row], stem: Path, tool_header: str) -> str:
+    """`stem`.md (the table the docs report) and `stem`.json; the table's text."""
+    head = (tool_header, "scenario", "outcome", "replicas before", "replicas after", "sent",
+            "answered", "lost", "cluster restarts", "settled after (s)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in asdict(r).values()) + " |"
+              for r in rows]
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    return "\n".join(lines)

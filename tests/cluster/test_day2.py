@@ -46,9 +46,9 @@ from typing import Any
 import pytest
 
 from tests.chart.conftest import Chart
-from tests.cluster.controllers import revision, settle
+from tests.cluster.controllers import is_ready, revision, settle
 from tests.cluster.helm import edit
-from tests.cluster.model import LLM_HOST, Running, running_cluster
+from tests.cluster.model import LLM_HOST, ClusterModel, Running, running_cluster
 from tests.cluster.traffic import Traffic
 
 NS = "chat"
@@ -177,17 +177,37 @@ def test_kubectl_scale_down_leaves_the_rest_re_formed(day2: Day2) -> None:
     check(row)
 
 
+def self_deleted(model: ClusterModel, since: float) -> list[str]:
+    """Pods deleted through the API since `since`, sorted. In this model only the pods
+    themselves delete pods through it (controllers, kubectl and Helm act on the store),
+    and each may delete only its own name (the chart's Role)."""
+    return sorted(r.path.rsplit("/", 1)[1] for r in model.apiserver.log
+                  if r.at >= since and r.method == "DELETE" and "/pods/" in r.path
+                  and r.status == 200)
+
+
+def no_rollout_hook(model: ClusterModel) -> None:
+    """Nothing ran after the upgrade for the dataflow: no post-upgrade hook, no Job."""
+    assert not [r for r in model.helm.hook_runs if r[0] == "post-upgrade"]
+    assert not [j for j in model.store.list("Job", NS) if "dataflow" in j["metadata"]["name"]]
+
+
 def test_helm_upgrade_of_the_image_restarts_the_cluster_once(day2: Day2) -> None:
+    """No hook: every pod sees its StatefulSet's new updateRevision on the watch it holds
+    and deletes itself; the controller recreates them all from the new template."""
     model = day2.model
     old = revision(model.statefulset(DATAFLOW))
     docs = day2.render("dataflow.image.tag=0.1.1")
+    began = time.time()
     row = day2.scenario("helm upgrade (image tag)", lambda: model.helm.upgrade(docs))
     check(row)
     assert revision(model.statefulset(DATAFLOW)) != old
-    runs = [r for r in model.helm.hook_runs if r[0] == "post-upgrade"]
-    assert runs[-1] == ("post-upgrade", "chatwax-dataflow-rollout", True)
-    # The hook restarted both pods in one go (the chart says 2, as the last scale left it).
+    no_rollout_hook(model)
+    # Both pods (the chart says 2, as the last scale left it) deleted themselves, once each.
+    assert self_deleted(model, began) == ["chatwax-dataflow-0", "chatwax-dataflow-1"]
     assert day2.pods() == ["chatwax-dataflow-0", "chatwax-dataflow-1"]
+    assert "deleting itself to be recreated from the new template" in \
+        model.kubelet.log_text("chatwax-dataflow-1")
 
 
 def test_helm_upgrade_of_a_setting_restarts_the_cluster_once(day2: Day2) -> None:
@@ -196,6 +216,58 @@ def test_helm_upgrade_of_a_setting_restarts_the_cluster_once(day2: Day2) -> None
     row = day2.scenario("helm upgrade (llm.timeoutSeconds)", lambda: model.helm.upgrade(docs))
     check(row)
     assert "'llm_timeout_s': 45.0" in model.kubelet.log_text("chatwax-dataflow-0")
+
+
+def test_kubectl_rollout_restart_restarts_the_cluster_once(day2: Day2) -> None:
+    """`kubectl rollout restart` only annotates the template (restartedAt): a new revision,
+    which the pods take through the same path as an upgrade's."""
+    model = day2.model
+    began = time.time()
+    row = day2.scenario("kubectl rollout restart",
+                        lambda: model.rollout_restart(DATAFLOW))
+    check(row)
+    assert self_deleted(model, began) == ["chatwax-dataflow-0", "chatwax-dataflow-1"]
+
+
+def test_an_upgrade_fixes_a_dataflow_that_never_became_ready(day2: Day2) -> None:
+    """An upgrade with a setting the process refuses leaves every pod crash-looping, never
+    Ready (Helm's hook or Argo CD's PostSync, which waits for Healthy, would never have
+    rolled the fix). The upgrade that fixes it waits for nothing: each pod, at its next
+    start after the kubelet's back-off, sees its revision is stale and deletes itself
+    before it reads its settings."""
+    model = day2.model
+    good = ("dataflow.image.tag=0.1.1", "llm.timeoutSeconds=45")
+    bad = day2.render(*good, "dataflow.extraEnv[0].name=CHATWAX_LLM_TIMEOUT",
+                      "dataflow.extraEnv[0].value=soon")
+    fixed = day2.render(*good)
+    took: list[float] = []
+
+    def break_then_fix() -> None:
+        since = time.time()
+        model.helm.upgrade(bad)
+        rev = revision(model.statefulset(DATAFLOW))
+
+        def crash_looping() -> bool:
+            sts = model.statefulset(DATAFLOW)
+            pods = [p for p in model.pods(sts) if not p["metadata"].get("deletionTimestamp")]
+            crashed = {e[2] for e in model.kubelet.events if e[0] >= since and e[1] == "restart"}
+            return len(pods) == 2 and all(
+                p["metadata"]["labels"]["controller-revision-hash"] == rev
+                and p["metadata"]["name"] in crashed and not is_ready(p) for p in pods)
+
+        settle(crash_looping, 90, "every dataflow pod crash-looping on the bad setting")
+        assert "CHATWAX_LLM_TIMEOUT" in model.kubelet.log_text("chatwax-dataflow-0")
+        began = time.monotonic()
+        model.helm.upgrade(fixed)
+        took.append(time.monotonic() - began)
+
+    began = time.time()
+    row = day2.scenario("helm upgrade fixing a crash-looping dataflow", break_then_fix)
+    check(row)
+    no_rollout_hook(model)
+    assert took[0] < 30  # the pre-upgrade password hook only; nothing waits for Ready
+    # Each pod deleted itself twice: once for the bad template, once for the fix.
+    assert self_deleted(model, began) == [f"chatwax-dataflow-{i}" for i in (0, 0, 1, 1)]
 
 
 def test_a_deleted_pod_comes_back_and_the_cluster_re_forms(day2: Day2) -> None:
@@ -214,15 +286,19 @@ def test_a_killed_process_is_restarted_by_the_kubelet(day2: Day2) -> None:
 
 
 def test_rolling_update_would_restart_the_cluster_once_per_pod(day2: Day2) -> None:
-    """What the chart did before 0.3.0 (RollingUpdate, no hook), for comparison: the
-    controller replaces one pod at a time and the cluster re-forms after each."""
+    """What the chart did before 0.3.0 (RollingUpdate, nothing restarting the pods
+    together), for comparison: the controller replaces one pod at a time and the cluster
+    re-forms after each. The Role here lacks `delete` on pods: each pod's own delete is
+    refused, logged, and the pod carries on (what a pod beyond maxProcesses does)."""
     model = day2.model
-    docs = edit(day2.render("dataflow.image.tag=0.1.2", "dataflow.rollout.hook=false"),
-                "StatefulSet", DATAFLOW,
+    docs = edit(day2.render("dataflow.image.tag=0.1.2"), "StatefulSet", DATAFLOW,
                 lambda s: s["spec"].__setitem__("updateStrategy", {"type": "RollingUpdate"}))
-    row = day2.scenario("for comparison: RollingUpdate upgrade",
+    docs = edit(docs, "Role", DATAFLOW, lambda r: r.__setitem__(
+        "rules", [x for x in r["rules"] if x["resources"] != ["pods"]]))
+    row = day2.scenario("for comparison: RollingUpdate upgrade, no self-replacement",
                         lambda: model.helm.upgrade(docs))
     check(row, restarts=2)
+    assert "403 Forbidden" in model.kubelet.log_text("chatwax-dataflow-0")
 
 
 def test_write_the_table() -> None:

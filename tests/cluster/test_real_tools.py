@@ -58,15 +58,15 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.chart.conftest import CHART, Chart
-from tests.cluster.controllers import settle
-from tests.cluster.model import LLM_HOST, ClusterModel, Running, running_cluster
+from tests.cluster.gitops import Cli
+from tests.cluster.model import ClusterModel, Row, Running, running_cluster, write_table
 from tests.cluster.tools import kubectl
 from tests.cluster.traffic import Traffic
 from tests.support.apiserver import Request
@@ -80,47 +80,14 @@ STS = f"{RELEASE}{DATAFLOW}"
 KUBECTL_MINOR = {"3": "32", "4": "33"}
 
 
-@dataclass
-class Row:
-    helm: str
-    scenario: str
-    outcome: str
-    replicas_before: int
-    replicas_after: int
-    sent: int
-    answered: int
-    lost: int
-    cluster_restarts: int
-    seconds: float
-
-
 ROWS: list[Row] = []
 
 
 @dataclass
-class Tools:
-    """The real binaries, with a kubeconfig of the model and their own helm folders."""
+class Tools(Cli):
+    """The real binaries of one helm major and its kubectl (every command logged)."""
 
-    major: str
-    helm_path: str
-    kubectl_path: str
-    env: dict[str, str]
-    commands: list[tuple[str, int, float]] = field(default_factory=list)
-
-    def run(self, *argv: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
-        began = time.monotonic()
-        res = subprocess.run(list(argv), capture_output=True, text=True, env=self.env,
-                             timeout=timeout_s)
-        shown = " ".join(Path(argv[0]).parent.name + "/" + Path(argv[0]).name
-                         if i == 0 else a for i, a in enumerate(argv))
-        self.commands.append((shown, res.returncode, round(time.monotonic() - began, 1)))
-        return res
-
-    def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(self.helm_path, *args)
-
-    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(self.kubectl_path, *args)
+    major: str = ""
 
 
 class Real:
@@ -130,20 +97,13 @@ class Real:
         self.running = running
         self.model = running.model
         self.tools = tools
-        self.values = ["-f", str(CHART / "ci" / "kind-values.yaml")]
-        for s in ("llm.local.enabled=false",
-                  f"llm.baseUrl=http://{LLM_HOST}:{running.llm_port}/v1",
-                  "llm.model=echo-1", "llm.retryMaxSeconds=10",
-                  "dataflow.limits.userPromptsPerMinute=0"):
-            self.values += ["--set", s]
+        self.values = running.chart_values(CHART)
 
     def replicas(self) -> int:
-        return int(self.model.statefulset(DATAFLOW)["spec"]["replicas"])
+        return self.running.dataflow_replicas()
 
     def pods(self) -> list[str]:
-        sts = self.model.statefulset(DATAFLOW)
-        return sorted(p["metadata"]["name"] for p in self.model.pods(sts)
-                      if not p["metadata"].get("deletionTimestamp"))
+        return self.running.dataflow_pods()
 
     def release(self, revision: int) -> dict[str, Any]:
         """The release helm stored (Secret sh.helm.release.v1.<name>.v<revision>)."""
@@ -155,28 +115,9 @@ class Real:
     def users(self) -> Traffic:
         return self.running.users()
 
-    def scenario(self, name: str, act: Callable[[], str], expect_settled: bool = True
-                 ) -> Row:
-        """Users chat; `act` runs the real tool (and says how it ended); the dataflow
-        settles; users chat a little more. Restarts are Bytewax cluster formations after
-        the act, from the pods' logs."""
-        model = self.model
-        traffic = self.users().start()
-        settle(lambda: traffic.window.answered >= 5, 60, "answers before the scenario")
-        names = [f"{STS}-{i}" for i in range(6)]
-        before = {p: model.formations(p) for p in names}
-        replicas_before = self.replicas()
-        began = time.time()
-        outcome = act()
-        time.sleep(1.0)  # let the controllers and the pods react before looking
-        model.wait_settled(DATAFLOW, 120)
-        seconds = time.time() - began
-        answered = traffic.window.answered
-        settle(lambda: traffic.window.answered >= answered + 5, 60, "answers after it")
-        window = traffic.stop()
-        restarts = max(model.formations(p) - before[p] for p in self.pods())
-        row = Row(f"v{self.tools.major}", name, outcome, replicas_before, self.replicas(),
-                  window.sent, window.answered, window.lost, restarts, round(seconds, 1))
+    def scenario(self, name: str, act: Callable[[], str]) -> Row:
+        """Users chat around `act` (Running.measure); the row goes to the table."""
+        row = self.running.measure(f"v{self.tools.major}", name, act, STS, after_s=60)
         ROWS.append(row)
         print(f"{name}: {asdict(row)}")
         return row
@@ -226,8 +167,8 @@ def real(request: pytest.FixtureRequest, chart: Chart,
                "KUBECONFIG": str(apiserver.kubeconfig(work / "kubeconfig", NS)),
                "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
                "HELM_DATA_HOME": str(home / "data")}
-        tools = Tools(major, chart.tools[f"helm{major}"], str(kubectl(KUBECTL_MINOR[major])),
-                      env)
+        tools = Tools(chart.tools[f"helm{major}"], str(kubectl(KUBECTL_MINOR[major])), env,
+                      work, major=major)
         yield Real(running, tools)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     write_requests(ARTIFACTS / f"real-tools-helm{major}-requests.txt", apiserver.log)
@@ -424,15 +365,59 @@ def test_the_recovery_claim_grows_only_where_kubernetes_allows_it(real: Real) ->
     assert (row.lost, row.cluster_restarts) == (0, 0), row
 
 
+# -- a new pod template (chatwax.kube.revision) -------------------------------------------
+#
+# Before: a post-upgrade hook Job deleted every dataflow pod and waited up to 240 s for them
+# to be Ready; helm waited for that Job, so an upgrade of an unready dataflow failed (and
+# --atomic rolled back and restarted everything again). Now the pods replace themselves.
+
+
+def self_deleted(real: Real, since: float) -> list[str]:
+    """Pods deleted through the API since `since` by anyone but the tools' admin: the
+    dataflow pods themselves (each may delete only its own name)."""
+    return sorted(r.path.rsplit("/", 1)[1] for r in real.model.apiserver.log
+                  if r.at >= since and r.method == "DELETE" and "/pods/" in r.path
+                  and r.status == 200 and "kubectl" not in r.user_agent
+                  and "Helm" not in r.user_agent)
+
+
+def test_a_helm_upgrade_of_the_template_restarts_the_cluster_once_with_no_hook(
+        real: Real) -> None:
+    model = real.model
+    jobs = len(model.jobs.runs)
+    began = time.time()
+    # recovery.size: the claim grew to 2Gi above, and never shrinks.
+    row = real.scenario("helm upgrade dataflow.logLevel (a new pod template)",
+                        upgrade_with(real, "dataflow.recovery.size=2Gi",
+                                     "dataflow.logLevel=DEBUG"))
+    assert row.outcome == "ok", row
+    assert (row.lost, row.cluster_restarts) == (0, 1), row
+    assert self_deleted(real, began) == [f"{STS}-0", f"{STS}-1"]
+    # helm waited for its pre-upgrade secret Jobs only: none for the dataflow.
+    ran = [job for _, job, _ in model.jobs.runs[jobs:]]
+    assert "chatwax-nats-auth-init" in ran and not [j for j in ran if "dataflow" in j], ran
+    assert last_status(real) == "deployed"
+
+
+def test_kubectl_rollout_restart_restarts_the_cluster_once(real: Real) -> None:
+    """The real kubectl patches the template's restartedAt annotation (a strategic merge
+    patch); under OnDelete the controller replaces nothing, the pods replace themselves."""
+    began = time.time()
+    row = real.scenario("kubectl rollout restart", lambda: describe(real.tools.kubectl(
+        "rollout", "restart", "statefulset", STS, "-n", NS)))
+    assert row.outcome == "ok", row
+    assert (row.lost, row.cluster_restarts) == (0, 1), row
+    assert self_deleted(real, began) == [f"{STS}-0", f"{STS}-1"]
+    template = real.model.statefulset(DATAFLOW)["spec"]["template"]
+    assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
+    (patch,) = [r for r in real.model.apiserver.log if r.at >= began and r.method == "PATCH"
+                and r.path.endswith(f"statefulsets/{STS}")]
+    assert patch.content_type == "application/strategic-merge-patch+json"
+    assert list(patch.body["spec"]["template"]["metadata"]["annotations"]) == [
+        "kubectl.kubernetes.io/restartedAt"]
+
+
 def test_write_the_table() -> None:
     """artifacts/cluster/real-tools.md: the table docs/kubernetes.md reports."""
     assert ROWS, "no scenario ran"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    head = ("helm", "scenario", "outcome", "replicas before", "replicas after", "sent",
-            "answered", "lost", "cluster restarts", "settled after (s)")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in asdict(r).values()) + " |"
-              for r in ROWS]
-    (ARTIFACTS / "real-tools.md").write_text("\n".join(lines) + "\n")
-    (ARTIFACTS / "real-tools.json").write_text(json.dumps([asdict(r) for r in ROWS], indent=2))
-    print("\n".join(lines))
+    print(write_table(ROWS, ARTIFACTS / "real-tools", "helm"))

@@ -89,7 +89,9 @@ def _env(rendered: Rendered, pod_name: str, container: dict[str, Any]) -> dict[s
     for source in container.get("envFrom", []):
         ref = source["configMapRef"]["name"]
         env.update({k: str(v) for k, v in rendered.find("ConfigMap", ref)["data"].items()})
-    fields = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE}
+    fields = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE,
+              # the StatefulSet controller's label: any revision name
+              "metadata.labels['controller-revision-hash']": f"{pod_name}-local"}
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = str(item["value"])

@@ -1,6 +1,8 @@
 """One dataflow process: what `chatwax dataflow` runs, and what a pod's container runs.
 
-In order: stop signals handled; the health endpoint up (not ready); this process's place
+In order: a pod made from an older template deletes itself (`replace_if_stale`, before
+the settings are read, so a pod that crash-loops on a bad value still takes the fixed
+template); stop signals handled; the health endpoint up (not ready); this process's place
 in the cluster, from the StatefulSet's current replicas in Kubernetes; its own address
 resolvable; the recovery store ready; NATS connected; then Bytewax runs the flow until the
 cluster loses a member or the replica count changes, and the process replaces itself to
@@ -28,6 +30,7 @@ from chatwax.dataflow.runspec import (
 )
 from chatwax.dataflow.runtime import Runtime
 from chatwax.kube import replicas as k8s
+from chatwax.kube import revision
 
 log = logging.getLogger("chatwax.dataflow")
 
@@ -38,7 +41,8 @@ def run_spec(env: Mapping[str, str], restart: RestartState, started: float,
 
     In a pod, the peer list follows the StatefulSet's current replicas, read before the
     run spec is checked: after `kubectl scale`, the pod template still lists the old count.
-    A change of the replica count while running restarts the process with the new count.
+    A change of the replica count while running restarts the process with the new count;
+    a new pod template deletes this pod (chatwax.kube.revision), through the same watch.
     A pod beyond the count (one a scale-down is removing) waits to be deleted.
     """
     target = k8s.target_from_env(env)
@@ -46,7 +50,8 @@ def run_spec(env: Mapping[str, str], restart: RestartState, started: float,
         return RunSpec.from_env(env)
     from chatwax.kube.api import connect
 
-    api = k8s.apps_api(connect())
+    api_client = connect()
+    api = k8s.apps_api(api_client)
     rendered = len([a for a in env.get("BYTEWAX_ADDRESSES", "").split(";") if a.strip()])
     count = k8s.replicas_or_rendered(api, target, rendered or 1,
                                      timeout_s=settings.k8s_api_timeout_s,
@@ -55,14 +60,60 @@ def run_spec(env: Mapping[str, str], restart: RestartState, started: float,
     def on_change(new: int) -> None:
         reexec(restart, started, f"the StatefulSet now has {new} replicas (was {count})")
 
+    me = revision.self_from_env(env)
+    replace = (revision.replacer(revision.core_api(api_client), me,
+                                 timeout_s=settings.k8s_api_timeout_s) if me else None)
     k8s.watch_replicas(api, target, count, on_change,
-                       timeout_s=settings.k8s_api_timeout_s)
+                       timeout_s=settings.k8s_api_timeout_s, replace=replace)
     ordinal = k8s.ordinal(env, target)
     if ordinal is not None and ordinal >= count:
         log.warning("this pod is process %d but the StatefulSet has %d replicas: it is being "
                     "removed; waiting to be deleted", ordinal, count)
         threading.Event().wait()  # until SIGTERM, or a scale back up restarts us
     return RunSpec.from_env(k8s.env_with_replicas(env, target, count))
+
+
+def replace_if_stale(env: Mapping[str, str]) -> bool:
+    """At start, before anything that can fail on the pod's own configuration: a pod made
+    from an older template than its StatefulSet's deletes itself. True when it did: the
+    caller then waits for the kubelet's SIGTERM (`wait_to_be_stopped`).
+
+    This is how a crash-looping dataflow takes a fixed template: nothing waits for it to
+    become Ready. Anything else (no Kubernetes mode, an API that does not answer, a
+    refusal) carries on: the StatefulSet watch checks again on every event.
+    """
+    target, me = k8s.target_from_env(env), revision.self_from_env(env)
+    if target is None or me is None:
+        return False
+    from chatwax.core.errors import ConfigError
+    from chatwax.kube.api import connect
+
+    try:
+        timeout_s = float(env.get("CHATWAX_K8S_API_TIMEOUT") or 5.0)
+    except ValueError:
+        timeout_s = 5.0  # the settings, read next, say what is wrong with it
+    try:
+        api_client = connect()
+        sts = k8s.read_statefulset(k8s.apps_api(api_client), target, timeout_s=timeout_s)
+        return revision.should_replace(me.revision, sts) and revision.delete_self(
+            revision.core_api(api_client), me, sts.status.update_revision,
+            timeout_s=timeout_s)
+    except (k8s.ApiUnreachable, ConfigError) as exc:
+        log.info("revision check at start skipped (%s); the StatefulSet watch checks again",
+                 exc)
+        return False
+    except Exception as exc:  # noqa: BLE001 - this check must never be what stops a start
+        log.warning("revision check at start failed (%s: %s); the StatefulSet watch checks "
+                    "again", type(exc).__name__, str(exc)[:200])
+        return False
+
+
+def wait_to_be_stopped() -> int:
+    """This pod deleted itself: wait for the kubelet's SIGTERM, which ends the process
+    (through `exit_on_stop_signals`, in place before the delete was sent)."""
+    exit_on_stop_signals()
+    threading.Event().wait()
+    return 0
 
 
 MAX_REASON_CHARS = 4000

@@ -68,6 +68,7 @@ def reexec(state: RestartState, run_started: float, reason: str) -> None:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_stop_signals_handled = False
 
 
 def exit_on_stop_signals() -> None:
@@ -75,8 +76,13 @@ def exit_on_stop_signals() -> None:
 
     The signals are blocked in this thread before any other thread starts (threads inherit
     the mask), and one thread waits for them: Python's own handlers run only on the main
-    thread and not while it waits inside Bytewax. Call it first thing in the process.
+    thread and not while it waits inside Bytewax. Call it first thing in the process;
+    later calls do nothing.
     """
+    global _stop_signals_handled
+    if _stop_signals_handled:
+        return
+    _stop_signals_handled = True
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     def wait() -> None:

@@ -5,7 +5,8 @@ replicas without touching the pod template. A Bytewax cluster must have exactly 
 process per address, so at start-up each pod reads its StatefulSet's replicas and builds
 the peer list from them, and while running it watches the StatefulSet: when the replica
 count changes, the process restarts with the new count. The chart's Role allows get and
-watch on that one StatefulSet, nothing else.
+watch on that one StatefulSet, and delete on the StatefulSet's own pods by name, which
+the same watch uses to replace a pod made from an older template (chatwax.kube.revision).
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ class ApiUnreachable(Exception):
 
 def read_replicas(api: Any, target: Target, *, timeout_s: float = 5.0) -> int:
     """The StatefulSet's desired replicas: the process count the cluster must have."""
+    return _replicas(read_statefulset(api, target, timeout_s=timeout_s))
+
+
+def read_statefulset(api: Any, target: Target, *, timeout_s: float = 5.0) -> Any:
+    """The StatefulSet (a V1StatefulSet); ConfigError when refused, ApiUnreachable when
+    the API does not answer."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -115,7 +122,7 @@ def read_replicas(api: Any, target: Target, *, timeout_s: float = 5.0) -> int:
         ) from None
     except (HTTPError, OSError) as exc:
         raise ApiUnreachable(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
-    return _replicas(sts)
+    return sts
 
 
 def replicas_or_rendered(
@@ -147,15 +154,30 @@ def _replicas(sts: Any) -> int:
     return int(sts.spec.replicas if sts.spec.replicas is not None else 1)
 
 
+def status_current(sts: Any) -> bool:
+    """The controller has written the status for the latest spec (observedGeneration has
+    caught up with the generation, which the API server raises on every spec change)."""
+    status = sts.status
+    return status is not None and (status.observed_generation or 0) >= (
+        sts.metadata.generation or 0)
+
+
 def watch_replicas(
     api: Any, target: Target, current: int, on_change: Callable[[int], None],
     *, retry_s: float = 2.0, timeout_s: float = 5.0,
+    replace: Callable[[Any], bool] | None = None,
 ) -> threading.Thread:
     """Call `on_change(new)` once the StatefulSet's replicas differ from `current`.
 
+    `replace(sts)` sees every version first and ends the watch by returning True (this pod
+    is being deleted to take a new template: chatwax.kube.revision). A version whose
+    status the controller has not yet caught up with is passed over: its next status
+    follows within moments, and a template change together with a new count (a new
+    `dataflow.processes`) then replaces the pod once instead of also restarting it.
     Runs on a daemon thread. The API server ends watches now and then: the watch is
     re-opened, and as a new watch starts with the current object, no change is missed.
-    Errors (API server restarts, a 410 Gone) are logged and retried every `retry_s`.
+    Errors (API server restarts, a 410 Gone, a delete the API did not answer) are logged
+    and retried every `retry_s`.
     """
     from kubernetes import watch
 
@@ -173,7 +195,12 @@ def watch_replicas(
                 ):
                     if event["type"] not in ("ADDED", "MODIFIED"):
                         continue
-                    replicas = _replicas(event["object"])
+                    sts = event["object"]
+                    if replace is not None and replace(sts):
+                        return
+                    if sts.status is not None and not status_current(sts):
+                        continue
+                    replicas = _replicas(sts)
                     if replicas != current:
                         log.warning("StatefulSet %s now has %d replicas (was %d): restarting",
                                     target.statefulset, replicas, current)
