@@ -166,3 +166,19 @@ def helm_major(request: pytest.FixtureRequest) -> str:
     """helm 3 and helm 4 in turn."""
     major: str = request.param
     return major
+
+
+WORKFLOW = ROOT / ".github" / "workflows" / "release.yaml"
+
+
+def release_workflow() -> dict[str, Any]:
+    """The release workflow as YAML (with `on` as the key GitHub means)."""
+    doc: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
+    if True in doc:  # YAML 1.1 reads the key `on` as true
+        doc["on"] = doc.pop(True)
+    return doc
+
+
+def expand_expressions(text: str, ctx: dict[str, str]) -> str:
+    """`${{ expr }}` replaced from ctx; an expression ctx lacks fails the test."""
+    return re.sub(r"\$\{\{\s*(.+?)\s*\}\}", lambda m: ctx[m.group(1)], text)

@@ -18,11 +18,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.conftest import CHART, IMAGES, ROOT, VALUES_KEY, Chart
+from tests.chart.conftest import (
+    CHART,
+    IMAGES,
+    ROOT,
+    VALUES_KEY,
+    WORKFLOW,
+    Chart,
+    expand_expressions,
+    release_workflow,
+)
 
 COMPONENTS = ("dataflow", "frontend")
 DOCKERFILES = [ROOT / f"Dockerfile.{c}" for c in COMPONENTS]
-WORKFLOW = ROOT / ".github" / "workflows" / "release.yaml"
 FLAGS = ROOT / "scripts" / "llama-cpp-flags.amd64"
 PIP_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/pip"
 PIP_CERT_MOUNT = "--mount=type=secret,id=pip-cert"
@@ -482,32 +490,23 @@ def test_the_openai_profile_builds_no_local_llm(chart: Chart) -> None:
 # -- the release workflow -------------------------------------------------------------------
 
 
-def _workflow() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
-    if True in doc:  # YAML 1.1 reads the key `on` as true
-        doc["on"] = doc.pop(True)
-    return doc
-
-
-def _expand(text: str, ctx: dict[str, str]) -> str:
-    """`${{ expr }}` replaced from ctx; an expression ctx lacks fails the test."""
-    return re.sub(r"\$\{\{\s*(.+?)\s*\}\}", lambda m: ctx[m.group(1)], text)
 
 
 def _run_step(step: dict[str, Any], ctx: dict[str, str], cwd: Path,
               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A `run:` step as a GitHub-hosted runner runs it (bash -eo pipefail), its `env:` and
     `${{ }}` expanded from ctx."""
-    step_env = {k: _expand(str(v), ctx) for k, v in step.get("env", {}).items()}
+    step_env = {k: expand_expressions(str(v), ctx) for k, v in step.get("env", {}).items()}
     return subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", _expand(step["run"], ctx)],
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+         expand_expressions(step["run"], ctx)],
         cwd=cwd, capture_output=True, text=True, timeout=120,
         env={"PATH": os.environ["PATH"], "HOME": str(cwd), **step_env, **(env or {})})
 
 
 def _ref_outputs(tag: str, owner: str, tmp_path: Path) -> tuple[int, dict[str, str], str]:
     """(exit code, outputs, stderr+stdout) of the `ref` job for a pushed tag and owner."""
-    job = _workflow()["jobs"]["ref"]
+    job = release_workflow()["jobs"]["ref"]
     (step,) = job["steps"]
     out = tmp_path / f"github-output-{tag}"
     out.write_text("")
@@ -515,7 +514,7 @@ def _ref_outputs(tag: str, owner: str, tmp_path: Path) -> tuple[int, dict[str, s
                     {"GITHUB_REF_NAME": tag, "GITHUB_OUTPUT": str(out)})
     steps = {f"steps.{step['id']}.outputs.{k}": v for k, v in
              (line.split("=", 1) for line in out.read_text().splitlines())}
-    outputs = {k: _expand(v, steps) for k, v in job["outputs"].items()} if steps else {}
+    outputs = {k: expand_expressions(v, steps) for k, v in job["outputs"].items()} if steps else {}
     return res.returncode, outputs, res.stdout + res.stderr
 
 
@@ -567,7 +566,7 @@ def test_release_workflow_runs_on_tags_least_privileged_with_pinned_actions() ->
     """Only a pushed v* tag releases; the token may read the code, nothing more, unless a
     job asks (test_release.py: packages and signing only where needed); every action is
     pinned to a commit (its version in a comment)."""
-    wf = _workflow()
+    wf = release_workflow()
     assert wf["on"] == {"push": {"tags": ["v*"]}}
     assert wf["permissions"] == {"contents": "read"}
     uses = [s["uses"] for j in wf["jobs"].values() for s in j["steps"] if "uses" in s]
@@ -600,7 +599,7 @@ def test_release_pushes_what_skaffold_builds_to_the_charts_default_repositories(
     cache (its amd64 leg here; both architectures: test_release.py), and pushes it, for owner
     chatwax, to the repository the chart's values default to, tagged (the manifests job's
     index) with the version the chart's appVersion will carry."""
-    wf = _workflow()
+    wf = release_workflow()
     code, ref, _ = _ref_outputs("v1.2.3", "chatwax", tmp_path)
     assert code == 0
     job = wf["jobs"]["images"]
@@ -616,7 +615,7 @@ def test_release_pushes_what_skaffold_builds_to_the_charts_default_repositories(
         ctx = {f"needs.ref.outputs.{k}": v for k, v in ref.items()}
         ctx |= {f"matrix.{k}": str(v) for k, v in entry.items()} | {"matrix.arch": "amd64"}
         ctx |= {"github.server_url": "https://github.com", "github.repository": "chatwax/chatwax"}
-        step = {k: _expand(str(v), ctx) for k, v in build["with"].items()}
+        step = {k: expand_expressions(str(v), ctx) for k, v in build["with"].items()}
         assert (step["context"], step["platforms"]) == (".", "linux/amd64")
         scope = f"scope={entry['image']}-amd64"
         assert step["cache-from"] == f"type=gha,{scope}"
@@ -625,8 +624,8 @@ def test_release_pushes_what_skaffold_builds_to_the_charts_default_repositories(
             step["labels"].splitlines()  # links the package to the repository on ghcr.io
         built.add((step["file"], _last_stage(step["file"], step["target"] or None)))
         name = re.search(r"(?:^|,)name=([^,]+)", step["outputs"])  # pushed by digest
-        assert name and _expand(index["env"]["REPOSITORY"], ctx) == name.group(1)
-        pushed[entry["image"]] = (name.group(1), _expand(index["env"]["VERSION"], ctx))
+        assert name and expand_expressions(index["env"]["REPOSITORY"], ctx) == name.group(1)
+        pushed[entry["image"]] = (name.group(1), expand_expressions(index["env"]["VERSION"], ctx))
     assert built == {(f, _last_stage(f, t)) for f, t in IMAGES.values()}
     skaffold = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
     assert built == {(a["docker"]["dockerfile"], _last_stage(a["docker"]["dockerfile"],
@@ -646,7 +645,7 @@ def test_release_packages_the_chart_with_the_tags_version_and_pushes_it_to_ghcr(
     """The chart job's scripts, run with the real helm (`helm package`) and a recording
     stand-in for what needs the registry: the chart's version and appVersion are the tag's,
     so its pods run the images just pushed; it goes to oci://ghcr.io/chatwax/charts."""
-    wf = _workflow()
+    wf = release_workflow()
     code, ref, _ = _ref_outputs("v1.2.3", "ChatWax", tmp_path)
     assert code == 0
     job = wf["jobs"]["chart"]

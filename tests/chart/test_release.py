@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.chart.conftest import IMAGES, ROOT
+from tests.chart.conftest import IMAGES, ROOT, WORKFLOW, expand_expressions, release_workflow
 
-WORKFLOW = ROOT / ".github" / "workflows" / "release.yaml"
 SCRIPT = ROOT / "scripts" / "install-local-model.sh"
 ARCHES = ("amd64", "arm64")
 RUNNERS = {"amd64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
@@ -40,16 +38,6 @@ GGML_OPTIONS = {"GGML_NATIVE", "GGML_AVX", "GGML_AVX2", "GGML_FMA", "GGML_F16C",
 AMD64_KEY = "9eda9a6806efd3a6"
 
 
-def _workflow() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
-    if True in doc:  # YAML 1.1 reads the key `on` as true
-        doc["on"] = doc.pop(True)
-    return doc
-
-
-def _expand(text: str, ctx: dict[str, str]) -> str:
-    """`${{ expr }}` replaced from ctx; an expression ctx lacks fails the test."""
-    return re.sub(r"\$\{\{\s*(.+?)\s*\}\}", lambda m: ctx[m.group(1)], text)
 
 
 def _matrix(job: dict[str, Any]) -> list[dict[str, str]]:
@@ -86,10 +74,11 @@ def _run(step: dict[str, Any], ctx: dict[str, str], cwd: Path, path: Path | None
     stand-ins first on PATH; returns the result and what it wrote to $GITHUB_OUTPUT."""
     out = cwd / ".github-output"
     out.write_text("")
-    env = {k: _expand(str(v), ctx) for k, v in step.get("env", {}).items()}
+    env = {k: expand_expressions(str(v), ctx) for k, v in step.get("env", {}).items()}
     search = f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"]
     res = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", _expand(step["run"], ctx)],
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+         expand_expressions(step["run"], ctx)],
         cwd=cwd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         env={"PATH": search, "HOME": str(cwd), "GITHUB_OUTPUT": str(out), **env,
              **(extra or {})})
@@ -121,7 +110,7 @@ def test_every_image_is_built_for_both_platforms_on_native_runners() -> None:
     the local-llm image compiles llama.cpp), with the Dockerfile and target skaffold builds,
     a cache of its own per image and architecture, pushed by digest to the repository the
     chart's values name, untagged: only the multi-arch index carries the version tag."""
-    wf = _workflow()
+    wf = release_workflow()
     job = wf["jobs"]["images"]
     legs = _matrix(job)
     assert sorted((leg["image"], leg["arch"]) for leg in legs) == sorted(
@@ -136,7 +125,7 @@ def test_every_image_is_built_for_both_platforms_on_native_runners() -> None:
         ctx |= {"needs.ref.outputs.registry": "ghcr.io/chatwax",
                 "needs.ref.outputs.version": "1.2.3", "github.server_url": "https://github.com",
                 "github.repository": "chatwax/chatwax"}
-        step = {k: _expand(str(v), ctx) for k, v in build["with"].items()}
+        step = {k: expand_expressions(str(v), ctx) for k, v in build["with"].items()}
         assert step["platforms"] == f"linux/{leg['arch']}"
         dockerfile, target = IMAGES[leg["image"]]
         assert step["file"] == dockerfile
@@ -152,7 +141,7 @@ def test_every_image_is_built_for_both_platforms_on_native_runners() -> None:
 
 def test_every_architecture_the_workflow_builds_has_a_flags_file() -> None:
     """BuildKit's TARGETARCH on each leg names an existing scripts/llama-cpp-flags.<arch>."""
-    legs = _matrix(_workflow()["jobs"]["images"])
+    legs = _matrix(release_workflow()["jobs"]["images"])
     built = {leg["arch"] for leg in legs if leg["image"] == "local-llm"}
     files = {p.suffix.lstrip(".") for p in (ROOT / "scripts").glob("llama-cpp-flags.*")}
     assert built == files == set(ARCHES)
@@ -162,7 +151,7 @@ def test_each_leg_hands_its_digest_to_the_manifest_job_of_its_image(tmp_path: Pa
     """The digest step writes <arch> holding the build's digest (a missing or malformed one
     fails), uploaded as digest-<image>-<arch>; each manifests leg downloads exactly the two
     artifacts of its own image."""
-    wf = _workflow()
+    wf = release_workflow()
     images, manifests = wf["jobs"]["images"], wf["jobs"]["manifests"]
     keep = next(s for s in images["steps"] if s.get("name", "").startswith("Keep the digest"))
     (upload,) = _step(images, "actions/upload-artifact")
@@ -175,13 +164,13 @@ def test_each_leg_hands_its_digest_to_the_manifest_job_of_its_image(tmp_path: Pa
         res, _ = _run(keep, ctx | {"steps.build.outputs.digest": bad}, tmp_path)
         assert res.returncode != 0 and "::error::" in res.stdout
     assert upload["with"]["if-no-files-found"] == "error"
-    names = [_expand(upload["with"]["name"], {f"matrix.{k}": v for k, v in leg.items()})
+    names = [expand_expressions(upload["with"]["name"], {f"matrix.{k}": v for k, v in leg.items()})
              for leg in _matrix(images)]
     (download,) = _step(manifests, "actions/download-artifact")
     assert download["with"]["merge-multiple"] is True
     assert [leg["image"] for leg in _matrix(manifests)] == list(IMAGES)
     for image in IMAGES:
-        pattern = _expand(download["with"]["pattern"], {"matrix.image": image})
+        pattern = expand_expressions(download["with"]["pattern"], {"matrix.image": image})
         assert sorted(fnmatch.filter(names, pattern)) == [
             f"digest-{image}-{arch}" for arch in ARCHES]
 
@@ -193,7 +182,7 @@ def test_the_index_joins_both_architectures_under_the_version_tag(
     """The manifests job's script, with a stand-in docker: `imagetools create` tags
     <repo>:<version> from both digests, with the source annotation; the index's digest
     becomes the step's output only when it holds both platforms."""
-    job = _workflow()["jobs"]["manifests"]
+    job = release_workflow()["jobs"]["manifests"]
     step = next(s for s in job["steps"] if s.get("id") == "index")
     work = tmp_path / "digests"
     work.mkdir()
@@ -230,7 +219,7 @@ if [[ $3 == inspect ]]; then printf '%s' '{json.dumps(manifest)}'; fi
 
 def test_the_index_needs_both_digests(tmp_path: Path) -> None:
     """A missing architecture's digest stops the job before anything is tagged."""
-    job = _workflow()["jobs"]["manifests"]
+    job = release_workflow()["jobs"]["manifests"]
     step = next(s for s in job["steps"] if s.get("id") == "index")
     (tmp_path / "amd64").write_text("sha256:" + "1" * 64 + "\n")
     log = tmp_path / "docker.log"
@@ -249,7 +238,7 @@ def test_every_pushed_digest_is_attested_in_the_registry() -> None:
     """Each architecture's image (the build's digest), each multi-arch index and the chart
     get a build-provenance attestation, pushed to the registry beside the subject: subject
     named as pushed (no tag), its digest the output of the step that pushed it, earlier."""
-    wf = _workflow()
+    wf = release_workflow()
     jobs = wf["jobs"]
     registry = "${{ needs.ref.outputs.registry }}"
     expected = {
@@ -283,7 +272,7 @@ def test_permissions_are_per_job_and_signing_only_where_it_attests() -> None:
     """The workflow grants contents: read only; a job that pushes asks for packages: write,
     a job that attests for id-token: write (the OIDC token Sigstore's certificate needs) and
     attestations: write, and nothing else is ever asked for."""
-    wf = _workflow()
+    wf = release_workflow()
     assert wf["permissions"] == {"contents": "read"}
     for name, job in wf["jobs"].items():
         perms = job.get("permissions", {})
@@ -301,7 +290,7 @@ def test_permissions_are_per_job_and_signing_only_where_it_attests() -> None:
 def test_the_chart_push_gives_its_digest_to_the_attestation(tmp_path: Path, stream: str) -> None:
     """helm push's "Digest: sha256:..." line (on either stream) becomes the push step's
     output; a push that prints none fails the job rather than attest nothing."""
-    job = _workflow()["jobs"]["chart"]
+    job = release_workflow()["jobs"]["chart"]
     step = next(s for s in job["steps"] if s.get("id") == "push")
     (tmp_path / "dist").mkdir()
     digest = "sha256:" + "c" * 64

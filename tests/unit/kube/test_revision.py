@@ -18,6 +18,7 @@ from chatwax.dataflow import process
 from chatwax.kube import replicas as k8s
 from chatwax.kube import revision
 from tests.support.apiserver import ApiServer
+from tests.unit.kube.test_replicas import Changes
 
 NS, STS, ACCOUNT = "chat", "rel-chatwax-dataflow", "rel-chatwax-dataflow"
 OLD, NEW = f"{STS}-5d8f7b9c4", f"{STS}-7f6c8d9b2"
@@ -165,16 +166,6 @@ def test_an_unreachable_api_is_no_refusal() -> None:
     me = revision.Self(NS, f"{STS}-0", OLD)
     with pytest.raises(k8s.ApiUnreachable, match=f"cannot delete pod {NS}/{STS}-0"):
         revision.delete_self(revision.core_api(nowhere), me, NEW, timeout_s=1)
-
-
-class Changes:
-    def __init__(self) -> None:
-        self.seen: list[int] = []
-        self.event = threading.Event()
-
-    def __call__(self, replicas: int) -> None:
-        self.seen.append(replicas)
-        self.event.set()
 
 
 def watch(server: ApiServer, i: int, changes: Changes) -> threading.Thread:
