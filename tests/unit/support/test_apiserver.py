@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -45,15 +44,6 @@ def statefulset(replicas: int = 2) -> dict[str, Any]:
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"a": "b"}},
                      "template": {"metadata": {"labels": {"a": "b"}},
                                   "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
-
-
-@pytest.fixture
-def server() -> Iterator[ApiServer]:
-    s = ApiServer()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 STS = f"/apis/apps/v1/namespaces/{NS}/statefulsets"

@@ -6,10 +6,7 @@ print against a cluster."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.support.apiserver import ApiServer
 from tests.unit.support.test_apiserver import NS, STS, call, statefulset
@@ -25,15 +22,6 @@ STS_FORBIDDEN = ("spec: Forbidden: updates to statefulset spec for fields other 
                  "'replicas', 'ordinals', 'template', 'updateStrategy', "
                  "'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and "
                  "'minReadySeconds' are forbidden")
-
-
-@pytest.fixture
-def server() -> Iterator[ApiServer]:
-    s = ApiServer()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def with_claims(size: str = "1Gi") -> dict[str, Any]:
