@@ -135,6 +135,19 @@ class Chart:
         return res.stdout
 
 
+def chart_at(commit: str, dest: Path) -> Path:
+    """charts/chatwax as it was at `commit` of this repository, extracted under `dest`."""
+    res = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "charts/chatwax"],
+                         capture_output=True)
+    assert res.returncode == 0, (
+        f"git archive {commit}: {res.stderr.decode(errors='replace').strip()} (the tests "
+        "that upgrade from an earlier chart need the repository's history: a clone "
+        "without --depth)")
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=res.stdout, check=True)
+    return dest / "charts" / "chatwax"
+
+
 @pytest.fixture(scope="session")
 def tools() -> dict[str, str]:
     """name -> path of helm3, helm4, kubernetes-validate, hadolint, actionlint and shellcheck

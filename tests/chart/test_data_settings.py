@@ -87,3 +87,20 @@ def test_fractions_from_set_and_from_a_values_file(chart: Chart, helm_major: str
     assert _dataflow_settings(chart, values).transcript_max_age_s == 129_600
     res = chart.helm(helm_major, *chart.template_args("llm.temperature=warm"))
     assert res.returncode != 0 and "temperature" in res.stderr
+
+
+def test_an_env_value_that_is_not_a_string_is_refused_by_the_schema(
+        chart: Chart, helm_major: str) -> None:
+    """`--set ...value=100` makes an integer, which the API server cannot decode into an
+    EnvVar (tests/support/apiserver.py `check_field_types`): refused while rendering, with
+    the field named; `--set-string` renders."""
+    for comp in ("dataflow", "frontend"):
+        env = f"{comp}.extraEnv[0]"
+        res = chart.helm(helm_major, *chart.template_args(f"{env}.name=CHATWAX_POLL_MS",
+                                                          f"{env}.value=100"))
+        assert res.returncode != 0, res.stdout[:200]
+        assert "extraEnv" in res.stderr and "string" in res.stderr, res.stderr
+        ok = chart.helm(helm_major, *chart.template_args(f"{env}.name=CHATWAX_POLL_MS"),
+                        "--set-string", f"{env}.value=100")
+        assert ok.returncode == 0, ok.stderr
+        assert "value: \"100\"" in ok.stdout

@@ -1,7 +1,9 @@
 """Values the API server will not let change after install are refused before anything is
-applied (charts/chatwax/templates/_immutable.tpl, issue #21 item 3).
+applied (charts/chatwax/templates/_immutable.tpl, issue #21 item 3): the storage values, and
+the names (nameOverride, fullnameOverride).
 
-The chart reads the live NATS StatefulSet and recovery claim with `lookup`. helm renders
+The chart reads the live NATS StatefulSet and recovery claim with `lookup`, and lists the
+namespace's StatefulSets and Deployments. helm renders
 with lookups only against a cluster: `helm template --dry-run=server` (helm >= 3.13,
 helm 4) here talks to the API server stand-in (tests/support/apiserver.py) holding the
 objects an installed release has, as the real server stores them (quantities in canonical
@@ -204,11 +206,154 @@ def test_a_new_recovery_class_or_access_mode_is_refused(cluster: Cluster,
             "ReadWriteOnce, the new value is ReadWriteMany") in err, err
 
 
+def installed(chart: Chart, *sets: str, release: str = "chatwax") -> list[dict[str, Any]]:
+    """The StatefulSets and Deployments an install with `sets` made (the local LLM on, so
+    all four components), as helm leaves them: rendered by the chart, with helm's
+    ownership metadata."""
+    args = chart.template_args("llm.local.enabled=true", *sets)
+    args[1] = release
+    res = chart.helm("3", *args)
+    assert res.returncode == 0, res.stderr
+    workloads = [d for d in yaml.safe_load_all(res.stdout)
+                 if d and d["kind"] in ("StatefulSet", "Deployment")]
+    for w in workloads:
+        meta = w["metadata"]
+        meta["namespace"] = NAMESPACE
+        meta.setdefault("annotations", {}).update({"meta.helm.sh/release-name": release,
+                                                   "meta.helm.sh/release-namespace": NAMESPACE})
+    assert len(workloads) == 4, [w["metadata"]["name"] for w in workloads]
+    return workloads
+
+
+RENAMED = ("Helm would create new StatefulSets and Deployments under the new names, with new, "
+           "empty volume claims (the JetStream data and the dataflow's recovery state stay in "
+           "the old claims), and delete the old ones.")
+SELECTOR = ("Kubernetes refuses any change to a StatefulSet's or Deployment's spec.selector, so "
+            "the upgrade would half-apply (ConfigMaps and Services changed, the workloads "
+            "refused, the release failed).")
+NEW_RELEASE = ('a new name means a new release with new, empty volumes (docs/kubernetes.md '
+               '"Storage values after install").')
+
+
+def refusal(values: str, kind: str, name: str, label: str, new_name: str, new_label: str,
+            why: str, keep: str) -> str:
+    return (f"{values} cannot change after install: the installed {kind} is {name} with the "
+            f"selector label app.kubernetes.io/name={label}, the new values make it {new_name} "
+            f"with app.kubernetes.io/name={new_label}. {why} Nothing was applied. Keep {keep}; "
+            f"{NEW_RELEASE}")
+
+
+def refused(err: str, message: str) -> None:
+    """The render stopped at the name check with exactly `message`."""
+    line = next((ln for ln in err.splitlines() if "cannot change after install" in ln), "")
+    assert "dataflow-statefulset.yaml" in line, err
+    assert line.endswith(f"): {message}"), f"{line}\n!=\n{message}"
+
+
+@pytest.mark.parametrize(("value", "new_name", "label"), [
+    # Without fullnameOverride, nameOverride is part of every name: a rename.
+    ("nameOverride=assistant", "chatwax-assistant-dataflow", "assistant"),
+    # The installed names are those fullnameOverride=chatwax gives (the release's default).
+    ("fullnameOverride=support", "support-dataflow", "chatwax"),
+])
+def test_a_new_name_or_fullname_override_is_refused(
+        chart: Chart, cluster: Cluster, helm_major: str, value: str, new_name: str,
+        label: str) -> None:
+    cluster.holds(*installed(chart))
+    rc, err, _ = cluster.render(helm_major, "llm.local.enabled=true", value)
+    assert rc != 0
+    key = value.split("=", 1)[0]
+    refused(err, refusal(key, "StatefulSet", "chatwax-dataflow", "chatwax", new_name, label,
+                         RENAMED, f"--set {key}=chatwax"))
+
+
+def test_a_new_name_override_under_a_fullname_override_is_refused(
+        chart: Chart, cluster: Cluster, helm_major: str) -> None:
+    """With fullnameOverride the names stay and only the selector label changes: what the
+    API server refuses for StatefulSets and Deployments alike."""
+    cluster.holds(*installed(chart, "fullnameOverride=support"))
+    rc, err, _ = cluster.render(helm_major, "llm.local.enabled=true",
+                                "fullnameOverride=support", "nameOverride=assistant")
+    assert rc != 0
+    refused(err, refusal("nameOverride", "StatefulSet", "support-dataflow", "chatwax",
+                         "support-dataflow", "assistant", SELECTOR,
+                         "--set nameOverride=chatwax"))
+
+
+def test_both_overrides_changed_name_both(chart: Chart, cluster: Cluster, helm_major: str
+                                          ) -> None:
+    cluster.holds(*installed(chart, "nameOverride=assistant", "fullnameOverride=support"))
+    rc, err, _ = cluster.render(helm_major, "llm.local.enabled=true")
+    assert rc != 0
+    refused(err, refusal("nameOverride and fullnameOverride", "StatefulSet", "support-dataflow",
+                         "assistant", "chatwax-dataflow", "chatwax", RENAMED,
+                         "--set nameOverride=assistant and --set fullnameOverride=support"))
+
+
+@pytest.mark.parametrize("sets", [(), ("nameOverride=assistant",), ("fullnameOverride=support",),
+                                  ("nameOverride=assistant", "fullnameOverride=support")],
+                         ids=["defaults", "nameOverride", "fullnameOverride", "both"])
+def test_the_installed_names_are_accepted(chart: Chart, cluster: Cluster, helm_major: str,
+                                          sets: tuple[str, ...]) -> None:
+    cluster.holds(*installed(chart, *sets))
+    rc, err, docs = cluster.render(helm_major, "llm.local.enabled=true", *sets)
+    assert rc == 0, err
+    assert len([d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]) == 4
+
+
+def test_another_release_in_the_namespace_is_not_compared(chart: Chart, cluster: Cluster,
+                                                          helm_major: str) -> None:
+    """Its objects carry another app.kubernetes.io/instance: neither its names nor its
+    label are this release's."""
+    cluster.holds(*installed(chart, "nameOverride=assistant", release="other"))
+    rc, err, _ = cluster.render(helm_major, "llm.local.enabled=true")
+    assert rc == 0, err
+    rc, err, _ = cluster.render(helm_major, "llm.local.enabled=true", "fullnameOverride=support")
+    assert rc == 0, err
+
+
+def test_a_component_the_values_turn_off_is_not_compared(chart: Chart, cluster: Cluster,
+                                                         helm_major: str) -> None:
+    """A frontend the values turn off is deleted, not renamed: only rendered components are
+    compared. (Here the installed frontend's name is not the one the values give.)"""
+    frontend = next(w for w in installed(chart, "fullnameOverride=support")
+                    if w["metadata"]["name"] == "support-frontend")
+    cluster.holds(*[w for w in installed(chart) if w["metadata"]["name"] != "chatwax-frontend"],
+                  frontend)
+    rc, err, docs = cluster.render(helm_major, "llm.local.enabled=true", "frontend.enabled=false")
+    assert rc == 0, err
+    assert not [d for d in docs if d["kind"] == "Deployment" and "frontend" in
+                d["metadata"]["name"]]
+    rc, err, _ = cluster.render(helm_major, "llm.local.enabled=true")
+    assert rc != 0
+    # No single fullnameOverride gives both support-frontend and chatwax-dataflow.
+    refused(err, refusal("fullnameOverride", "Deployment", "support-frontend", "chatwax",
+                         "chatwax-frontend", "chatwax", RENAMED,
+                         "fullnameOverride as it was at install (the value that gave "
+                         "support-frontend)"))
+
+
+def test_with_no_cluster_new_names_render(chart: Chart, cluster: Cluster, helm_major: str
+                                          ) -> None:
+    """`helm template` (Argo CD) has no live objects, and a first install has none:
+    any name renders."""
+    docs = chart.render("nameOverride=assistant", "fullnameOverride=support", major=helm_major)
+    assert {d["metadata"]["name"] for d in docs.workloads()} == {
+        "support-nats", "support-dataflow", "support-frontend"}
+    assert {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+            for d in docs.workloads()} == {"assistant"}
+    rc, err, _ = cluster.render(helm_major, "nameOverride=assistant")
+    assert rc == 0, err
+
+
 def test_the_check_is_in_the_chart_not_the_test() -> None:
-    """Both storage templates call the checks (a chart without them renders every case
-    above from the values alone)."""
+    """The storage templates and the dataflow StatefulSet (always rendered) call the checks
+    (a chart without them renders every case above from the values alone)."""
     templates = CHART / "templates"
     assert 'include "chatwax.checkNatsStorage"' in (templates / "nats-statefulset.yaml"
                                                     ).read_text()
     assert 'include "chatwax.checkRecoveryStorage"' in (templates / "dataflow-recovery-pvc.yaml"
                                                         ).read_text()
+    calls = {f.name: f.read_text().count('include "chatwax.checkNames"')
+             for f in templates.rglob("*") if f.is_file()}
+    assert {name: n for name, n in calls.items() if n} == {"dataflow-statefulset.yaml": 1}

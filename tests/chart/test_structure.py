@@ -77,7 +77,9 @@ def test_a_changed_template_restarts_every_pod_together(chart: Chart) -> None:
     assert a["spec"]["template"] != b["spec"]["template"]
     ann = lambda s: s["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
     assert (ann(a)["chatwax.io/processes"], ann(b)["chatwax.io/processes"]) == ("2", "3")
-    assert a["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    # rollingUpdate: null deletes a rollingUpdate the API server defaulted on a StatefulSet
+    # first made as RollingUpdate (tests/chart/test_upgrade_from_old_charts.py).
+    assert a["spec"]["updateStrategy"] == {"type": "OnDelete", "rollingUpdate": None}
     docs = chart.render()
     env = docs.env("StatefulSet", "-dataflow")
     assert env[REVISION_ENV] == {"fieldRef": {

@@ -69,6 +69,8 @@ controller do not run (docs/kubernetes.md, "A cluster on one machine").
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import subprocess
 import time
@@ -242,23 +244,74 @@ def _set_status(status: Obj) -> Callable[[Obj], None]:
 class MissingControllers(Loop):
     """The status the controllers the model does not run would write once they are done:
     the Deployment controller (a complete rollout: observedGeneration, every replica
-    updated and available, condition Progressing/NewReplicaSetAvailable), an ingress
-    controller (its address in status.loadBalancer), and a provisioner binding each claim.
-    Without them Argo's health checks and Flux's wait would wait for ever; with them they
-    pass the moment the object exists, so these kinds prove nothing about timing."""
+    updated and available, condition Progressing/NewReplicaSetAvailable, and the new
+    ReplicaSet, named and labelled by pod-template-hash and controlled by the Deployment, that
+    helm's legacy wait looks up: pkg/kube/ready.go `IsReady` -> deployment/util
+    `GetNewReplicaSet`, a ReplicaSet the Deployment controls whose template equals the
+    Deployment's but for that label), an ingress controller (its address in
+    status.loadBalancer), and a provisioner binding each claim. Without them Argo's health
+    checks and helm's or Flux's wait would wait for ever; with them they pass the moment the
+    object exists, so these kinds prove nothing about timing. `kinds` picks which run."""
 
-    def __init__(self, store: Store, namespace: str) -> None:
+    KINDS = ("Deployment", "Ingress", "PersistentVolumeClaim")
+
+    def __init__(self, store: Store, namespace: str, kinds: Iterable[str] = KINDS) -> None:
         super().__init__(store, "missing-controllers")
         self.namespace = namespace
+        self.kinds = tuple(kinds)
 
     def reconcile(self) -> None:
-        for kind, want in (("Deployment", self._deployment), ("Ingress", self._ingress),
-                           ("PersistentVolumeClaim", self._claim)):
+        wants = {"Deployment": self._deployment, "Ingress": self._ingress,
+                 "PersistentVolumeClaim": self._claim}
+        for kind in self.kinds:
             for obj in self.store.list(kind, self.namespace):
-                status = want(obj)
+                status = wants[kind](obj)
                 if obj.get("status") != status:
                     self.store.update(kind, self.namespace, obj["metadata"]["name"],
                                       _set_status(status))
+                if kind == "Deployment":
+                    self._replica_set(obj)
+
+    def _replica_set(self, deployment: Obj) -> None:
+        """The Deployment's new ReplicaSet, all replicas ready; older ones scaled to 0 (a
+        finished rollout: pkg/controller/deployment `getNewReplicaSet` names it
+        "<deployment>-<pod-template-hash>"; the hash here is of the template's JSON, not
+        upstream's fnv of its Go printing, which no client reads)."""
+        meta, spec = deployment["metadata"], deployment["spec"]
+        template = copy.deepcopy(spec["template"])
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = digest
+        name, n = f"{meta['name']}-{digest}", spec.get("replicas", 1)
+        owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
+                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+        for rs in self.store.list("ReplicaSet", self.namespace):
+            refs = rs["metadata"].get("ownerReferences") or []
+            if rs["metadata"]["name"] != name and any(r.get("uid") == meta["uid"] for r in refs) \
+                    and rs["spec"].get("replicas"):
+                def scale_down(o: Obj) -> None:
+                    o["spec"]["replicas"] = 0
+                    o["status"] = {"replicas": 0, "observedGeneration":
+                                   o["metadata"].get("generation", 1) + 1}
+                self.store.update("ReplicaSet", self.namespace, rs["metadata"]["name"],
+                                  scale_down)
+        current = self.store.get("ReplicaSet", self.namespace, name)
+        want_spec = {"replicas": n, "selector": spec["selector"], "template": template}
+        if current is None:
+            current = self.store.put({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": name, "namespace": self.namespace,
+                             "labels": template["metadata"]["labels"],
+                             "ownerReferences": [owner]},
+                "spec": want_spec})
+        elif current["spec"] != want_spec:
+            def rescale(o: Obj) -> None:
+                o["spec"] = want_spec
+            current = self.store.update("ReplicaSet", self.namespace, name, rescale)
+        status = {"replicas": n, "fullyLabeledReplicas": n, "readyReplicas": n,
+                  "availableReplicas": n,
+                  "observedGeneration": current["metadata"].get("generation", 1)}
+        if current.get("status") != status:
+            self.store.update("ReplicaSet", self.namespace, name, _set_status(status))
 
     @staticmethod
     def _deployment(obj: Obj) -> Obj:
@@ -621,11 +674,15 @@ class ArgoCD:
 
 
 def _contained(want: Any, live: Any) -> bool:
-    """Every field of `want` has the same value in `live` (lists element by element)."""
+    """Every field of `want` has the same value in `live` (lists element by element). A
+    field rendered as null is left out: gitops-engine's diff first remarshals the rendered
+    object through its Go type (pkg/diff/diff.go `remarshal`: "This will drop any omitempty
+    fields"), so the chart's `rollingUpdate: null` is not a difference from a live
+    StatefulSet without one."""
     if isinstance(want, dict):
         return isinstance(live, dict) and all(
             k in live and _contained(v, live[k]) for k, v in want.items()
-            if k not in ("status",))
+            if k not in ("status",) and v is not None)
     if isinstance(want, list):
         return isinstance(live, list) and len(want) == len(live) and all(
             _contained(a, b) for a, b in zip(want, live, strict=True))

@@ -184,6 +184,22 @@ class Running:
         return sorted(p["metadata"]["name"] for p in self.model.pods(sts)
                       if not p["metadata"].get("deletionTimestamp"))
 
+    def update_revision(self, suffix: str = "-dataflow") -> str:
+        return str(self.model.statefulset(suffix)["status"]["updateRevision"])
+
+    def pod_revisions(self, suffix: str = "-dataflow") -> set[str]:
+        sts = self.model.statefulset(suffix)
+        return {p["metadata"]["labels"]["controller-revision-hash"] for p in self.model.pods(sts)}
+
+    def crash_looping(self, revision: str, suffix: str = "-dataflow") -> bool:
+        """Every pod is on `revision`, not Ready, and has restarted at least once."""
+        pods = self.model.pods(self.model.statefulset(suffix))
+        return bool(pods) and all(
+            p["metadata"]["labels"]["controller-revision-hash"] == revision
+            and not is_ready(p) and any(c.get("restartCount", 0) >= 1 for c in
+                                        p["status"].get("containerStatuses") or [])
+            for p in pods)
+
     def measure(self, tool: str, scenario: str, act: Callable[[], str], sts: str,
                 settle_s: float = 120, after_s: float = 60) -> Row:
         """Users chat; `act` runs a tool (and says how it ended); the dataflow settles

@@ -43,7 +43,7 @@ import pytest
 import yaml
 
 from tests.chart.conftest import CHART, Chart
-from tests.cluster.controllers import is_ready, settle
+from tests.cluster.controllers import settle
 from tests.cluster.gitops import (
     TRACKING,
     ArgoCD,
@@ -87,12 +87,10 @@ class Scene:
         return self.running.dataflow_pods()
 
     def update_revision(self) -> str:
-        return str(self.model.statefulset(DATAFLOW)["status"]["updateRevision"])
+        return self.running.update_revision(DATAFLOW)
 
     def pod_revisions(self) -> set[str]:
-        sts = self.model.statefulset(DATAFLOW)
-        return {p["metadata"]["labels"]["controller-revision-hash"]
-                for p in self.model.pods(sts)}
+        return self.running.pod_revisions(DATAFLOW)
 
     def scenario(self, name: str, act: Callable[[], str], settle_s: float = 120) -> Row:
         """Users chat around `act` (Running.measure); the row goes to the table."""
@@ -390,18 +388,12 @@ class TestArgoCD:
             bad = s.update_revision()
             assert bad != good
 
-            def crashed() -> bool:
-                pods = s.model.pods(s.model.statefulset(DATAFLOW))
-                return bool(pods) and all(
-                    p["metadata"]["labels"]["controller-revision-hash"] == bad
-                    and not is_ready(p) and any(c.get("restartCount", 0) >= 1 for c in
-                                                p["status"].get("containerStatuses") or [])
-                    for p in pods)
-
-            settle(crashed, 90, "the dataflow pods on the bad value crashing")
+            settle(lambda: s.running.crash_looping(bad, DATAFLOW), 90,
+                   "the dataflow pods on the bad value crashing")
             health.append(app.health())
             # --set-string: `--set ...value=100` renders an integer, which a real API
-            # server refuses for an EnvVar's value (the stand-in does not check types).
+            # server refuses for an EnvVar's value, and so does the stand-in
+            # (tests/support/apiserver.py `check_field_types`).
             app.commit(values=[*app.values, "--set-string", "dataflow.extraEnv[0].value=100"])
             seen["fix"] = app.reconcile()
             return " / ".join(f"{k}: {v.phase if v else 'no sync'}" for k, v in seen.items())

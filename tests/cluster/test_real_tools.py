@@ -31,9 +31,13 @@ What it shows (see docs/kubernetes.md, "A cluster on one machine"):
   `replicas: 2` conflicts, the upgrade FAILS (release status failed), and the 3 replicas
   stay. `helm upgrade --force-conflicts` takes the field back: replicas 2, one re-forming.
 
-Neither keeps a `kubectl scale` across an unrelated upgrade. The cluster model's own Helm
-(helm.py) keeps it (its "three-way merge" of replicas is Helm 2's behaviour): these
-scenarios are the reference for fixing it.
+Neither keeps a `kubectl scale` across an unrelated upgrade; the cluster model's own Helm
+(helm.py), which once kept it (Helm 2's behaviour), now follows these scenarios.
+
+Later scenarios, in the order they run on the same release: values that cannot change
+(storage, names) refused before anything is applied; a new pod template, `kubectl rollout
+restart`, `--atomic`/`--rollback-on-failure` with a value the dataflow cannot start with,
+`helm rollback`, and the way back from the previous chart's objects.
 
 Found on the way, and fixed (chatwax.dataflow.link `_add_or_update`,
 tests/integration/test_streams.py): with ci/kind-values.yaml as shipped the cluster never
@@ -64,8 +68,9 @@ from typing import Any
 
 import pytest
 
-from tests.chart.conftest import CHART, Chart
-from tests.cluster.gitops import Cli
+from tests.chart.conftest import CHART, Chart, chart_at
+from tests.cluster.controllers import settle
+from tests.cluster.gitops import Cli, MissingControllers
 from tests.cluster.model import ClusterModel, Row, Running, running_cluster, write_table
 from tests.cluster.tools import kubectl
 from tests.cluster.traffic import Traffic
@@ -98,6 +103,8 @@ class Real:
         self.model = running.model
         self.tools = tools
         self.values = running.chart_values(CHART)
+        # Release revisions later scenarios refer to, by what made them.
+        self.revisions: dict[str, int] = {}
 
     def replicas(self) -> int:
         return self.running.dataflow_replicas()
@@ -115,9 +122,10 @@ class Real:
     def users(self) -> Traffic:
         return self.running.users()
 
-    def scenario(self, name: str, act: Callable[[], str]) -> Row:
+    def scenario(self, name: str, act: Callable[[], str], settle_s: float = 120) -> Row:
         """Users chat around `act` (Running.measure); the row goes to the table."""
-        row = self.running.measure(f"v{self.tools.major}", name, act, STS, after_s=60)
+        row = self.running.measure(f"v{self.tools.major}", name, act, STS,
+                                   settle_s=settle_s, after_s=60)
         ROWS.append(row)
         print(f"{name}: {asdict(row)}")
         return row
@@ -241,7 +249,10 @@ def test_an_unrelated_helm_upgrade_after_kubectl_scale(real: Real) -> None:
                    and r.path.endswith(f"statefulsets/{STS}")]
         assert len(patches) == 1
         assert patches[0].content_type == "application/strategic-merge-patch+json"
-        assert patches[0].body == {"spec": {"replicas": 2}}
+        # The chart's `rollingUpdate: null` is in every such patch (the manifests carry it;
+        # deleting an absent field changes nothing).
+        assert patches[0].body == {"spec": {"replicas": 2,
+                                            "updateStrategy": {"rollingUpdate": None}}}
         assert real.release(2)["labels"]["status"] == "deployed"
         return
     row = real.scenario("helm upgrade (frontend.replicas) after kubectl scale", upgrade())
@@ -297,7 +308,34 @@ def last_status(real: Real) -> str:
     return str(json.loads(res.stdout)[-1]["status"])
 
 
-def test_a_new_nats_storage_size_is_refused_before_anything_is_applied(real: Real) -> None:
+REFUSED = [
+    ("nats.jetstream.storageSize=2Gi", "nats.jetstream.storageSize cannot change after "
+     "install: the StatefulSet chatwax-nats has volumes of 1Gi, the new value is 2Gi"),
+    ("nats.jetstream.storageClassName=fast", "nats.jetstream.storageClassName cannot change "
+     'after install: the StatefulSet chatwax-nats has volumes of class "", the new value is '
+     '"fast"'),
+    # ReadWriteMany needs a class (the chart's schema): the access mode is checked first.
+    ("dataflow.recovery.accessMode=ReadWriteMany,dataflow.recovery.storageClassName=shared",
+     "dataflow.recovery.accessMode cannot "
+     f"change after install: the claim {RECOVERY} is ReadWriteOnce, the new value is "
+     "ReadWriteMany"),
+    ("dataflow.recovery.storageClassName=fast", "dataflow.recovery.storageClassName cannot "
+     f'change after install: the claim {RECOVERY} has class "", the new value is "fast"'),
+    ("nameOverride=assistant", "nameOverride cannot change after install: the installed "
+     "StatefulSet is chatwax-dataflow with the selector label app.kubernetes.io/name=chatwax, "
+     "the new values make it chatwax-assistant-dataflow with app.kubernetes.io/name=assistant"),
+    ("fullnameOverride=support", "fullnameOverride cannot change after install: the installed "
+     "StatefulSet is chatwax-dataflow with the selector label app.kubernetes.io/name=chatwax, "
+     "the new values make it support-dataflow"),
+]
+
+
+@pytest.mark.parametrize(("value", "message"), REFUSED, ids=[v for v, _ in REFUSED])
+def test_a_value_that_cannot_change_is_refused_before_anything_is_applied(
+        real: Real, value: str, message: str) -> None:
+    """New volume claim templates, a claim's spec, a selector are refused by the API
+    server; renamed workloads would be new ones with new, empty claims. The chart refuses
+    each while rendering (charts/chatwax/templates/_immutable.tpl)."""
     model = real.model
     sts = model.store.get("StatefulSet", NS, NATS_STS)
     assert sts is not None
@@ -305,11 +343,16 @@ def test_a_new_nats_storage_size_is_refused_before_anything_is_applied(real: Rea
     status = last_status(real)
     assert max_file_store(model) == "1Gi"
     logged = len(model.apiserver.log)
-    row = real.scenario("helm upgrade nats.jetstream.storageSize 1Gi -> 2Gi",
-                        upgrade_with(real, "nats.jetstream.storageSize=2Gi"))
+    done: list[subprocess.CompletedProcess[str]] = []
+
+    def upgrade() -> str:
+        done.append(real.tools.helm("upgrade", RELEASE, str(CHART), "-n", NS, *real.values,
+                                    "--set", value))
+        return describe(done[0])
+
+    row = real.scenario(f"helm upgrade --set {value}", upgrade)
     assert row.outcome.startswith("failed"), row
-    assert ("nats.jetstream.storageSize cannot change after install: the StatefulSet "
-            "chatwax-nats has volumes of 1Gi, the new value is 2Gi") in row.outcome, row
+    assert message in done[0].stderr, done[0].stderr
     # Refused while rendering: helm sent no write at all, the release keeps its revision.
     writes = [(r.method, r.path) for r in model.apiserver.log[logged:] if r.method in WRITES]
     assert writes == [], writes
@@ -320,6 +363,7 @@ def test_a_new_nats_storage_size_is_refused_before_anything_is_applied(real: Rea
         sts["metadata"]["generation"], sts["metadata"]["resourceVersion"])
     assert model.store.get("PersistentVolumeClaim", NS, RECOVERY) == claim
     assert last_status(real) == status == "deployed"
+    assert real.pods() == [f"{STS}-0", f"{STS}-1"]
     assert (row.lost, row.cluster_restarts) == (0, 0), row
     assert row.answered == row.sent > 0, row
 
@@ -415,6 +459,174 @@ def test_kubectl_rollout_restart_restarts_the_cluster_once(real: Real) -> None:
     assert patch.content_type == "application/strategic-merge-patch+json"
     assert list(patch.body["spec"]["template"]["metadata"]["annotations"]) == [
         "kubectl.kubernetes.io/restartedAt"]
+
+
+# -- helm's wait, --atomic / --rollback-on-failure, rollback -------------------------------
+#
+# helm's wait counts an OnDelete StatefulSet as ready once its controller has observed the
+# spec: helm 3 and helm 4's `--wait=legacy` (pkg/kube/ready.go `statefulSetReady`: "If the
+# update strategy is not a rolling update, there will be nothing to wait for"), helm 4's
+# default watcher through kstatus (github.com/fluxcd/cli-utils, the fork of
+# sigs.k8s.io/cli-utils helm 4 builds with: pkg/kstatus/status/core.go
+# `stsConditions`: OnDelete is Current). The dataflow's pods are never waited for, so
+# `--atomic` (helm 3) or `--rollback-on-failure` (helm 4) cannot roll back an upgrade that
+# leaves them unready. The model does not run the frontend Deployment: MissingControllers
+# writes the status and ReplicaSet its controller would (tests/cluster/gitops.py).
+BAD_ENV = ("dataflow.extraEnv[0].name=CHATWAX_POLL_MS", "dataflow.extraEnv[0].value=often")
+FIXED_ENV = ("dataflow.extraEnv[0].name=CHATWAX_POLL_MS", "dataflow.extraEnv[0].value=100")
+
+
+def history(real: Real) -> list[dict[str, Any]]:
+    res = real.tools.helm("history", RELEASE, "-n", NS, "-o", "json")
+    assert res.returncode == 0, res.stderr
+    return list(json.loads(res.stdout))
+
+
+def test_an_upgrade_that_leaves_the_dataflow_unready_is_not_rolled_back(real: Real) -> None:
+    tools, model, running = real.tools, real.model, real.running
+    atomic = ["--atomic"] if tools.major == "3" else ["--rollback-on-failure"]
+    missing = MissingControllers(model.store, NS, kinds=("Deployment",))
+    missing.start()
+    seen: dict[str, str] = {}
+
+    def upgrade(*sets: str) -> str:
+        extra = [a for s in sets for a in ("--set-string", s)]
+        return describe(tools.helm("upgrade", RELEASE, str(CHART), "-n", NS, *real.values,
+                                   "--set", "dataflow.recovery.size=2Gi",
+                                   "--set", "dataflow.logLevel=DEBUG", *extra,
+                                   *atomic, "--timeout", "120s"))
+
+    def bad_then_fix() -> str:
+        good = running.update_revision()
+        seen["bad"] = upgrade(*BAD_ENV)
+        bad = running.update_revision()
+        assert bad != good
+        # What helm's wait passed over: pods on the new template that cannot start.
+        settle(lambda: running.crash_looping(bad), 90, "the pods on the bad value crashing")
+        real.revisions["bad"] = history(real)[-1]["revision"]
+        seen["fix"] = upgrade(*FIXED_ENV)
+        return " / ".join(f"{k}: {v}" for k, v in seen.items())
+
+    try:
+        real.revisions["before bad"] = history(real)[-1]["revision"]
+        row = real.scenario(f"helm upgrade {atomic[0]} with a value the dataflow cannot "
+                            "start with, then the fix", bad_then_fix, settle_s=150)
+    finally:
+        missing.close()
+    # The wait passed with the dataflow crash-looping: the bad release is deployed, no
+    # rollback; the fix went through the same way, and the pods replaced themselves.
+    assert seen == {"bad": "ok", "fix": "ok"}, seen
+    statuses = [(h["revision"], h["status"], h["description"]) for h in history(real)]
+    bad_rev = real.revisions["bad"]
+    assert [(st, d) for r, st, d in statuses if r >= bad_rev] == [
+        ("superseded", "Upgrade complete"), ("deployed", "Upgrade complete")], statuses
+    assert not [d for _, _, d in statuses if "Rollback" in d], statuses
+    env = model.statefulset(DATAFLOW)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "CHATWAX_POLL_MS", "value": "100"} in env
+    assert running.pod_revisions() == {running.update_revision()}
+    assert row.lost == 0 and row.answered == row.sent > 0, row
+    assert row.cluster_restarts == 1, row
+
+
+def test_helm_rollback_restarts_the_cluster_once_and_runs_no_hook(real: Real) -> None:
+    """`helm rollback` applies the target revision's manifest (a new pod template here: no
+    CHATWAX_POLL_MS) and runs that revision's pre/post-rollback hooks, of which the chart
+    has none (its Jobs are pre-install,pre-upgrade)."""
+    model, running = real.model, real.running
+    target = real.revisions["before bad"]
+    jobs = len(model.jobs.runs)
+    began = time.time()
+    row = real.scenario(f"helm rollback to revision {target}", lambda: describe(
+        real.tools.helm("rollback", RELEASE, str(target), "-n", NS)))
+    assert row.outcome == "ok", row
+    assert (row.lost, row.cluster_restarts) == (0, 1), row
+    assert self_deleted(real, began) == [f"{STS}-0", f"{STS}-1"]
+    assert model.jobs.runs[jobs:] == []
+    env = model.statefulset(DATAFLOW)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not [e for e in env if e["name"] == "CHATWAX_POLL_MS"], env
+    assert running.pod_revisions() == {running.update_revision()}
+    last = history(real)[-1]
+    assert (last["status"], last["description"]) == ("deployed", f"Rollback to {target}")
+
+
+# -- from the objects the previous chart rendered -----------------------------------------
+#
+# The chart as it was before the pods replaced themselves (commit 3e81168's parent: a
+# post-upgrade hook Job restarted the dataflow; its pods carry no CHATWAX_POD_REVISION and
+# its Role no pod `delete`). The model runs today's image with those objects: the old
+# image's code is not built here. What matters is the same: a pod that does not know its
+# revision never replaces itself (chatwax.kube.revision `should_replace`), so the first
+# upgrade from that chart needs the one `kubectl delete pod` its upgrade notes ask for.
+PREVIOUS = "3e81168^"
+DATAFLOW_PODS = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=dataflow"
+
+
+def previous_chart(real: Real) -> Path:
+    dest = real.tools.workdir / "previous-chart"
+    return dest / "charts" / "chatwax" if dest.exists() else chart_at(PREVIOUS, dest)
+
+
+def delete_dataflow_pods(real: Real) -> str:
+    """`--wait=false`: the scenario waits for the pods itself. kubectl 1.32 and 1.33 wait for
+    a deleted pod by listing its name (k8s.io/kubectl pkg/cmd/wait `IsDeleted`, a
+    precondition without the UID, added later upstream): when the StatefulSet has already
+    recreated the pod under that name, kubectl waits for the new one to go, for ever (seen
+    here, where a pod stops within a second)."""
+    return describe(real.tools.kubectl("delete", "pod", "-n", NS, "-l", DATAFLOW_PODS,
+                                       "--wait=false"))
+
+
+def test_the_pods_of_the_previous_chart(real: Real) -> None:
+    """Set-up for the next scenario: the release back on the previous chart (its hook off:
+    it would run a command today's image no longer has) and pods made from its template.
+    The pods of the newer template stay: the previous chart's Role, applied before the
+    StatefulSet, no longer lets them delete themselves."""
+    old = previous_chart(real)
+    values = [v if v != str(CHART / "ci" / "kind-values.yaml") else str(old / "ci" /
+              "kind-values.yaml") for v in real.values]
+    began = time.time()
+
+    def downgrade_then_delete() -> str:
+        done = [describe(real.tools.helm(
+            "upgrade", RELEASE, str(old), "-n", NS, *values, "--set",
+            "dataflow.recovery.size=2Gi", "--set", "dataflow.rollout.hook=false"))]
+        done.append(delete_dataflow_pods(real))
+        return " / ".join(done)
+
+    row = real.scenario("helm upgrade to the previous chart, then kubectl delete pod",
+                        downgrade_then_delete)
+    assert row.outcome == "ok / ok", row
+    assert self_deleted(real, began) == []
+    env = real.model.statefulset(DATAFLOW)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not [e for e in env if e["name"] == "CHATWAX_POD_REVISION"], env
+    assert (row.lost, row.cluster_restarts) == (0, 1), row
+
+
+def test_an_upgrade_from_the_previous_charts_objects_needs_one_pod_delete(real: Real) -> None:
+    running = real.running
+    stale: list[set[str]] = []
+
+    def upgrade_then_delete() -> str:
+        before = running.update_revision()
+        done = [upgrade_with(real, "dataflow.recovery.size=2Gi")()]
+        settle(lambda: running.update_revision() != before, 30, "the new revision")
+        # The pods made by the previous chart do not know their revision: they keep it.
+        time.sleep(3)
+        stale.append(running.pod_revisions())
+        done.append(delete_dataflow_pods(real))
+        return " / ".join(done)
+
+    began = time.time()
+    row = real.scenario("helm upgrade from the previous chart's objects, then kubectl "
+                        "delete pod", upgrade_then_delete)
+    assert row.outcome == "ok / ok", row
+    assert stale[0] and running.update_revision() not in stale[0], stale
+    assert self_deleted(real, began) == []
+    assert running.pod_revisions() == {running.update_revision()}
+    env = real.model.statefulset(DATAFLOW)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e for e in env if e["name"] == "CHATWAX_POD_REVISION"], env
+    assert (row.lost, row.cluster_restarts) == (0, 1), row
+    assert last_status(real) == "deployed"
 
 
 def test_write_the_table() -> None:

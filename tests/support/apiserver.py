@@ -66,6 +66,10 @@ Kubernetes 1.32, unless said otherwise):
 - Defaulting and update validation (`apply_defaults`, VALIDATORS): the upstream rules for
   StatefulSet, Deployment, PersistentVolumeClaim (with the resize admission check),
   Service and Job, answered with the real 422 Invalid Status (`invalid_error`).
+- Field types, for one case only: a container's `env[].name` or `env[].value` that is not
+  a string (what `helm --set ...value=100` renders) is refused on every write path as the
+  typed decoding of the real server refuses it (`check_field_types`: 400 on create and
+  update, 422 on patches, 500 on server-side apply); other fields' types are not checked.
 
 Not implemented: defaulting, validation and admission beyond those (other objects are
 stored as sent),
@@ -83,7 +87,9 @@ from __future__ import annotations
 import base64
 import collections
 import copy
+import decimal
 import hashlib
+import ipaddress
 import json
 import queue
 import re
@@ -1261,10 +1267,14 @@ class ManagedFields:
                 k: v for k, v in (result.get("metadata") or {}).items()
                 if k in ("labels", "annotations", "ownerReferences", "finalizers")}}
         previous = self.entries.get(me, ("", "", set()))[2]
+        # A list element no one else owns anything of goes whole, before any of its fields
+        # (its key fields among them: without them it could not be found).
+        gone = [p[:-1] for p in previous - set(config)
+                if p[-1] == ELEMENT and not self.owns_under(p[:-1], skip=me)]
+        for element in sorted(gone, key=len):
+            _remove_field(result, (*element, ELEMENT), schema)
         for path in sorted(previous - set(config), key=len, reverse=True):
-            if path[-1] != ELEMENT and self.owners(path, skip=me):
-                continue
-            if path[-1] == ELEMENT and self.owns_under(path[:-1], skip=me):
+            if any(path[:len(e)] == e for e in gone) or self.owners(path, skip=me):
                 continue
             _remove_field(result, path, schema)
         changed = {p for p, v in config.items() if current.get(p, object()) != v}
@@ -1696,6 +1706,21 @@ def immutable(path: str, new: Any, old: Any) -> list[FieldError]:
     return [] if new == old else [invalid(path, new, "field is immutable")]
 
 
+def drop_nulls(obj: Any) -> None:
+    """A field sent as null is decoded into the typed object as unset (a nil pointer, slice
+    or map), so it is not stored: `rollingUpdate: null` clears a StatefulSet's rollingUpdate
+    (k8s.io/apimachinery runtime/serializer/json decodes into the Go types; their fields are
+    `omitempty`)."""
+    if isinstance(obj, dict):
+        for key in [k for k, v in obj.items() if v is None]:
+            del obj[key]
+        for v in obj.values():
+            drop_nulls(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            drop_nulls(v)
+
+
 def apply_defaults(kind: str, obj: Obj) -> None:
     """The defaults the update rules below depend on, applied on every create and update
     (the API server defaults each decoded object):
@@ -1839,6 +1864,26 @@ def validate_service(new: Obj, old: Obj | None) -> list[FieldError]:
     return errors
 
 
+# kube-apiserver --service-cluster-ip-range as kubeadm and kind set it; .1 is the
+# `kubernetes` Service's.
+SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
+
+
+def allocate_cluster_ip(store: Store, new: Obj) -> None:
+    """pkg/registry/core/service/storage/alloc.go `allocClusterIPs` (v1.32): a new Service
+    without clusterIP, other than type ExternalName, gets a free address of the service
+    range; "None" (headless) is kept. helm's `--wait` counts a Service without one as not
+    ready (pkg/kube/ready.go `serviceReady`)."""
+    spec = new.setdefault("spec", {})
+    if spec.get("type") == "ExternalName" or spec.get("clusterIP"):
+        return
+    taken = {(s.get("spec") or {}).get("clusterIP") for s in store.list("Service")}
+    hosts = SERVICE_CIDR.hosts()
+    next(hosts)
+    ip = next(str(a) for a in hosts if str(a) not in taken)
+    spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
+
+
 def keep_allocated(kind: str, new: Obj, old: Obj) -> None:
     """`patchAllocatedValues`: an update of a Service without clusterIP keeps the old."""
     if kind != "Service":
@@ -1915,6 +1960,164 @@ def admit_pvc_resize(store: Store, res: Resource, name: str, new: Obj, old: Obj)
                        "dynamically provisioned pvc can be resized and the storageclass that "
                        "provisions the pvc must support resize",
                        {"name": name, "kind": "persistentvolumeclaims"})
+
+
+# -- field types of pod templates ---------------------------------------------------------
+#
+# The real server decodes every write into the typed structs of k8s.io/api, so a JSON
+# number (bool, object, array) where the struct has a string is refused before admission
+# and validation. The stand-in keeps no schemas; it checks the case `helm --set` makes
+# (`--set x.env[0].value=100` renders an integer): `env[].name` and `env[].value` (core/v1
+# EnvVar, both `string`) of the containers and initContainers of a pod or pod template
+# (`check_field_types`). What each write path answers (v1.32):
+#
+# - create and update: handlers/create.go and update.go decode the body; rest.go
+#   `transformDecodeError` makes a decode error a 400 BadRequest `<Kind> in version "<v>"
+#   cannot be handled as a <Kind>: <error>`, the error of the JSON serializer
+#   (k8s.io/apimachinery/pkg/runtime/serializer/json, sigs.k8s.io/json's encoding/json):
+#   `json: cannot unmarshal number into Go struct field EnvVar.spec.template.spec.
+#   containers.env.value of type string` (the first one in the document; the field is the
+#   JSON path without indices; "bool", "object", "array" for those);
+# - JSON patch and merge patch: handlers/patch.go `jsonPatcher.applyPatchToCurrentObject`
+#   decodes the patched document and answers `errors.NewInvalid(schema.GroupKind{}, "",
+#   field.Invalid(field.NewPath("patch"), string(patchedObjJS), err.Error()))`, a 422
+#   Invalid ` "" is invalid: patch: Invalid value: "<patched JSON>": json: cannot unmarshal
+#   ...` (the document as the stand-in renders it, not Go's bytes);
+# - strategic merge patch: patch.go `applyPatchToObject` converts the merged map with
+#   runtime.DefaultUnstructuredConverter (runtime/converter.go `fromUnstructured`: "cannot
+#   convert int64 to string" for an integer, "unrecognized type: string" for a float, bool,
+#   object or array), the same 422 with the patch map printed as Go's `%+v` instead;
+# - server-side apply: k8s.io/apimachinery/pkg/util/managedfields/internal/structuredmerge.go
+#   `Apply` cannot make the typed patch object (sigs.k8s.io/structured-merge-diff/v4
+#   typed/validate.go `validateScalar`: `expected string, got %#v` of the value, all errors
+#   as "errors:\n  <e>\n  <e>") and returns a plain error, which
+#   endpoints/handlers/responsewriters/status.go `ErrorToAPIStatus` makes a 500 without a
+#   reason: `failed to create typed patch object (<ns>/<name>; apps/v1, Kind=StatefulSet):
+#   .spec.template.spec.containers[name="c"].env[name="X"].value: expected string, got
+#   &value.valueUnstructured{Value:100}` (kubernetes/kubernetes#122480, #139253).
+
+POD_SPEC_PATH: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",), **{k: ("spec", "template", "spec") for k in (
+        "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "Job")},
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec")}
+CONTAINER_LISTS = ("initContainers", "containers")  # PodSpec's field order
+ENV_STRINGS = ("name", "value")  # EnvVar's field order
+
+
+def env_type_errors(kind: str, obj: Any, document_order: bool = False
+                    ) -> list[tuple[str, str, Any]]:
+    """The env names and values in `obj`'s containers that are not strings (null is fine:
+    it decodes to ""), as (the field as encoding/json names it, the path as
+    structured-merge-diff names it, the value), in the document's or Go's field order."""
+    spec = obj
+    for key in POD_SPEC_PATH.get(kind, ()):
+        spec = spec.get(key) if isinstance(spec, dict) else None
+    if kind not in POD_SPEC_PATH or not isinstance(spec, dict):
+        return []
+
+    def ordered(d: Obj, keys: tuple[str, ...]) -> list[str]:
+        return [k for k in d if k in keys] if document_order else [k for k in keys if k in d]
+
+    prefix = ".".join(POD_SPEC_PATH[kind])
+    found = []
+    for lst in ordered(spec, CONTAINER_LISTS):
+        for c in spec[lst] if isinstance(spec[lst], list) else []:
+            env = c.get("env") if isinstance(c, dict) else None
+            for e in env if isinstance(env, list) else []:
+                for key in ordered(e, ENV_STRINGS) if isinstance(e, dict) else []:
+                    if e[key] is not None and not isinstance(e[key], str):
+                        found.append((f"{prefix}.{lst}.env.{key}",
+                                      f".{prefix}.{lst}[name={json.dumps(c.get('name'))}]"
+                                      f".env[name={json.dumps(e.get('name'))}].{key}", e[key]))
+    return found
+
+
+def go_format(value: Any, sharp: bool = False) -> str:
+    """Go's `%v` (`%#v` with `sharp`) of decoded JSON: map[string]interface{} (keys sorted),
+    []interface{}, string, int64, float64, bool, nil."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _go_float(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False) if sharp else value
+    if value is None:
+        return "interface {}(nil)" if sharp else "<nil>"
+    if isinstance(value, list):
+        items = [go_format(v, sharp) for v in value]
+        return "[]interface {}{" + ", ".join(items) + "}" if sharp else \
+            "[" + " ".join(items) + "]"
+    if sharp:
+        return "map[string]interface {}{" + ", ".join(
+            f"{json.dumps(k, ensure_ascii=False)}:{go_format(v, True)}"
+            for k, v in sorted(value.items())) + "}"
+    return "map[" + " ".join(f"{k}:{go_format(v)}" for k, v in sorted(value.items())) + "]"
+
+
+def _go_float(x: float) -> str:
+    """strconv.FormatFloat(x, 'g', -1, 64), as `%v` prints a float64: the shortest digits,
+    an exponent when it is below -4 or 6 and above."""
+    if x != x or x in (float("inf"), float("-inf")):
+        return {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[repr(x)]
+    if x == 0:
+        return "0"
+    shortest = decimal.Decimal(repr(abs(x))).normalize().as_tuple()
+    digits = "".join(map(str, shortest.digits))
+    point = len(digits) + int(shortest.exponent)
+    sign, exp = "-" if x < 0 else "", point - 1
+    if exp < -4 or exp >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    whole = digits[:point] + "0" * (point - len(digits))
+    return sign + whole + ("." + digits[point:] if point < len(digits) else "")
+
+
+def _json_type(value: Any) -> str:
+    """encoding/json's name of a JSON value in an UnmarshalTypeError."""
+    return "bool" if isinstance(value, bool) else "number" if isinstance(
+        value, int | float) else "array" if isinstance(value, list) else "object"
+
+
+def patch_invalid(value: str, detail: str) -> ApiError:
+    """`errors.NewInvalid(schema.GroupKind{}, "", field.Invalid(field.NewPath("patch"),
+    value, detail))`: no kind, no name (empty details fields are omitted)."""
+    error = invalid("patch", value, detail)
+    return ApiError(422, "Invalid", f' "" is invalid: {error}', {"causes": [
+        {"reason": error.type, "message": error.body(), "field": error.field}]})
+
+
+def check_field_types(res: Resource, obj: Any, how: str, patch: Any = None) -> None:
+    """Raise what the real server answers for `obj` with env names or values that are not
+    strings (see above): `how` is "decode" (create and update: `obj` is the body), "json"
+    (JSON and merge patch), "strategic" (`obj` merged from `patch`) or "apply" (`obj` is
+    the applied configuration)."""
+    found = env_type_errors(res.kind, obj, document_order=how == "decode")
+    if not found:
+        return
+    field_name, _, value = found[0]
+    decode_error = (f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+                    f"EnvVar.{field_name} of type string")
+    if how == "decode":
+        version = str(obj.get("apiVersion") or res.group_version).rsplit("/", 1)[-1]
+        raise ApiError(400, "BadRequest", f'{obj.get("kind") or res.kind} in version '
+                       f'"{version}" cannot be handled as a {res.kind}: {decode_error}')
+    if how == "json":
+        raise patch_invalid(json.dumps(obj, separators=(",", ":"), ensure_ascii=False),
+                            decode_error)
+    if how == "strategic":
+        raise patch_invalid(go_format(patch), "cannot convert int64 to string" if isinstance(
+            value, int) and not isinstance(value, bool) else "unrecognized type: string")
+    meta = obj.get("metadata") or {}
+    group, _, version = str(obj.get("apiVersion") or res.group_version).rpartition("/")
+    errors = [f"{path}: expected string, got &value.valueUnstructured{{Value:"
+              f"{go_format(v, True)}}}" for _, path, v in found]
+    raise ApiError(500, "", f"failed to create typed patch object ({meta.get('namespace', '')}"
+                   f"/{meta.get('name', '')}; {group}/{version}, Kind={obj.get('kind', '')}): "
+                   + (errors[0] if len(errors) == 1 else "\n  ".join(["errors:", *errors])))
 
 
 # -- HTTP --------------------------------------------------------------------------------
@@ -2231,10 +2434,14 @@ class ApiServer:
             self._watch(h, res, scope_ns, labels, fields, query)
             return 200, None
         if verb == "list":
-            items = self.store.select(res.kind, scope_ns, labels, fields)
+            # The items and the list's resourceVersion are one snapshot: a watch from that
+            # version sees every change after the items (a version read afterwards could
+            # pass a deletion, and `kubectl delete`, which waits on such a watch, hung).
+            with self.store.lock:
+                items = self.store.select(res.kind, scope_ns, labels, fields)
+                version = self.store.version
             return 200, {"kind": f"{res.kind}List", "apiVersion": res.group_version,
-                         "metadata": {"resourceVersion": str(self.store.version)},
-                         "items": items}
+                         "metadata": {"resourceVersion": str(version)}, "items": items}
         assert name is not None or verb in ("create", "deletecollection")
         if verb == "get":
             obj = self._get(res, ns, name or "")
@@ -2255,9 +2462,12 @@ class ApiServer:
         dry_run = query.get("dryRun") == "All"
         if verb == "create":
             assert isinstance(body, dict)
+            check_field_types(res, body, "decode")
             return 201, self._create(res, ns, body, manager, dry_run)
         if verb == "update":
             assert isinstance(body, dict)
+            if sub != "scale":
+                check_field_types(res, body, "decode")
             return 200, self._write(res, ns, name or "", sub, manager, dry_run,
                                     lambda current: self._replaced(current, body, sub))
         # patch
@@ -2340,6 +2550,7 @@ class ApiServer:
     @staticmethod
     def _normalize(res: Resource, obj: Obj) -> None:
         """What the server does to every write of these kinds, whatever the client sent."""
+        drop_nulls(obj)
         apply_defaults(res.kind, obj)
         if res.kind == "Secret":
             string_data = obj.pop("stringData", None) or {}
@@ -2355,6 +2566,8 @@ class ApiServer:
         if old is not None:
             keep_allocated(res.kind, new, old)
             admit_pvc_resize(self.store, res, name, new, old)
+        elif res.kind == "Service":
+            allocate_cluster_ip(self.store, new)
         check = VALIDATORS.get(res.kind)
         errors = check(new, old) if check else []
         if errors:
@@ -2391,6 +2604,8 @@ class ApiServer:
             result["metadata"]["resourceVersion"] = (out.get("metadata") or {}).get(
                 "resourceVersion", current["metadata"]["resourceVersion"])
             return result
+        check_field_types(res, out, "strategic" if content_type.startswith(
+            "application/strategic") else "json", patch)
         return out
 
     def _write(self, res: Resource, ns: str, name: str, sub: str, manager: str,
@@ -2463,6 +2678,7 @@ class ApiServer:
                            "the stand-in applies to the main resource only")
         if not isinstance(body, dict):
             raise BadRequest("the applied configuration is not an object")
+        check_field_types(res, body, "apply")
         body = copy.deepcopy(body)
         meta = body.setdefault("metadata", {})
         if meta.get("name", name) != name:
@@ -2561,7 +2777,9 @@ class ApiServer:
                 fields_match(fields, obj)
 
         if rv_text in ("", "0") or initial:
-            current, q = self.store.watch(res.kind, ns)
+            with self.store.lock:  # the bookmark's version is that of the initial events
+                current, q = self.store.watch(res.kind, ns)
+                version = self.store.version
             replay = [Event("ADDED", o) for o in current if selected(o)]
         else:
             try:
@@ -2587,7 +2805,7 @@ class ApiServer:
             if initial:
                 self._line(h, "BOOKMARK", {
                     "kind": res.kind, "apiVersion": res.group_version,
-                    "metadata": {"resourceVersion": str(self.store.version),
+                    "metadata": {"resourceVersion": str(version),
                                  "annotations": {"k8s.io/initial-events-end": "true"}}})
             deadline = time.monotonic() + timeout_s
             while plan != "close" and not self.closing.is_set() and time.monotonic() < deadline:
@@ -2636,6 +2854,8 @@ class ApiServer:
     def _status_obj(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
         out: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "reason": reason, "message": message, "code": code}
+        if not reason:
+            del out["reason"]  # StatusReasonUnknown is "", omitted (omitempty)
         if details:
             out["details"] = details
         return out

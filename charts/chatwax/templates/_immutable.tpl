@@ -11,10 +11,21 @@ max_file_store grows, the StatefulSet is refused) and the release is marked fail
 renders every template before it applies any object: a `fail` here stops the upgrade
 with nothing changed.
 
+Names are fixed at install too (nameOverride, fullnameOverride: chatwax.baseName and
+chatwax.name in _helpers.tpl). A new object name makes Helm create new StatefulSets, whose
+volume claims are new and empty (the JetStream data and the dataflow's recovery state stay
+in the old claims), and delete the old ones. A new app.kubernetes.io/name changes the
+workloads' spec.selector, which the API server refuses for a StatefulSet
+(`ValidateStatefulSetUpdate`: only replicas, template, updateStrategy and a few others may
+change) and for an apps/v1 Deployment (pkg/registry/apps/deployment/strategy.go
+`ValidateUpdate`, beside `ValidateDeploymentUpdate`): the ConfigMaps and Services are
+changed, the workloads refused, the release failed.
+
 The live objects come from `lookup`, which is empty under `helm template`, a client-side
 `--dry-run` and hence Argo CD (helm.sh/docs/chart_template_guide/functions_and_pipelines
 "Using the lookup function"; helm pkg/engine/lookup_func.go returns an empty map for a
-missing object): there, nothing is checked and the chart renders as before.
+missing object): there, nothing is checked and the chart renders as before. The name check
+lists the namespace's StatefulSets and Deployments, so helm's identity needs `list` on them.
 Upgrade notes: docs/kubernetes.md "Storage values after install".
 */}}
 
@@ -117,4 +128,79 @@ on create), so a re-render with "" sends no change to an immutable field.
 {{- $class = $liveClass -}}
 {{- end -}}
 {{- $class -}}
+{{- end -}}
+
+{{/*
+The name the values give one component's workload: (dict "ctx" $ "component" "nats").
+*/}}
+{{- define "chatwax.componentName" -}}
+{{- include (printf "chatwax.%s.fullname" .component) .ctx -}}
+{{- end -}}
+
+{{/*
+"true" when .ctx (a context with .Values.nameOverride and fullnameOverride, .Chart and
+.Release) gives every workload in .found the name it has.
+*/}}
+{{- define "chatwax.namesAre" -}}
+{{- $ok := true -}}
+{{- range .found -}}
+{{- if ne .name (include "chatwax.componentName" (dict "ctx" $.ctx "component" .component)) -}}
+{{- $ok = false -}}
+{{- end -}}
+{{- end -}}
+{{- if $ok -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+nameOverride and fullnameOverride: the release's installed StatefulSets and Deployments
+(labels app.kubernetes.io/instance=<release>, part-of=chatwax, managed-by=Helm and a
+component) must keep their names and their selector's app.kubernetes.io/name. Only the
+components the values render are compared: one they turn off is deleted, not renamed.
+The message names the value to set back: nameOverride when the label differs (its old
+value is the label), fullnameOverride when the names differ otherwise (the old value is
+the installed name without its component suffix, when that gives every installed name).
+*/}}
+{{- define "chatwax.checkNames" -}}
+{{- $label := include "chatwax.name" . -}}
+{{- $kinds := dict "nats" "StatefulSet" "dataflow" "StatefulSet" "frontend" "Deployment" "llm" "Deployment" -}}
+{{- $rendered := dict "nats" .Values.nats.enabled "dataflow" true "frontend" .Values.frontend.enabled "llm" .Values.llm.local.enabled -}}
+{{- $found := list -}}
+{{- range $kind := list "StatefulSet" "Deployment" -}}
+{{- range (dig "items" list (lookup "apps/v1" $kind $.Release.Namespace "")) -}}
+{{- $l := dig "metadata" "labels" dict . -}}
+{{- $component := get $l "app.kubernetes.io/component" | toString -}}
+{{- if and (eq (get $l "app.kubernetes.io/instance" | toString) $.Release.Name) (eq (get $l "app.kubernetes.io/part-of" | toString) "chatwax") (eq (get $l "app.kubernetes.io/managed-by" | toString) "Helm") (eq (get $kinds $component | toString) $kind) (get $rendered $component) -}}
+{{- $found = append $found (dict "kind" $kind "component" $component "name" (dig "metadata" "name" "" .) "label" (dig "spec" "selector" "matchLabels" "app.kubernetes.io/name" "" . | toString)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $found -}}
+{{- $want := include "chatwax.componentName" (dict "ctx" $ "component" .component) -}}
+{{- if or (ne .name $want) (ne .label $label) -}}
+{{- $values := list -}}
+{{- $keep := list -}}
+{{- $nameOverride := $.Values.nameOverride | default "" -}}
+{{- if ne .label $label -}}
+{{- $values = append $values "nameOverride" -}}
+{{- $keep = append $keep (printf "--set nameOverride=%s" .label) -}}
+{{- $nameOverride = .label -}}
+{{- end -}}
+{{- $old := dict "Values" (dict "nameOverride" $nameOverride "fullnameOverride" ($.Values.fullnameOverride | default "")) "Chart" $.Chart "Release" $.Release -}}
+{{- if not (include "chatwax.namesAre" (dict "ctx" $old "found" $found)) -}}
+{{- $values = append $values "fullnameOverride" -}}
+{{- $base := trimSuffix (printf "-%s" .component) .name -}}
+{{- $_ := set $old.Values "fullnameOverride" $base -}}
+{{- if include "chatwax.namesAre" (dict "ctx" $old "found" $found) -}}
+{{- $keep = append $keep (printf "--set fullnameOverride=%s" $base) -}}
+{{- else -}}
+{{- $keep = append $keep (printf "fullnameOverride as it was at install (the value that gave %s)" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- $why := "Kubernetes refuses any change to a StatefulSet's or Deployment's spec.selector, so the upgrade would half-apply (ConfigMaps and Services changed, the workloads refused, the release failed)." -}}
+{{- if ne .name $want -}}
+{{- $why = "Helm would create new StatefulSets and Deployments under the new names, with new, empty volume claims (the JetStream data and the dataflow's recovery state stay in the old claims), and delete the old ones." -}}
+{{- end -}}
+{{- fail (printf "%s cannot change after install: the installed %s is %s with the selector label app.kubernetes.io/name=%s, the new values make it %s with app.kubernetes.io/name=%s. %s Nothing was applied. Keep %s; a new name means a new release with new, empty volumes (docs/kubernetes.md \"Storage values after install\")." (join " and " $values) .kind .name .label $want $label $why (join " and " $keep)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -14,6 +14,7 @@ import pytest
 from tests.support.apiserver import (
     ApiServer,
     BadRequest,
+    ManagedFields,
     PatchError,
     Store,
     decode_protobuf,
@@ -268,3 +269,25 @@ def test_secret_string_data_is_folded_into_data_and_status_is_the_status_subreso
                                                             "spec": {"replicas": 7}},
                      "application/merge-patch+json")
     assert (got["status"]["replicas"], got["spec"]["replicas"]) == (9, 2)
+
+
+def test_an_env_entry_an_applier_stops_applying_goes_whole() -> None:
+    """A list element only its applier owned is removed with all its fields; removing its
+    key field first (the stand-in once did) left `{"valueFrom": {"fieldRef": {}}}`, which
+    a kubelet cannot run. Seen when helm 4 applied the previous chart's template, which has
+    no CHATWAX_POD_REVISION (tests/cluster/test_real_tools.py)."""
+    def sts(*env: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "web", "namespace": NS},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "c", "image": "i", "env": list(env)}]}}}}
+
+    name = {"name": "A", "value": "1"}
+    revision = {"name": "REV", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.labels['controller-revision-hash']"}}}
+    fields = ManagedFields()
+    live = fields.apply(None, sts(name, revision), "helm", False, "StatefulSet")
+    older = fields.apply(live, sts(name), "helm", False, "StatefulSet")
+    assert older["spec"]["template"]["spec"]["containers"][0]["env"] == [name]
+    again = fields.apply(older, sts(name, revision), "helm", False, "StatefulSet")
+    assert again["spec"]["template"]["spec"]["containers"][0]["env"] == [name, revision]
