@@ -616,6 +616,7 @@ class Kubelet:
         self.image = images
         self.keep = keep
         self.pods: dict[tuple[str, str], PodRunner] = {}
+        self._starting: set[str] = set()  # uids handed to a _start thread, not yet in pods
         self.events: list[tuple[float, str, str, str]] = []
         self._lock = threading.Lock()
         self.store.listeners.append(self._on_event)
@@ -629,17 +630,28 @@ class Kubelet:
         with self._lock:
             runner = self.pods.get(key)
             if runner is None or runner.obj["metadata"]["uid"] != uid:
-                if obj["metadata"].get("deletionTimestamp") or obj.get("status"):
+                # One start per pod: a second event before the first start registered the
+                # runner would set up the same pod twice.
+                if obj["metadata"].get("deletionTimestamp") or obj.get("status") or \
+                        uid in self._starting:
                     return
+                self._starting.add(uid)
                 threading.Thread(target=self._start, args=(key, obj), daemon=True).start()
             elif obj["metadata"].get("deletionTimestamp") and not runner.terminating.is_set():
                 runner.terminating.set()
                 threading.Thread(target=self._stop, args=(key, runner), daemon=True).start()
 
     def _start(self, key: tuple[str, str], obj: Obj) -> None:
-        runner = PodRunner(self, obj)
+        uid = obj["metadata"]["uid"]
+        try:
+            runner = PodRunner(self, obj)
+        except BaseException:
+            with self._lock:
+                self._starting.discard(uid)
+            raise
         with self._lock:
             self.pods[key] = runner
+            self._starting.discard(uid)
         self.events.append((time.time(), "started", key[1], ""))
         now = self.store.get("Pod", *key)
         if now is not None and now["metadata"].get("deletionTimestamp"):

@@ -429,6 +429,11 @@ def test_a_helm_upgrade_of_the_template_restarts_the_cluster_once_with_no_hook(
         real: Real) -> None:
     model = real.model
     jobs = len(model.jobs.runs)
+
+    def debug_lines() -> int:
+        return sum(model.kubelet.log_text(p).count(" DEBUG ") for p in real.pods())
+
+    before = debug_lines()
     began = time.time()
     # recovery.size: the claim grew to 2Gi above, and never shrinks.
     row = real.scenario("helm upgrade dataflow.logLevel (a new pod template)",
@@ -437,6 +442,8 @@ def test_a_helm_upgrade_of_the_template_restarts_the_cluster_once_with_no_hook(
     assert row.outcome == "ok", row
     assert (row.lost, row.cluster_restarts) == (0, 1), row
     assert self_deleted(real, began) == [f"{STS}-0", f"{STS}-1"]
+    # The new setting reached the processes: they log at DEBUG now.
+    assert debug_lines() > before
     # helm waited for its pre-upgrade secret Jobs only: none for the dataflow.
     ran = [job for _, job, _ in model.jobs.runs[jobs:]]
     assert "chatwax-nats-auth-init" in ran and not [j for j in ran if "dataflow" in j], ran
@@ -507,6 +514,7 @@ def test_an_upgrade_that_leaves_the_dataflow_unready_is_not_rolled_back(real: Re
         seen["fix"] = upgrade(*FIXED_ENV)
         return " / ".join(f"{k}: {v}" for k, v in seen.items())
 
+    began = time.time()
     try:
         real.revisions["before bad"] = history(real)[-1]["revision"]
         row = real.scenario(f"helm upgrade {atomic[0]} with a value the dataflow cannot "
@@ -526,6 +534,9 @@ def test_an_upgrade_that_leaves_the_dataflow_unready_is_not_rolled_back(real: Re
     assert running.pod_revisions() == {running.update_revision()}
     assert row.lost == 0 and row.answered == row.sent > 0, row
     assert row.cluster_restarts == 1, row
+    # Each pod deleted itself twice: for the bad template on the watch, and for the fix at
+    # its next start out of the crash loop, before it read its settings.
+    assert self_deleted(real, began) == [f"{STS}-{i}" for i in (0, 0, 1, 1)]
 
 
 def test_helm_rollback_restarts_the_cluster_once_and_runs_no_hook(real: Real) -> None:
