@@ -122,6 +122,16 @@ class Real:
     def users(self) -> Traffic:
         return self.running.users()
 
+    def upgrade(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`helm upgrade` of the release to this chart with the scenario values, then
+        `args`."""
+        return self.tools.helm("upgrade", RELEASE, str(CHART), "-n", NS, *self.values, *args)
+
+    def dataflow_env(self) -> list[dict[str, Any]]:
+        env: list[dict[str, Any]] = self.model.statefulset(DATAFLOW)["spec"]["template"][
+            "spec"]["containers"][0]["env"]
+        return env
+
     def scenario(self, name: str, act: Callable[[], str], settle_s: float = 120) -> Row:
         """Users chat around `act` (Running.measure); the row goes to the table."""
         row = self.running.measure(f"v{self.tools.major}", name, act, STS,
@@ -233,9 +243,7 @@ def test_an_unrelated_helm_upgrade_after_kubectl_scale(real: Real) -> None:
     tools = real.tools
 
     def upgrade(*extra: str) -> Callable[[], str]:
-        return lambda: describe(tools.helm("upgrade", RELEASE, str(CHART), "-n", NS,
-                                           *real.values, "--set", "frontend.replicas=2",
-                                           *extra))
+        return lambda: describe(real.upgrade("--set", "frontend.replicas=2", *extra))
 
     if tools.major == "3":
         row = real.scenario("helm upgrade (frontend.replicas) after kubectl scale", upgrade())
@@ -299,13 +307,17 @@ def max_file_store(model: ClusterModel) -> str:
 def upgrade_with(real: Real, *sets: str) -> Callable[[], str]:
     """`helm upgrade` with the scenario values plus `sets`; how it ended."""
     extra = [a for s in sets for a in ("--set", s)]
-    return lambda: describe(real.tools.helm("upgrade", RELEASE, str(CHART), "-n", NS,
-                                            *real.values, *extra))
+    return lambda: describe(real.upgrade(*extra))
+
+
+def history(real: Real) -> list[dict[str, Any]]:
+    res = real.tools.helm("history", RELEASE, "-n", NS, "-o", "json")
+    assert res.returncode == 0, res.stderr
+    return list(json.loads(res.stdout))
 
 
 def last_status(real: Real) -> str:
-    res = real.tools.helm("history", RELEASE, "-n", NS, "-o", "json")
-    return str(json.loads(res.stdout)[-1]["status"])
+    return str(history(real)[-1]["status"])
 
 
 REFUSED = [
@@ -346,8 +358,7 @@ def test_a_value_that_cannot_change_is_refused_before_anything_is_applied(
     done: list[subprocess.CompletedProcess[str]] = []
 
     def upgrade() -> str:
-        done.append(real.tools.helm("upgrade", RELEASE, str(CHART), "-n", NS, *real.values,
-                                    "--set", value))
+        done.append(real.upgrade("--set", value))
         return describe(done[0])
 
     row = real.scenario(f"helm upgrade --set {value}", upgrade)
@@ -483,12 +494,6 @@ BAD_ENV = ("dataflow.extraEnv[0].name=CHATWAX_POLL_MS", "dataflow.extraEnv[0].va
 FIXED_ENV = ("dataflow.extraEnv[0].name=CHATWAX_POLL_MS", "dataflow.extraEnv[0].value=100")
 
 
-def history(real: Real) -> list[dict[str, Any]]:
-    res = real.tools.helm("history", RELEASE, "-n", NS, "-o", "json")
-    assert res.returncode == 0, res.stderr
-    return list(json.loads(res.stdout))
-
-
 def test_an_upgrade_that_leaves_the_dataflow_unready_is_not_rolled_back(real: Real) -> None:
     tools, model, running = real.tools, real.model, real.running
     atomic = ["--atomic"] if tools.major == "3" else ["--rollback-on-failure"]
@@ -498,10 +503,9 @@ def test_an_upgrade_that_leaves_the_dataflow_unready_is_not_rolled_back(real: Re
 
     def upgrade(*sets: str) -> str:
         extra = [a for s in sets for a in ("--set-string", s)]
-        return describe(tools.helm("upgrade", RELEASE, str(CHART), "-n", NS, *real.values,
-                                   "--set", "dataflow.recovery.size=2Gi",
-                                   "--set", "dataflow.logLevel=DEBUG", *extra,
-                                   *atomic, "--timeout", "120s"))
+        return describe(real.upgrade("--set", "dataflow.recovery.size=2Gi",
+                                     "--set", "dataflow.logLevel=DEBUG", *extra,
+                                     *atomic, "--timeout", "120s"))
 
     def bad_then_fix() -> str:
         good = running.update_revision()
@@ -529,7 +533,7 @@ def test_an_upgrade_that_leaves_the_dataflow_unready_is_not_rolled_back(real: Re
     assert [(st, d) for r, st, d in statuses if r >= bad_rev] == [
         ("superseded", "Upgrade complete"), ("deployed", "Upgrade complete")], statuses
     assert not [d for _, _, d in statuses if "Rollback" in d], statuses
-    env = model.statefulset(DATAFLOW)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = real.dataflow_env()
     assert {"name": "CHATWAX_POLL_MS", "value": "100"} in env
     assert running.pod_revisions() == {running.update_revision()}
     assert row.lost == 0 and row.answered == row.sent > 0, row
@@ -553,7 +557,7 @@ def test_helm_rollback_restarts_the_cluster_once_and_runs_no_hook(real: Real) ->
     assert (row.lost, row.cluster_restarts) == (0, 1), row
     assert self_deleted(real, began) == [f"{STS}-0", f"{STS}-1"]
     assert model.jobs.runs[jobs:] == []
-    env = model.statefulset(DATAFLOW)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = real.dataflow_env()
     assert not [e for e in env if e["name"] == "CHATWAX_POLL_MS"], env
     assert running.pod_revisions() == {running.update_revision()}
     last = history(real)[-1]
@@ -608,7 +612,7 @@ def test_the_pods_of_the_previous_chart(real: Real) -> None:
                         downgrade_then_delete)
     assert row.outcome == "ok / ok", row
     assert self_deleted(real, began) == []
-    env = real.model.statefulset(DATAFLOW)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = real.dataflow_env()
     assert not [e for e in env if e["name"] == "CHATWAX_POD_REVISION"], env
     assert (row.lost, row.cluster_restarts) == (0, 1), row
 
@@ -634,7 +638,7 @@ def test_an_upgrade_from_the_previous_charts_objects_needs_one_pod_delete(real: 
     assert stale[0] and running.update_revision() not in stale[0], stale
     assert self_deleted(real, began) == []
     assert running.pod_revisions() == {running.update_revision()}
-    env = real.model.statefulset(DATAFLOW)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = real.dataflow_env()
     assert [e for e in env if e["name"] == "CHATWAX_POD_REVISION"], env
     assert (row.lost, row.cluster_restarts) == (0, 1), row
     assert last_status(real) == "deployed"

@@ -642,15 +642,20 @@ def _remove_directives(obj: Any) -> tuple[Any, bool]:
     return obj, True
 
 
-def _discard_nulls(value: Any) -> None:
+def drop_nulls(value: Any) -> None:
+    """Remove every null field, in place. A merge patch's null deletes; and a field sent as
+    null is decoded into the typed object as unset (a nil pointer, slice or map), so it is
+    not stored: `rollingUpdate: null` clears a StatefulSet's rollingUpdate
+    (k8s.io/apimachinery runtime/serializer/json decodes into the Go types; their fields
+    are `omitempty`)."""
     if isinstance(value, dict):
         for k in [k for k, v in value.items() if v is None]:
             del value[k]
         for v in value.values():
-            _discard_nulls(v)
+            drop_nulls(v)
     elif isinstance(value, list):
         for v in value:
-            _discard_nulls(v)
+            drop_nulls(v)
 
 
 def _element_kind(*lists: list[Any]) -> str:
@@ -1015,7 +1020,7 @@ def _merge_map(original: Obj | None, patch: Obj, schema: Schema, parallel: bool,
         if k not in original or _kind_of(original[k]) != _kind_of(patch_v):
             if not delete_list:
                 if ignore_unmatched_nulls:
-                    _discard_nulls(patch_v)
+                    drop_nulls(patch_v)
                 value, keep = _remove_directives(patch_v)
                 if keep:
                     original[k] = value
@@ -1704,21 +1709,6 @@ def immutable(path: str, new: Any, old: Any) -> list[FieldError]:
     """pkg/apis/core/validation `ValidateImmutableField` (apimachinery's
     ValidateImmutableField): "field is immutable"."""
     return [] if new == old else [invalid(path, new, "field is immutable")]
-
-
-def drop_nulls(obj: Any) -> None:
-    """A field sent as null is decoded into the typed object as unset (a nil pointer, slice
-    or map), so it is not stored: `rollingUpdate: null` clears a StatefulSet's rollingUpdate
-    (k8s.io/apimachinery runtime/serializer/json decodes into the Go types; their fields are
-    `omitempty`)."""
-    if isinstance(obj, dict):
-        for key in [k for k, v in obj.items() if v is None]:
-            del obj[key]
-        for v in obj.values():
-            drop_nulls(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            drop_nulls(v)
 
 
 def apply_defaults(kind: str, obj: Obj) -> None:

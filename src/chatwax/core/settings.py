@@ -373,6 +373,20 @@ class Settings(BaseSettings):
                 found[name] = raw if info.annotation in (str, str | None) else raw.strip()
         return cls(**found)
 
+    @classmethod
+    def one_from_env(cls, name: str, environ: Mapping[str, str]) -> Any:
+        """One setting as `from_env` reads it, or its default when it is unset or malformed:
+        for work done before the whole configuration is checked (which then names what is
+        wrong)."""
+        info = cls.model_fields[name]
+        var = variable(info)
+        if var in environ:
+            try:
+                return getattr(cls.from_env({var: environ[var]}), name)
+            except ConfigError:
+                pass
+        return info.default
+
     @property
     def summary_tokens(self) -> int:
         """A summary's length at most: CHATWAX_SUMMARY_MAX_TOKENS, but never more than the

@@ -88,10 +88,7 @@ def replace_if_stale(env: Mapping[str, str]) -> bool:
     from chatwax.core.errors import ConfigError
     from chatwax.kube.api import connect
 
-    try:
-        timeout_s = float(env.get("CHATWAX_K8S_API_TIMEOUT") or 5.0)
-    except ValueError:
-        timeout_s = 5.0  # the settings, read next, say what is wrong with it
+    timeout_s = float(Settings.one_from_env("k8s_api_timeout_s", env))
     try:
         api_client = connect()
         sts = k8s.read_statefulset(k8s.apps_api(api_client), target, timeout_s=timeout_s)

@@ -101,3 +101,16 @@ def test_a_summary_never_outgrows_the_room_the_budget_leaves_it() -> None:
     assert Settings(history_token_budget=4000).summary_tokens == 256
     small = Settings(history_token_budget=300, summary_trigger=0.75, summary_keep=0.5)
     assert small.summary_tokens == 75  # 300 * (1 - 0.75)
+
+
+def test_one_setting_before_the_rest_is_checked() -> None:
+    """What a pod reads before its whole configuration (chatwax.dataflow.process
+    `replace_if_stale`): the value as from_env reads it, else the declared default."""
+    read = Settings.one_from_env
+    assert read("k8s_api_timeout_s", {}) == 5.0
+    assert read("k8s_api_timeout_s", {"CHATWAX_K8S_API_TIMEOUT": " 2.5 "}) == 2.5
+    for bad in ("soon", "-1"):
+        assert read("k8s_api_timeout_s", {"CHATWAX_K8S_API_TIMEOUT": bad}) == 5.0
+    # Another setting's bad value does not matter here.
+    assert read("k8s_api_timeout_s", {"CHATWAX_K8S_API_TIMEOUT": "3",
+                                      "CHATWAX_K8S_API_WAIT": "x"}) == 3.0
