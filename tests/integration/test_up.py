@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.support.procs import children_of, free_port, wait_http
+from tests.support.procs import children_of, free_port, free_port_run, wait_http
 from tests.support.up import CHATWAX, Up
 from tests.support.waiting import wait_until
 
@@ -86,6 +87,32 @@ def test_ask_fails_plainly_when_nothing_runs() -> None:
                          capture_output=True, text=True, timeout=30)
     assert res.returncode != 0
     assert "cannot reach NATS" in res.stderr
+
+
+def test_up_refuses_a_busy_port_and_overlapping_ports_before_starting_anything(
+        tmp_path: Path) -> None:
+    """Each listener's port is checked first: a port another program holds, and one port
+    given to two of the stack's listeners (process i listens on base + i), are refused
+    with exit code 1 and their names, and no child starts (no data directory)."""
+    nats, cluster = free_port(), free_port_run(2)
+
+    def up_with(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CHATWAX, "up", "--no-ui", "--llm", "http://127.0.0.1:9/v1",
+             "--data-dir", str(tmp_path / "data"), "--nats-port", str(nats),
+             "--nats-monitor-port", str(free_port()), "--cluster-port", str(cluster),
+             "--metrics-port", str(free_port_run(2)), *flags],
+            capture_output=True, text=True, timeout=60)
+
+    with socket.create_server(("127.0.0.1", nats)):
+        busy = up_with("--health-port", str(free_port_run(2)))
+    assert busy.returncode == 1, busy.stderr
+    assert f"ports already in use: NATS ({nats})" in busy.stderr
+    overlap = up_with("--health-port", str(cluster + 1))
+    assert overlap.returncode == 1, overlap.stderr
+    assert (f"one port for two listeners: {cluster + 1} (bytewax process 1 and health 0)"
+            in overlap.stderr)
+    assert not (tmp_path / "data").exists()
 
 
 def test_children_do_not_outlive_a_killed_up(up: Any) -> None:

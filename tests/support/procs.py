@@ -7,6 +7,7 @@ import contextlib
 import random
 import signal
 import subprocess
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,24 +22,27 @@ from chatwax.dev.stack import Stack
 # a port from `bind(0)` (in that range) could. Random, so parallel tests rarely meet.
 _SERVER_PORTS = range(20000, 32700)
 _pick = random.Random()
+# Ports handed out lately. A port is free until its server binds it, so without this
+# one test could hand the same port to two servers (a clean-clone run gave a dataflow
+# process's cluster port to a health endpoint).
+_handed_out: deque[int] = deque(maxlen=4000)
 
 
 def free_port() -> int:
-    for _ in range(200):
-        port = _pick.choice(_SERVER_PORTS)
-        if port_free(port):
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
+    return free_port_run(1)
 
 
 def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free ports (chatwax up uses base + i)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count < _SERVER_PORTS.stop and all(port_free(base + i)
-                                                     for i in range(count)):
+    """The first of `count` consecutive free ports (chatwax up uses base + i), none of
+    them handed out lately."""
+    for _ in range(400):
+        base = _pick.choice(_SERVER_PORTS)
+        run = range(base, base + count)
+        if run.stop <= _SERVER_PORTS.stop and all(
+                p not in _handed_out and port_free(p) for p in run):
+            _handed_out.extend(run)
             return base
-    raise RuntimeError("no run of free ports found")
+    raise RuntimeError("no run of free ports found below the ephemeral range")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -68,6 +68,16 @@ def stack_ports(opts: StackOptions, local_model: bool) -> list[tuple[str, int]]:
     return ports
 
 
+def port_clashes(ports: list[tuple[str, int]]) -> list[str]:
+    """Ports given to more than one listener: the second would fail to bind, and a
+    dataflow process restarting on it would hide why."""
+    owners: dict[int, list[str]] = {}
+    for name, port in ports:
+        owners.setdefault(port, []).append(name)
+    return [f"{port} ({' and '.join(names)})" for port, names in owners.items()
+            if len(names) > 1]
+
+
 class Stack:
     def __init__(self, opts: StackOptions) -> None:
         self.opts = opts
@@ -116,9 +126,12 @@ class Stack:
                 for i in range(self.opts.processes)]
 
     def check_ports(self) -> None:
-        busy = [f"{name} ({port})" for name, port in stack_ports(self.opts,
-                                                                  self.llm.kind == "local")
-                if not port_free(port)]
+        ports = stack_ports(self.opts, self.llm.kind == "local")
+        if clashes := port_clashes(ports):
+            raise ConfigError(f"one port for two listeners: {'; '.join(clashes)}. Process "
+                              "i of the dataflow listens on each --*-port base + i; choose "
+                              "ports that do not overlap.")
+        busy = [f"{name} ({port})" for name, port in ports if not port_free(port)]
         if busy:
             raise ConfigError(f"ports already in use: {', '.join(busy)}; is another "
                               "chatwax running? Choose others with the --*-port flags.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chatwax.dev.options import StackOptions
-from chatwax.dev.stack import dataflow_env, stack_ports
+from chatwax.dev.stack import dataflow_env, port_clashes, stack_ports
 
 
 def test_every_port_the_stack_listens_on_is_checked() -> None:
@@ -33,3 +33,11 @@ def test_each_dataflow_process_finds_its_peers_and_its_ports(tmp_path: Path) -> 
         "CHATWAX_HEALTH_HOST": "127.0.0.1",
         "BYTEWAX_RECOVERY_DIRECTORY": str((tmp_path / "recovery").resolve()),
         "BYTEWAX_SNAPSHOT_INTERVAL": "7", "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0"}
+
+
+def test_a_port_given_to_two_listeners_is_named_with_both() -> None:
+    opts = StackOptions(processes=2, cluster_port=5000, metrics_port=5001, health_port=6000,
+                        ui_port=6001)
+    assert port_clashes(stack_ports(opts, local_model=False)) == [
+        "5001 (bytewax process 1 and metrics 0)", "6001 (health 1 and frontend)"]
+    assert port_clashes(stack_ports(StackOptions(processes=3), local_model=True)) == []
