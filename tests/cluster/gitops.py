@@ -249,7 +249,8 @@ class MissingControllers(Loop):
     helm's legacy wait looks up: pkg/kube/ready.go `IsReady` -> deployment/util
     `GetNewReplicaSet`, a ReplicaSet the Deployment controls whose template equals the
     Deployment's but for that label), an ingress controller (its address in
-    status.loadBalancer), and a provisioner binding each claim. Without them Argo's health
+    status.loadBalancer), and a provisioner binding each claim (in the default
+    StorageClass, if there is one, for a claim that names none). Without them Argo's health
     checks and helm's or Flux's wait would wait for ever; with them they pass the moment the
     object exists, so these kinds prove nothing about timing. `kinds` picks which run."""
 
@@ -265,6 +266,8 @@ class MissingControllers(Loop):
                  "PersistentVolumeClaim": self._claim}
         for kind in self.kinds:
             for obj in self.store.list(kind, self.namespace):
+                if kind == "PersistentVolumeClaim":
+                    obj = self._default_class(obj)
                 status = wants[kind](obj)
                 if obj.get("status") != status:
                     self.store.update(kind, self.namespace, obj["metadata"]["name"],
@@ -326,6 +329,24 @@ class MissingControllers(Loop):
     @staticmethod
     def _ingress(obj: Obj) -> Obj:
         return {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
+
+    def _default_class(self, claim: Obj) -> Obj:
+        """A claim without a class gets the default StorageClass, if there is one, before it
+        binds: the PV controller's retroactive assignment (pkg/controller/volume/
+        persistentvolume/pv_controller.go `assignDefaultStorageClass`, GA in 1.28; the
+        DefaultStorageClass admission plugin does the same at create)."""
+        if claim["spec"].get("storageClassName") or claim.get("status", {}).get("phase"):
+            return claim
+        default = [c["metadata"]["name"] for c in self.store.list("StorageClass", "")
+                   if (c["metadata"].get("annotations") or {}).get(
+                       "storageclass.kubernetes.io/is-default-class") == "true"]
+        if not default:
+            return claim
+
+        def assign(o: Obj) -> None:
+            o["spec"]["storageClassName"] = default[0]
+        return self.store.update("PersistentVolumeClaim", self.namespace,
+                                 claim["metadata"]["name"], assign)
 
     @staticmethod
     def _claim(obj: Obj) -> Obj:

@@ -154,8 +154,8 @@ def test_an_export_cut_off_by_nats_leaves_no_file(tmp_path: Path) -> None:
     with nats_server(tmp_path / "nats") as server:
         seed_transcripts(server.url, conversations=3000, turns=2)
         out = tmp_path / "out.jsonl"
-        proc = subprocess.Popen([*CHATWAX, "export", str(out)], env=env_for(server.url),
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([*CHATWAX, "export", "--timeout", "2", str(out)],
+                                env=env_for(server.url), stderr=subprocess.PIPE, text=True)
         partial = tmp_path / "out.jsonl.partial"
         wait_until(lambda: partial.exists() and partial.stat().st_size > 0, 30, "writing")
         assert server.proc is not None
@@ -165,7 +165,7 @@ def test_an_export_cut_off_by_nats_leaves_no_file(tmp_path: Path) -> None:
         finally:
             os.kill(server.proc.pid, signal.SIGCONT)
     assert proc.returncode == 3, err
-    assert "nothing written" in err
+    assert "stopped sending" in err and "for 2s; nothing written" in err, err
     assert not out.exists() and not partial.exists()
 
 

@@ -21,7 +21,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     umask = os.umask(0o077)
     try:
         return asyncio.run(run_export(settings, Path(args.out), args.format, args.since,
-                                      args.until, args.user, args.min_turns, args.scrub_pii))
+                                      args.until, args.user, args.min_turns, args.scrub_pii,
+                                      args.timeout))
     finally:
         os.umask(umask)
 
@@ -51,6 +52,9 @@ def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                      help="leave out conversations with fewer turns in the window (default 1)")
     exp.add_argument("--scrub-pii", action="store_true",
                      help="replace e-mail addresses and phone numbers with [email] and [phone]")
+    exp.add_argument("--timeout", type=float, default=10.0,
+                     help="seconds NATS may leave a request unanswered before the export "
+                     "gives up, writing nothing (default 10)")
     exp.add_argument("out", help="the file to write")
     exp.set_defaults(func=cmd_export)
 

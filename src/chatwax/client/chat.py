@@ -85,13 +85,19 @@ class ChatClient:
             raise NatsUnavailable(f"cannot reach NATS at {settings.nats_url} ({why})") from exc
         return cls(nc, settings.max_prompt_chars)
 
-    async def close(self) -> None:
-        """Drain (deliver what is pending), or just close a connection that cannot drain."""
+    async def close(self, drain: bool = True) -> None:
+        """Drain (deliver what is pending), or just close a connection that cannot drain
+        (or, `drain=False`, one whose server stopped answering). Safe to call again."""
+        if self.nc.is_closed:
+            return
         try:
-            await self.nc.drain()
+            if drain:
+                await self.nc.drain()
+                return
         except (NatsError, TimeoutError):
-            with contextlib.suppress(NatsError):
-                await self.nc.close()
+            pass
+        with contextlib.suppress(NatsError):
+            await self.nc.close()
 
     async def partitions(self) -> int:
         """The prompt partition count, read once from the stream's metadata."""

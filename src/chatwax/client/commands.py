@@ -34,7 +34,8 @@ def selection(since: str | None, until: str | None, user: str | None, min_turns:
 
 
 async def run_export(settings: Settings, out: Path, fmt: Format, since: str | None,
-                     until: str | None, user: str | None, min_turns: int, scrub: bool) -> int:
+                     until: str | None, user: str | None, min_turns: int, scrub: bool,
+                     timeout: float = 10.0) -> int:
     try:
         chosen = selection(since, until, user, min_turns, time.time())
         if user is not None:
@@ -49,8 +50,11 @@ async def run_export(settings: Settings, out: Path, fmt: Format, since: str | No
         return _fail(Exit.NATS_UNREACHABLE, exc.message)
     started = time.monotonic()
     try:
-        report = await export(client.nc, out, fmt, chosen, settings.system_prompt, scrub)
+        report = await export(client.nc, out, fmt, chosen, settings.system_prompt, scrub,
+                              timeout)
     except NatsUnavailable as exc:
+        # A server that stopped answering would not answer a drain either.
+        await client.close(drain=False)
         return _fail(Exit.NATS_UNREACHABLE, f"{exc.message}; nothing written to {out}")
     except OSError as exc:
         return _fail(Exit.OUTPUT_UNWRITABLE,

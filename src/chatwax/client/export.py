@@ -43,15 +43,16 @@ def partial_path(out: Path) -> Path:
 
 
 async def export(nc: NATS, out: Path, fmt: Format, selection: Selection, system_prompt: str,
-                 scrub: bool) -> ExportReport:
-    """Write the selected conversations to `out`; on any failure nothing is at `out`."""
+                 scrub: bool, timeout: float = 10.0) -> ExportReport:
+    """Write the selected conversations to `out`; on any failure nothing is at `out`.
+    `timeout`: seconds NATS may leave a request unanswered before the export gives up."""
     partial = partial_path(out)
     report = ExportReport()
     turns = (wire.user_transcripts_filter(selection.user) if selection.user
              else f"{wire.TRANSCRIPTS_PREFIX}.*.*")
     try:
         with partial.open("w", encoding="utf-8") as f:
-            async for records in _conversations(nc, turns, fmt, selection):
+            async for records in _conversations(nc, turns, fmt, selection, timeout):
                 report.records += len(records)
                 if not records:
                     continue
@@ -73,16 +74,17 @@ async def export(nc: NATS, out: Path, fmt: Format, selection: Selection, system_
     return report
 
 
-async def _conversations(nc: NATS, turns: str, fmt: Format, selection: Selection
-                         ) -> AsyncIterator[list[Transcript]]:
+async def _conversations(nc: NATS, turns: str, fmt: Format, selection: Selection,
+                         timeout: float) -> AsyncIterator[list[Transcript]]:
     """Each conversation's records, in the order of the subject list, with up to `WINDOW`
     conversations read at once (round trips overlap; memory holds `WINDOW` of them)."""
     window: collections.deque[asyncio.Task[list[Transcript]]] = collections.deque()
     try:
         # Turn subjects only (`<user>.<conversation>`); a conversation's summaries sit on
         # `<user>.<conversation>.summary` and only the raw format wants them.
-        async for subject, _count in subjects(nc, turns):
-            window.append(asyncio.create_task(_conversation(nc, subject, fmt, selection)))
+        async for subject, _count in subjects(nc, turns, timeout=timeout):
+            window.append(asyncio.create_task(
+                _conversation(nc, subject, fmt, selection, timeout)))
             if len(window) >= WINDOW:
                 yield await window.popleft()
         while window:
@@ -93,17 +95,19 @@ async def _conversations(nc: NATS, turns: str, fmt: Format, selection: Selection
         await asyncio.gather(*window, return_exceptions=True)
 
 
-async def _conversation(nc: NATS, subject: str, fmt: Format, selection: Selection
-                        ) -> list[Transcript]:
+async def _conversation(nc: NATS, subject: str, fmt: Format, selection: Selection,
+                        timeout: float) -> list[Transcript]:
     records: list[Transcript] = []
     for each in (subject, f"{subject}.summary") if fmt == "jsonl" else (subject,):
-        records += await _read(nc, each, selection)
+        records += await _read(nc, each, selection, timeout)
     return records
 
 
-async def _read(nc: NATS, subject: str, selection: Selection) -> list[Transcript]:
+async def _read(nc: NATS, subject: str, selection: Selection, timeout: float
+                ) -> list[Transcript]:
     out: list[Transcript] = []
-    async with contextlib.aclosing(read_subject(nc, subject, since=selection.since)) as stored:
+    async with contextlib.aclosing(read_subject(nc, subject, since=selection.since,
+                                                timeout=timeout)) as stored:
         async for record in stored:
             if not selection.keeps(record.stored_at):
                 break  # stored in time order: the rest is later still
