@@ -72,6 +72,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -82,7 +83,7 @@ from typing import Any
 import yaml
 
 from tests.cluster.controllers import Loop
-from tests.support.apiserver import Obj, Store
+from tests.support.apiserver import Obj, Store, default_class
 
 ARGO_HOOK = "argocd.argoproj.io/hook"
 ARGO_DELETE = "argocd.argoproj.io/hook-delete-policy"
@@ -337,14 +338,11 @@ class MissingControllers(Loop):
         DefaultStorageClass admission plugin does the same at create)."""
         if claim["spec"].get("storageClassName") or claim.get("status", {}).get("phase"):
             return claim
-        default = [c["metadata"]["name"] for c in self.store.list("StorageClass", "")
-                   if (c["metadata"].get("annotations") or {}).get(
-                       "storageclass.kubernetes.io/is-default-class") == "true"]
-        if not default:
+        if (default := default_class(self.store)) is None:
             return claim
 
         def assign(o: Obj) -> None:
-            o["spec"]["storageClassName"] = default[0]
+            o["spec"]["storageClassName"] = default
         return self.store.update("PersistentVolumeClaim", self.namespace,
                                  claim["metadata"]["name"], assign)
 
@@ -394,11 +392,16 @@ def checked(res: subprocess.CompletedProcess[str]) -> str:
 
 
 def describe(res: subprocess.CompletedProcess[str]) -> str:
-    """"ok", or "failed: " and the last error line."""
+    """How a helm or kubectl command ended, for the tables: "ok"; "refused by the chart: "
+    and the first clause of the chart's own message (a `fail` while rendering); or
+    "failed: " and the gist of the last error line."""
     if res.returncode == 0:
         return "ok"
-    lines = res.stderr.strip().splitlines() or ["(no output)"]
-    return "failed: " + lines[-1][:300]
+    last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+    if chart := re.search(r"execution error at \(.*?\): (.*?)(?::|$)", last):
+        return "refused by the chart: " + chart.group(1)
+    gist = last[last.index("Apply failed"):] if "Apply failed" in last else last
+    return "failed: " + gist[:300]
 
 
 # -- Argo CD --------------------------------------------------------------------------------

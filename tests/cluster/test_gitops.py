@@ -455,6 +455,46 @@ class TestFlux:
         assert (row.replicas_before, row.replicas_after) == (2, 2)
         assert (row.lost, row.cluster_restarts) == (0, 1), row
 
+    def test_flux_reconcile_of_a_storage_value_is_refused_before_anything_is_applied(
+            self, flux: Scene) -> None:
+        """helm-controller renders with a client of the cluster, so the chart's `lookup`
+        runs (unlike under Argo CD, above): the reconcile fails while rendering, with the
+        chart's message; nothing is written, the release stays deployed at its revision,
+        and nothing is rolled back (no remediation by default)."""
+        s = flux
+        store, ns = s.model.store, s.namespace
+        nats = store.get("StatefulSet", ns, f"{APP}-nats")
+        assert nats is not None
+        logged = len(s.model.apiserver.log)
+        values = [*s.values, "--set", "dataflow.image.tag=0.9.9-gitops",
+                  "--set", "nats.jetstream.storageSize=2Gi"]
+        done: list[str] = []
+
+        def reconcile() -> str:
+            res = flux_reconcile(s.cli, APP, ns, CHART, values)
+            done.append(res.stderr)
+            return describe(res)
+
+        row = s.scenario("reconcile: upgrade of nats.jetstream.storageSize 1Gi -> 2Gi",
+                         reconcile)
+        assert row.outcome == ("refused by the chart: nats.jetstream.storageSize cannot "
+                               "change after install"), row
+        assert ("nats.jetstream.storageSize cannot change after install: the StatefulSet "
+                "chatwax-nats has volumes of 1Gi, the new value is 2Gi") in done[0], done[0]
+        writes = [(r.method, r.path) for r in s.model.apiserver.log[logged:]
+                  if r.method in ("POST", "PUT", "PATCH", "DELETE")]
+        assert writes == [], writes
+        config = store.get("ConfigMap", ns, f"{APP}-nats-config")
+        assert config is not None and "max_file_store: 1Gi" in config["data"]["nats.conf"]
+        after = store.get("StatefulSet", ns, f"{APP}-nats")
+        assert after is not None
+        assert after["metadata"]["resourceVersion"] == nats["metadata"]["resourceVersion"]
+        history = json.loads(s.cli.helm("history", APP, "-n", ns, "-o", "json").stdout)
+        assert [(h["revision"], h["status"]) for h in history] == [
+            (1, "superseded"), (2, "deployed")]
+        assert (row.lost, row.cluster_restarts) == (0, 0), row
+        assert row.answered == row.sent > 0, row
+
 
 def test_write_the_table() -> None:
     """artifacts/cluster/gitops.md: the table docs/kubernetes.md reports."""

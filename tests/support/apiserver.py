@@ -62,6 +62,8 @@ Kubernetes 1.32, unless said otherwise):
   `system:public-info-viewer` roles make them.
 - Namespaces: with `require_namespaces=True` a create in a namespace that does not exist
   is a 404, as the NamespaceLifecycle admission plugin makes it.
+- Admission at create: a Service gets a cluster IP (`allocate_cluster_ip`), a claim that
+  names no StorageClass gets the default one if there is one (`admit_default_class`).
 
 - Defaulting and update validation (`apply_defaults`, VALIDATORS): the upstream rules for
   StatefulSet, Deployment, PersistentVolumeClaim (with the resize admission check),
@@ -75,8 +77,8 @@ Not implemented: defaulting, validation and admission beyond those (other object
 stored as sent),
 protobuf and CBOR (JSON only), tables for `kubectl get` (the client prints lists itself),
 pagination (`limit` is ignored; every list is complete), aggregated discovery, finalizers
-other than foreground deletion's, Service IP allocation, and authentication other than
-bearer tokens.
+other than foreground deletion's, Service IP ranges other than one IPv4 range, and
+authentication other than bearer tokens.
 
 It can serve plain HTTP (unit tests) or HTTPS with its own CA (pods' in-cluster config and
 the binaries' kubeconfig).
@@ -1924,6 +1926,28 @@ def invalid_error(res: Resource, name: str, errors: list[FieldError]) -> ApiErro
                    for e in errors]})
 
 
+def default_class(store: Store) -> str | None:
+    """The default StorageClass; of several, the newest, and of those the first by name
+    (v1.32 `GetDefaultClass` in pkg/volume/util/storageclass.go)."""
+    marked = sorted((c for c in store.list("StorageClass", "")
+                     if (c["metadata"].get("annotations") or {}).get(
+                         "storageclass.kubernetes.io/is-default-class") == "true"),
+                    key=lambda c: c["metadata"]["name"])
+    marked.sort(key=lambda c: c["metadata"].get("creationTimestamp", ""), reverse=True)
+    return marked[0]["metadata"]["name"] if marked else None
+
+
+def admit_default_class(store: Store, new: Obj) -> None:
+    """plugin/pkg/admission/storage/storageclass/setdefault `Admit` (v1.32): a new claim
+    with no storageClassName gets the default class's name; one that names a class, even
+    "", keeps it; with no default class nothing changes."""
+    spec = new.setdefault("spec", {})
+    if "storageClassName" in spec:
+        return
+    if (name := default_class(store)) is not None:
+        spec["storageClassName"] = name
+
+
 def admit_pvc_resize(store: Store, res: Resource, name: str, new: Obj, old: Obj) -> None:
     """plugin/pkg/admission/storage/persistentvolume/resize `Validate` (v1.32): a claim's
     storage may grow only when its StorageClass has allowVolumeExpansion; otherwise a 403
@@ -1940,11 +1964,11 @@ def admit_pvc_resize(store: Store, res: Resource, name: str, new: Obj, old: Obj)
         return
     if (old.get("status") or {}).get("phase") != "Bound":
         return  # validation refuses it (the spec of an unbound claim is immutable)
-    cls_name = (old.get("spec") or {}).get("storageClassName") or next(
-        (c["metadata"]["name"] for c in store.list("StorageClass", "")
-         if (c["metadata"].get("annotations") or {}).get(
-             "storageclass.kubernetes.io/is-default-class") == "true"), None)
-    cls = store.get("StorageClass", "", cls_name) if cls_name else None
+    # `allowResize`: the claim names one class, before and after (no default is looked
+    # up: the DefaultStorageClass admission named it at create, if there was one).
+    cls_name = (old.get("spec") or {}).get("storageClassName") or ""
+    same = cls_name == ((new.get("spec") or {}).get("storageClassName") or "")
+    cls = store.get("StorageClass", "", cls_name) if cls_name and same else None
     if not (cls or {}).get("allowVolumeExpansion"):
         raise ApiError(403, "Forbidden", f'persistentvolumeclaims "{name}" is forbidden: only '
                        "dynamically provisioned pvc can be resized and the storageclass that "
@@ -2558,6 +2582,8 @@ class ApiServer:
             admit_pvc_resize(self.store, res, name, new, old)
         elif res.kind == "Service":
             allocate_cluster_ip(self.store, new)
+        elif res.kind == "PersistentVolumeClaim":
+            admit_default_class(self.store, new)
         check = VALIDATORS.get(res.kind)
         errors = check(new, old) if check else []
         if errors:

@@ -155,6 +155,43 @@ def test_pvc_spec_is_immutable_and_grows_only_bound_with_an_expandable_class(
     assert code == 422 and status["message"].endswith(
         "spec.resources.requests.storage: Forbidden: field can not be less than "
         "status.capacity")
+    # A bound claim without a class may not grow, even with an expandable default class
+    # (`allowResize` looks up no default: admission named it at create, if there was one).
+    server.store.put({**pvc(), "metadata": {"name": "classless", "namespace": NS}})
+    server.store.update("PersistentVolumeClaim", NS, "classless", lambda o: o.__setitem__(
+        "status", {"phase": "Bound", "capacity": {"storage": "1Gi"}}))
+    call(server, "POST", "/apis/storage.k8s.io/v1/storageclasses", {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "x",
+        "allowVolumeExpansion": True, "metadata": {"name": "default", "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true"}}})
+    code, status = call(server, "PATCH", f"{PVCS}/classless", {"spec": {"resources": {
+        "requests": {"storage": "2Gi"}}}}, SMP)
+    assert (code, status["reason"]) == (403, "Forbidden"), status
+
+
+def test_a_new_claim_without_a_class_gets_the_newest_default_class(server: ApiServer) -> None:
+    """The DefaultStorageClass admission plugin: only at create, only for a claim that names
+    no class ("" is a name: no class), the newest of several defaults."""
+    classes = "/apis/storage.k8s.io/v1/storageclasses"
+    assert call(server, "POST", PVCS, pvc())[1]["spec"].get("storageClassName") is None
+    for name in ("old", "new"):
+        call(server, "POST", classes, {
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "x",
+            "metadata": {"name": name, "annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true"}}})
+        server.store.update("StorageClass", "", name, lambda o, n=name: o["metadata"].__setitem__(
+            "creationTimestamp", "2026-01-01T00:00:00Z" if n == "old" else "2026-02-01T00:00:00Z"))
+    for name, cls, want in (("a", None, "new"), ("b", "", ""), ("c", "old", "old")):
+        body = pvc(cls=cls)
+        if cls == "":
+            body["spec"]["storageClassName"] = ""
+        body["metadata"]["name"] = name
+        code, got = call(server, "POST", PVCS, body)
+        assert (code, got["spec"]["storageClassName"]) == (201, want), got
+    # An update is not admitted again: the claim made before any default keeps no class.
+    code, got = call(server, "PATCH", f"{PVCS}/data", {"metadata": {"labels": {"x": "y"}}},
+                     MERGE)
+    assert code == 200 and "storageClassName" not in got["spec"], got
 
 
 def test_service_cluster_ip_may_not_change_once_set(server: ApiServer) -> None:
