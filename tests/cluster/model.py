@@ -117,20 +117,6 @@ class ClusterModel:
         self.store.update("StatefulSet", self.namespace, name,
                           lambda o: o["spec"].__setitem__("replicas", replicas))
 
-    def rollout_restart(self, suffix: str) -> None:
-        """kubectl rollout restart statefulset NAME: the pod template gets the annotation
-        `kubectl.kubernetes.io/restartedAt` (the time), i.e. a new revision; nothing else
-        (kubectl pkg/polymorphichelpers/objectrestarter.go `defaultObjectRestarter`).
-        Under OnDelete the controller replaces no pod for it."""
-        name = self.statefulset(suffix)["metadata"]["name"]
-
-        def annotate(o: Obj) -> None:
-            meta = o["spec"]["template"].setdefault("metadata", {})
-            meta.setdefault("annotations", {})["kubectl.kubernetes.io/restartedAt"] = \
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-        self.store.update("StatefulSet", self.namespace, name, annotate)
-
     def delete_pod(self, name: str) -> None:
         """kubectl delete pod NAME"""
         self.store.request_delete("Pod", self.namespace, name)

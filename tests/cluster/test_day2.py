@@ -210,17 +210,6 @@ def test_helm_upgrade_of_the_image_restarts_the_cluster_once(day2: Day2) -> None
         model.kubelet.log_text("chatwax-dataflow-1")
 
 
-def test_kubectl_rollout_restart_restarts_the_cluster_once(day2: Day2) -> None:
-    """`kubectl rollout restart` only annotates the template (restartedAt): a new revision,
-    which the pods take through the same path as an upgrade's."""
-    model = day2.model
-    began = time.time()
-    row = day2.scenario("kubectl rollout restart",
-                        lambda: model.rollout_restart(DATAFLOW))
-    check(row)
-    assert self_deleted(model, began) == ["chatwax-dataflow-0", "chatwax-dataflow-1"]
-
-
 def test_a_deleted_pod_comes_back_and_the_cluster_re_forms(day2: Day2) -> None:
     model = day2.model
     row = day2.scenario("kubectl delete pod", lambda: model.delete_pod("chatwax-dataflow-1"))

@@ -10,13 +10,14 @@ apply with managed fields, watches by resourceVersion, the scale subresource, ga
 collection). What happens then is the model's: the StatefulSet and Job controllers, DNS
 and the kubelet running the rendered commands (tests/cluster/model.py).
 
-The scenario: `kubectl create namespace`, `helm install` of charts/chatwax with
-ci/kind-values.yaml (the local model swapped for the echo LLM server, which the model can
-run), its pre-install hook Job run by the model's Job controller and watched by helm to
-completion; the pods come up; users chat; `kubectl scale statefulset chatwax-dataflow
---replicas=3`; then `helm upgrade` with the same values and one that does not touch the
-dataflow (`frontend.replicas=2`: only the frontend Deployment and the Ingress's
-sticky-session annotations change).
+The scenario: `kubectl create namespace`, an expandable default StorageClass, `helm install
+--wait` of charts/chatwax with ci/kind-values.yaml (the local model swapped for the echo LLM
+server, which the model can run) and a value the dataflow cannot start with, its
+pre-install hook Job run by the model's Job controller and watched by helm to completion;
+`helm upgrade` without the value, and the pods come up; users chat; `kubectl scale
+statefulset chatwax-dataflow --replicas=3`; then `helm upgrade` with the same values and
+one that does not touch the dataflow (`frontend.replicas=2`: only the frontend Deployment
+and the Ingress's sticky-session annotations change).
 
 What it shows (see docs/kubernetes.md, "A cluster on one machine"):
 - helm 3 computes a three-way strategic merge patch from the previous release's manifest,
@@ -196,7 +197,7 @@ def test_helm_install_waits_for_its_hook_job_and_nats_but_not_the_dataflow(
     """`helm install --wait` with a value no dataflow pod can start with returns
     "deployed": helm waits for the hook Job and the NATS StatefulSet (RollingUpdate), never
     for the OnDelete dataflow (see "helm's wait" below for the upstream code). Users chat
-    from then on; `helm upgrade` with the fixed value brings the pods up once, and every
+    from then on; `helm upgrade` without the value brings the pods up once, and every
     prompt the users got accepted is answered."""
     tools, model, running = real.tools, real.model, real.running
     res = tools.kubectl("create", "namespace", NS)
