@@ -344,7 +344,7 @@ def test_an_unrelated_helm_upgrade_after_kubectl_scale(real: Real) -> None:
 # (max_file_store: 2Gi, beyond the 1Gi volumes), then the API server refused the StatefulSet
 # (422, volumeClaimTemplates are immutable): release "failed", the StatefulSet unchanged,
 # the NATS pods still on the old config until their next restart. dataflow.recovery.size
-# 1Gi -> 2Gi on the model's claim (never bound: the model has no volume binder) was
+# 1Gi -> 2Gi on the model's claim (then never bound: nothing bound it) was
 # refused as "spec is immutable ... for bound claims". Users were answered throughout.
 NATS_STS = f"{RELEASE}-nats"
 RECOVERY = f"{RELEASE}-dataflow-recovery"
