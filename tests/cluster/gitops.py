@@ -391,6 +391,10 @@ def checked(res: subprocess.CompletedProcess[str]) -> str:
     return res.stdout
 
 
+# The request methods that change something in the API server.
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
 def describe(res: subprocess.CompletedProcess[str]) -> str:
     """How a helm or kubectl command ended, for the tables: "ok"; "refused by the chart: "
     and the first clause of the chart's own message (a `fail` while rendering); or

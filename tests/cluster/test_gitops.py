@@ -46,6 +46,7 @@ from tests.chart.conftest import CHART, Chart
 from tests.cluster.controllers import settle
 from tests.cluster.gitops import (
     TRACKING,
+    WRITES,
     ArgoCD,
     Cli,
     MissingControllers,
@@ -482,7 +483,7 @@ class TestFlux:
         assert ("nats.jetstream.storageSize cannot change after install: the StatefulSet "
                 "chatwax-nats has volumes of 1Gi, the new value is 2Gi") in done[0], done[0]
         writes = [(r.method, r.path) for r in s.model.apiserver.log[logged:]
-                  if r.method in ("POST", "PUT", "PATCH", "DELETE")]
+                  if r.method in WRITES]
         assert writes == [], writes
         config = store.get("ConfigMap", ns, f"{APP}-nats-config")
         assert config is not None and "max_file_store: 1Gi" in config["data"]["nats.conf"]

@@ -71,7 +71,7 @@ import pytest
 
 from tests.chart.conftest import CHART, Chart, chart_at
 from tests.cluster.controllers import is_ready, settle
-from tests.cluster.gitops import Cli, MissingControllers, describe
+from tests.cluster.gitops import WRITES, Cli, MissingControllers, describe
 from tests.cluster.model import ClusterModel, Row, Running, running_cluster, write_table
 from tests.cluster.tools import kubectl
 from tests.cluster.traffic import Traffic
@@ -348,7 +348,6 @@ def test_an_unrelated_helm_upgrade_after_kubectl_scale(real: Real) -> None:
 # refused as "spec is immutable ... for bound claims". Users were answered throughout.
 NATS_STS = f"{RELEASE}-nats"
 RECOVERY = f"{RELEASE}-dataflow-recovery"
-WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def max_file_store(model: ClusterModel) -> str:

@@ -90,12 +90,12 @@ class ChatClient:
         (or, `drain=False`, one whose server stopped answering). Safe to call again."""
         if self.nc.is_closed:
             return
-        try:
-            if drain:
+        if drain:
+            try:
                 await self.nc.drain()
                 return
-        except (NatsError, TimeoutError):
-            pass
+            except (NatsError, TimeoutError):
+                pass
         with contextlib.suppress(NatsError):
             await self.nc.close()
 

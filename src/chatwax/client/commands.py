@@ -35,7 +35,7 @@ def selection(since: str | None, until: str | None, user: str | None, min_turns:
 
 async def run_export(settings: Settings, out: Path, fmt: Format, since: str | None,
                      until: str | None, user: str | None, min_turns: int, scrub: bool,
-                     timeout: float = 10.0) -> int:
+                     timeout: float) -> int:
     try:
         chosen = selection(since, until, user, min_turns, time.time())
         if user is not None:

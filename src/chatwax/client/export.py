@@ -43,7 +43,7 @@ def partial_path(out: Path) -> Path:
 
 
 async def export(nc: NATS, out: Path, fmt: Format, selection: Selection, system_prompt: str,
-                 scrub: bool, timeout: float = 10.0) -> ExportReport:
+                 scrub: bool, timeout: float) -> ExportReport:
     """Write the selected conversations to `out`; on any failure nothing is at `out`.
     `timeout`: seconds NATS may leave a request unanswered before the export gives up."""
     partial = partial_path(out)
